@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * common.bpf.h: what every ksight BPF program shares.
+ *
+ *   - the transport: the ks_events ring buffer and ks_stats per-CPU counters,
+ *     and ks_emit(), the only way a record leaves the kernel (it stamps the
+ *     per-CPU sequence number and counts every record the buffer refuses);
+ *   - task readers: identity, pid namespace, credentials (CO-RE throughout);
+ *   - ks_path_walk(): a dentry/mount walk that works from any hook
+ *     (bpf_d_path is restricted to a few LSM/fentry hooks).
+ *
+ * Userspace sizes ks_events and ks_scratch before load.
+ */
+#ifndef KS_COMMON_BPF_H
+#define KS_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+
+/* ---- configuration, written by userspace into .rodata before load ---- */
+
+/* Force a consumer wake-up once this many bytes wait in the ring; below it
+ * records are written with BPF_RB_NO_WAKEUP and userspace polls on a timer.
+ * A wake-up costs ~15 us here, so batching them is most of the exec-path cost. */
+const volatile __u64 ks_cfg_wakeup_bytes = 256 * 1024;
+
+/* ---- maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace */
+} ks_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_cpu_stats);
+} ks_stats SEC(".maps");
+
+/* ---- transport ---- */
+
+/*
+ * Stamp and send one record. The header's ktime and kind are the caller's;
+ * seq, cpu, size and abi are set here. A refused record still consumes a
+ * sequence number, so the gap is visible to consumers, and is counted by kind.
+ */
+static __always_inline void ks_emit(struct ks_event_hdr *hdr, __u32 size)
+{
+	__u32 zero = 0;
+	struct ks_cpu_stats *st = bpf_map_lookup_elem(&ks_stats, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (!st)
+		return;
+	hdr->seq = st->seq++;
+	hdr->cpu = bpf_get_smp_processor_id();
+	hdr->size = size;
+	hdr->abi = KS_ABI_VERSION;
+	if (bpf_ringbuf_query(&ks_events, BPF_RB_AVAIL_DATA) >= ks_cfg_wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&ks_events, hdr, size, flags))
+		st->drops[hdr->kind & (KS_EVENT_KIND_MAX - 1)]++;
+}
+
+/* ---- task readers ---- */
+
+/* Before 4.19 a task's struct pid hung off task->pids[PIDTYPE_PID].pid
+ * (commit 2c4704756cab moved it to task->thread_pid). */
+struct pid_link___ks_old {
+	struct hlist_node node;
+	struct pid *pid;
+};
+struct task_struct___ks_old {
+	struct pid_link___ks_old pids[3];
+};
+
+static __always_inline struct pid *ks_task_pid(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_pid))
+		return BPF_CORE_READ(t, thread_pid);
+	return BPF_CORE_READ((struct task_struct___ks_old *)t, pids[0].pid);
+}
+
+/*
+ * The pid of `t` as seen in its own (deepest) pid namespace, and that
+ * namespace's inode: what `readlink /proc/PID/ns/pid` and `getpid()` inside
+ * a container say. task_active_pid_ns() is pid->numbers[pid->level].ns.
+ */
+static __always_inline __u32 ks_ns_nr(struct task_struct *t, __u32 *ns_ino)
+{
+	struct pid *pid = ks_task_pid(t);
+	unsigned int level;
+	struct upid up;
+
+	if (!pid)
+		return 0;
+	level = BPF_CORE_READ(pid, level);
+	if (bpf_core_read(&up, sizeof(up), &pid->numbers[level & 31]))
+		return 0;
+	if (ns_ino)
+		*ns_ino = BPF_CORE_READ(up.ns, ns.inum);
+	return up.nr;
+}
+
+static __always_inline void ks_fill_task(struct ks_task *out, struct task_struct *t)
+{
+	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+	struct task_struct *parent = BPF_CORE_READ(t, real_parent);
+	const struct cred *cred = BPF_CORE_READ(t, cred);
+
+	out->pid = BPF_CORE_READ(t, tgid);
+	out->tid = BPF_CORE_READ(t, pid);
+	out->ppid = BPF_CORE_READ(parent, tgid);
+	out->start_ns = BPF_CORE_READ(leader, start_time);
+	out->parent_start_ns = BPF_CORE_READ(parent, group_leader, start_time);
+	out->uid = BPF_CORE_READ(cred, uid.val);
+	out->gid = BPF_CORE_READ(cred, gid.val);
+	out->euid = BPF_CORE_READ(cred, euid.val);
+	out->egid = BPF_CORE_READ(cred, egid.val);
+	out->auid = 0xffffffff;
+	if (bpf_core_field_exists(t->loginuid))
+		out->auid = BPF_CORE_READ(t, loginuid.val);
+	out->ns_pid = ks_ns_nr(leader, &out->pidns_ino);
+	out->ns_tid = ks_ns_nr(t, 0);
+	/* every hook using this runs in t's own context */
+	out->cgroup_id = bpf_get_current_cgroup_id();
+	BPF_CORE_READ_STR_INTO(&out->comm, t, comm);
+}
+
+/* ---- path walk ---- */
+
+/*
+ * Append the path of (dentry, vfsmount) to buf, leaf first, one NUL-terminated
+ * component per name, crossing mount points upwards until the root of the
+ * task's mount namespace. The bytes go at buf[base + *lenp ...] and *lenp grows
+ * by what was written; `*truncated` is set when the walk stopped at
+ * KS_PATH_DEPTH or KS_PATH_MAX.
+ *
+ * base, *lenp and *truncated live in map memory, not in registers, on purpose:
+ * the verifier then sees the same unknown-but-bounded offset in every
+ * iteration and after every exit of the loop, so it can prune, instead of
+ * re-verifying everything that follows once per distinct offset range (that
+ * blew the 1M instruction budget). Every write is masked into
+ * [0, KS_DATA_MASK] + KS_NAME_MAX, which the caller's buffer must cover.
+ */
+static __always_inline void ks_path_walk(__u8 *buf, __u16 *basep, __u16 *lenp, __u32 *flags,
+					 __u32 trunc_flag, struct dentry *dentry,
+					 struct vfsmount *vfsmnt)
+{
+	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+
+	*lenp = 0;
+	for (int i = 0; i < KS_PATH_DEPTH; i++) {
+		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+
+		if (dentry == mnt_root || dentry == parent) {
+			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+
+			/* the root of a detached tree, or of the namespace */
+			if (dentry != mnt_root || mnt == mnt_parent)
+				return;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			vfsmnt = (void *)mnt + bpf_core_field_offset(struct mount, mnt);
+			continue;
+		}
+		__u32 len = *lenp;
+		if (len > KS_PATH_MAX - KS_NAME_MAX)
+			break;
+		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+		__u32 off = (__u32)*basep + len;
+		long n = bpf_probe_read_kernel_str(&buf[off & KS_DATA_MASK], KS_NAME_MAX, name);
+		if (n <= 0)
+			break;
+		*lenp = len + n;
+		dentry = parent;
+	}
+	*flags |= trunc_flag;
+}
+
+#endif /* KS_COMMON_BPF_H */

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * events.h: THE contract between ksight's BPF programs and its userspace.
+ *
+ * Only types live here: every record that crosses the ring buffer starts with
+ * struct ks_event_hdr, whose `kind` says which struct follows. Rust never
+ * mirrors these by hand: libbpf-cargo generates them into the skeleton's
+ * `types` module, and crates/ksight-bpf/src/decode.rs is the one place that
+ * turns bytes into a typed Event.
+ *
+ * Rules: fixed-width integers and fixed arrays, largest members first, explicit
+ * padding, no bool/pointers/bitfields, every type named and prefixed `ks_`.
+ * All integers are in host byte order. Times are CLOCK_MONOTONIC nanoseconds
+ * (bpf_ktime_get_ns / task->start_time) unless a name says otherwise.
+ *
+ * Changing a layout means bumping KS_ABI_VERSION and docs/events.md.
+ */
+#ifndef KS_EVENTS_H
+#define KS_EVENTS_H
+
+enum ks_abi {
+	KS_ABI_VERSION = 1,
+};
+
+enum ks_event_kind {
+	KS_EVENT_NONE = 0,
+	KS_EVENT_EXEC = 1,
+	KS_EVENT_FORK = 2,
+	KS_EVENT_EXIT = 3,
+	/* one past the last kind: sizes the per-CPU drop counters */
+	KS_EVENT_KIND_MAX = 4,
+};
+
+/* Bounds of the variable-length exec payload. */
+enum ks_limits {
+	KS_TASK_COMM_LEN = 16,
+	KS_TTY_LEN = 32,
+	/* argv is copied up to cfg argv_max bytes, never more than this */
+	KS_ARGV_MAX = 32768,
+	/* each path (filename, exe, cwd) is cut at this many bytes */
+	KS_PATH_MAX = 4096,
+	/* a path walk follows at most this many components */
+	KS_PATH_DEPTH = 48,
+	/* d_name is at most NAME_MAX (255) bytes + NUL */
+	KS_NAME_MAX = 256,
+	/* the data area: argv, then three paths, each write masked by
+	 * KS_DATA_MASK and followed by at most KS_PATH_MAX bytes */
+	KS_DATA_MASK = 0xffff,
+	KS_EXEC_DATA_SIZE = 0x10000 + 4096,
+};
+
+/* Starts every record. */
+struct ks_event_hdr {
+	__u64 ktime;	/* bpf_ktime_get_ns() when the hook ran */
+	__u64 seq;	/* per-CPU sequence number: a gap is a lost record */
+	__u32 kind;	/* enum ks_event_kind */
+	__u32 size;	/* bytes in this record, header included */
+	__u32 cpu;
+	__u32 abi;	/* KS_ABI_VERSION */
+};
+
+/* Who did it: the task as the kernel saw it when the hook ran. */
+struct ks_task {
+	__u64 start_ns;		/* thread-group leader's task->start_time */
+	__u64 parent_start_ns;	/* real parent's leader start_time */
+	__u64 cgroup_id;	/* cgroup v2 id (== inode of its cgroupfs dir) */
+	__u32 pid;		/* tgid, in the initial pid namespace */
+	__u32 tid;
+	__u32 ppid;		/* real_parent's tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 euid;
+	__u32 egid;
+	__u32 auid;		/* loginuid; 0xffffffff when unset or no audit */
+	__u32 pidns_ino;	/* inode of the task's active pid namespace */
+	__u32 ns_pid;		/* tgid as seen inside that namespace */
+	__u32 ns_tid;
+	__u32 _pad;
+	char comm[KS_TASK_COMM_LEN];
+};
+
+enum ks_exec_flags {
+	KS_EXEC_ARGV_TRUNCATED = 1 << 0,
+	KS_EXEC_ARGV_FAULT = 1 << 1,	/* argv could not be read at all */
+	KS_EXEC_SCRIPT = 1 << 2,	/* a binfmt handler (#!, misc) swapped the file */
+	KS_EXEC_EXE_TRUNCATED = 1 << 3,	/* path walk hit KS_PATH_DEPTH/KS_PATH_MAX */
+	KS_EXEC_CWD_TRUNCATED = 1 << 4,
+	KS_EXEC_INTERP_TRUNCATED = 1 << 5,
+};
+
+/*
+ * A successful execve/execveat. `data` holds, back to back:
+ *   argv      argv_len bytes, NUL-separated as in /proc/pid/cmdline
+ *   filename  filename_len bytes: the path given to execve (not NUL-terminated)
+ *   exe       exe_len bytes: path of the file the kernel opened for `filename`
+ *   interp    interp_len bytes: path of the interpreter that runs (KS_EXEC_SCRIPT only)
+ *   cwd       cwd_len bytes
+ * exe, interp and cwd are written leaf first, one NUL-terminated component each
+ * ("ls\0bin\0usr\0" is /usr/bin/ls): userspace reverses them. A walk that reaches
+ * an unmounted or unreachable root ends without its leading components.
+ */
+struct ks_exec_info {
+	__u32 flags;		/* enum ks_exec_flags */
+	__u32 old_tid;		/* the thread that called exec (it becomes the leader) */
+	__u16 argv_len;
+	__u16 filename_len;
+	__u16 exe_len;
+	__u16 interp_len;
+	__u16 cwd_len;
+	__u16 _pad[3];
+	char tty[KS_TTY_LEN];	/* controlling tty name, "" when none */
+};
+
+struct ks_exec_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	struct ks_exec_info info;
+	__u8 data[KS_EXEC_DATA_SIZE];
+};
+
+enum ks_fork_flags {
+	KS_FORK_THREAD = 1 << 0,	/* CLONE_THREAD: a new thread, not a process */
+};
+
+/* fork/vfork/clone: `task` is the parent (the caller), the rest is the child. */
+struct ks_fork_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 child_start_ns;
+	__u32 child_pid;	/* child's tgid (== parent's for a thread) */
+	__u32 child_tid;
+	__u32 child_pidns_ino;	/* differs from the parent's after CLONE_NEWPID */
+	__u32 child_ns_pid;
+	__u32 child_ns_tid;
+	__u32 flags;		/* enum ks_fork_flags */
+};
+
+enum ks_exit_flags {
+	KS_EXIT_THREAD = 1 << 0,	/* a thread ended, its process lives on */
+};
+
+/* A process ended (its last thread exited), or a thread with threads enabled. */
+struct ks_exit_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 utime_ns;		/* user CPU time of the whole process */
+	__u64 stime_ns;		/* system CPU time of the whole process */
+	__u32 exit_code;	/* raw task->exit_code: wait(2) status layout */
+	__u32 flags;		/* enum ks_exit_flags */
+};
+
+/* Per-CPU counters, one slot per CPU in the ks_stats map. */
+struct ks_cpu_stats {
+	__u64 seq;				/* next sequence number on this CPU */
+	__u64 drops[KS_EVENT_KIND_MAX];		/* records the buffer refused, by kind */
+};
+
+#endif /* KS_EVENTS_H */

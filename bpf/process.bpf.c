@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * process.bpf.c: process lifecycle (fork, exec, exit).
+ *
+ * Each hook comes twice: as tp_btf (5.5+, BTF-typed arguments, cheapest) and
+ * as raw_tp (4.17+, same arguments as a u64 array). Userspace loads one set
+ * and disables the other with set_autoload(false). Both read the task with
+ * BPF_CORE_READ, so the bodies below are shared.
+ *
+ * Only the tracepoint arguments that every kernel since 4.17 has are used:
+ * sched_process_exit gained a `group_dead` argument in 6.x; we do not read it.
+ */
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* ---- configuration ---- */
+
+/* argv bytes copied per exec (userspace clamps it to [64, KS_ARGV_MAX]) */
+const volatile __u32 ks_cfg_argv_max = 16384;
+/* report thread creation and thread exit, not only processes */
+const volatile __u32 ks_cfg_threads = 0;
+
+/* ---- maps ---- */
+
+/* An exec record under construction, and the path walks' cursor (kept in
+ * map memory on purpose: see ks_path_walk). */
+struct ks_exec_scratch {
+	struct ks_exec_event ev;
+	__u16 off;
+	__u16 _pad[3];
+};
+
+/* Exec records (up to ~70 KiB) are built here, one slot per CPU, then copied
+ * into the ring buffer at their real length. A plain array indexed by CPU:
+ * per-CPU array values are capped at 32 KiB. max_entries = possible CPUs,
+ * set by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_exec_scratch);
+} ks_scratch SEC(".maps");
+
+/* Dummy instances so the record types reach BTF and the Rust skeleton. */
+struct ks_fork_event ks_type_fork = {};
+struct ks_exit_event ks_type_exit = {};
+enum ks_event_kind ks_type_kind = KS_EVENT_NONE;
+enum ks_exec_flags ks_type_exec_flags = KS_EXEC_ARGV_TRUNCATED;
+enum ks_fork_flags ks_type_fork_flags = KS_FORK_THREAD;
+enum ks_exit_flags ks_type_exit_flags = KS_EXIT_THREAD;
+enum ks_limits ks_type_limits = KS_ARGV_MAX;
+enum ks_abi ks_type_abi = KS_ABI_VERSION;
+
+/* ---- exec ---- */
+
+static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
+				   struct linux_binprm *bprm)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct ks_exec_scratch *s = bpf_map_lookup_elem(&ks_scratch, &cpu);
+	struct ks_exec_event *e;
+	__u32 off, n;
+	long got;
+
+	if (!s)
+		return 0;
+	e = &s->ev;
+	e->hdr.ktime = bpf_ktime_get_ns();
+	e->hdr.kind = KS_EVENT_EXEC;
+	ks_fill_task(&e->task, task);
+	e->info.flags = 0;
+	e->info.old_tid = old_pid;
+
+	/* argv: the new image's arg pages, already set up at this point */
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	__u32 len = arg_end > arg_start ? arg_end - arg_start : 0;
+	__u32 max = ks_cfg_argv_max;
+
+	if (max > KS_ARGV_MAX)
+		max = KS_ARGV_MAX;
+	if (len > max) {
+		len = max;
+		e->info.flags |= KS_EXEC_ARGV_TRUNCATED;
+	}
+	if (len > KS_ARGV_MAX)
+		len = KS_ARGV_MAX;
+	if (len && bpf_probe_read_user(e->data, len, (void *)arg_start)) {
+		len = 0;
+		e->info.flags |= KS_EXEC_ARGV_FAULT;
+	}
+	e->info.argv_len = len;
+	off = len;
+
+	/* filename as passed to execve (may be relative, or /dev/fd/N) */
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	got = bpf_probe_read_kernel_str(&e->data[off & KS_DATA_MASK], KS_PATH_MAX, filename);
+	n = got > 0 ? got - 1 : 0; /* drop the NUL */
+	e->info.filename_len = n;
+	off += n;
+
+	/* binfmt_script/misc replace bprm->interp; bprm->file is then the
+	 * interpreter and the script itself is `filename` */
+	int script = BPF_CORE_READ(bprm, interp) != filename;
+	struct file *file = BPF_CORE_READ(bprm, file);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+
+	/* the walks find their offsets in s->off (map memory): see ks_path_walk */
+	e->info.exe_len = 0;
+	e->info.interp_len = 0;
+	s->off = e->info.argv_len + e->info.filename_len;
+	if (script) {
+		e->info.flags |= KS_EXEC_SCRIPT;
+		ks_path_walk(e->data, &s->off, &e->info.interp_len, &e->info.flags,
+			     KS_EXEC_INTERP_TRUNCATED, dentry, vfsmnt);
+	} else {
+		ks_path_walk(e->data, &s->off, &e->info.exe_len, &e->info.flags,
+			     KS_EXEC_EXE_TRUNCATED, dentry, vfsmnt);
+	}
+
+	/* cwd */
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	s->off = e->info.argv_len + e->info.filename_len + e->info.exe_len +
+			 e->info.interp_len;
+	ks_path_walk(e->data, &s->off, &e->info.cwd_len, &e->info.flags,
+		     KS_EXEC_CWD_TRUNCATED, BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt));
+
+	/* controlling terminal */
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	e->info.tty[0] = 0;
+	if (tty)
+		bpf_probe_read_kernel_str(e->info.tty, sizeof(e->info.tty), BPF_CORE_READ(tty, name));
+
+	off = e->info.argv_len + e->info.filename_len + e->info.exe_len + e->info.interp_len +
+	      e->info.cwd_len;
+	__u32 size = offsetof(struct ks_exec_event, data) + (off & KS_DATA_MASK);
+	if (size > sizeof(*e))
+		return 0;
+	ks_emit(&e->hdr, size);
+	return 0;
+}
+
+/* sched_process_exec: fires only after the point of no return of a
+ * successful exec (a failed execve never gets here), in the new image's
+ * context. 4.4+ as a tracepoint; paid only by execs. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ks_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(p, old_pid, bprm);
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(ks_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(p, old_pid, bprm);
+}
+
+/* ---- fork ---- */
+
+static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
+{
+	struct ks_fork_event e = {};
+	__u32 child_pid = BPF_CORE_READ(child, tgid);
+	__u32 child_tid = BPF_CORE_READ(child, pid);
+	int thread = child_pid != child_tid;
+
+	if (thread && !ks_cfg_threads)
+		return 0;
+	e.hdr.ktime = bpf_ktime_get_ns();
+	e.hdr.kind = KS_EVENT_FORK;
+	ks_fill_task(&e.task, parent);
+	e.child_pid = child_pid;
+	e.child_tid = child_tid;
+	e.child_start_ns = BPF_CORE_READ(child, group_leader, start_time);
+	e.child_ns_pid = ks_ns_nr(child, &e.child_pidns_ino);
+	e.child_ns_tid = e.child_ns_pid;
+	if (thread) {
+		e.flags |= KS_FORK_THREAD;
+		e.child_ns_pid = e.task.ns_pid;
+	}
+	ks_emit(&e.hdr, sizeof(e));
+	return 0;
+}
+
+/* sched_process_fork: every fork/vfork/clone, in the parent's context, after
+ * copy_process and before the child is first woken, so this record is in the
+ * ring before anything the child does. Paid only by task creation. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ks_fork_btf, struct task_struct *parent, struct task_struct *child)
+{
+	return on_fork(parent, child);
+}
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(ks_fork_raw, struct task_struct *parent, struct task_struct *child)
+{
+	return on_fork(parent, child);
+}
+
+/* ---- exit ---- */
+
+static __always_inline int on_exit(struct task_struct *task)
+{
+	struct ks_exit_event e = {};
+	/* do_exit() decremented signal->live before this tracepoint: zero means
+	 * this is the last thread. Two threads exiting at once may both see zero;
+	 * userspace keeps the first exit of a process. */
+	int last = BPF_CORE_READ(task, signal, live.counter) == 0;
+
+	if (!last && !ks_cfg_threads)
+		return 0;
+	e.hdr.ktime = bpf_ktime_get_ns();
+	e.hdr.kind = KS_EVENT_EXIT;
+	ks_fill_task(&e.task, task);
+	e.exit_code = BPF_CORE_READ(task, exit_code);
+	if (!last)
+		e.flags |= KS_EXIT_THREAD;
+	/* threads already reaped were folded into signal->[us]time; this one
+	 * is folded in later by __exit_signal(), so add it here */
+	e.utime_ns = BPF_CORE_READ(task, signal, utime) + BPF_CORE_READ(task, utime);
+	e.stime_ns = BPF_CORE_READ(task, signal, stime) + BPF_CORE_READ(task, stime);
+	ks_emit(&e.hdr, sizeof(e));
+	return 0;
+}
+
+/* sched_process_exit: once per exiting thread, in its context, after
+ * exit_code is set and before the parent is notified. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ks_exit_btf, struct task_struct *p)
+{
+	return on_exit(p);
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(ks_exit_raw, struct task_struct *p)
+{
+	return on_exit(p);
+}

@@ -1,0 +1,327 @@
+//! Load, configure and attach ksight's BPF programs; read their counters.
+//!
+//! Every attachment is an fd-based BPF link owned by this process: when ksight
+//! exits, however it exits (SIGKILL included), the kernel closes the fds and
+//! detaches and frees every program and map. Nothing is pinned.
+//!
+//! Hook choice is probed, not guessed from the kernel version: `Auto` loads the
+//! tp_btf programs and, if the kernel refuses them, reloads with raw_tp ones.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, RingBuffer, RingBufferBuilder};
+
+use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
+use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
+
+/// Which flavour of tracepoint program to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// tp_btf where the kernel accepts it, else raw_tp.
+    Auto,
+    /// BTF-typed tracepoints (5.5+): cheapest, needs kernel BTF.
+    TpBtf,
+    /// Raw tracepoints (4.17+).
+    RawTp,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Auto => "auto",
+            AttachMode::TpBtf => "tp_btf",
+            AttachMode::RawTp => "raw_tp",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ringbuf_bytes: u32,
+    /// Force a consumer wake-up once this many bytes are waiting.
+    pub wakeup_bytes: u64,
+    /// argv bytes copied per exec, clamped to [64, KS_ARGV_MAX].
+    pub argv_max: u32,
+    /// Report threads (creation and exit), not only processes.
+    pub threads: bool,
+    pub attach: AttachMode,
+    /// BTF of the running kernel, for kernels that do not expose /sys/kernel/btf/vmlinux.
+    pub btf: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ringbuf_bytes: 8 << 20,
+            wakeup_bytes: 256 << 10,
+            argv_max: 16 << 10,
+            threads: false,
+            attach: AttachMode::Auto,
+            btf: None,
+        }
+    }
+}
+
+/// The largest argv ksight can copy (events.h KS_ARGV_MAX).
+pub const ARGV_MAX: u32 = ks_limits::KS_ARGV_MAX.0;
+
+/// Number of record kinds, which sizes the drop counters.
+pub const KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("opening the BPF object: {0}")]
+    Open(#[source] libbpf_rs::Error),
+    #[error("the kernel rejected ksight's {mode} programs: {source}{}", verifier_tail(.log))]
+    Load {
+        mode: AttachMode,
+        #[source]
+        source: libbpf_rs::Error,
+        /// The relevant tail of libbpf's log (the verifier's last words).
+        log: Vec<String>,
+    },
+    #[error("{tp_btf}\nThe raw tracepoint fallback failed too: {raw_tp}")]
+    Both {
+        tp_btf: Box<LoadError>,
+        raw_tp: Box<LoadError>,
+    },
+    #[error("attaching {prog} to tracepoint {target}: {source} (is this tracepoint present on this kernel? `ksight doctor` lists what is)")]
+    Attach {
+        prog: String,
+        target: String,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+fn verifier_tail(log: &[String]) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nlast lines of the libbpf/verifier log:");
+    for l in log {
+        s.push_str("\n  | ");
+        s.push_str(l);
+    }
+    s
+}
+
+/// libbpf's messages, kept so that a load failure can show the verifier log.
+/// libbpf's print callback is a plain fn, hence a global.
+static LIBBPF_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+const LOG_KEEP: usize = 400;
+
+fn libbpf_print(_level: PrintLevel, msg: String) {
+    if std::env::var_os("KSIGHT_LIBBPF_DEBUG").is_some() {
+        eprint!("libbpf: {msg}");
+    }
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        for line in msg.lines() {
+            if log.len() >= LOG_KEEP {
+                log.pop_front();
+            }
+            log.push_back(line.to_string());
+        }
+    }
+}
+
+/// The last lines of the log that explain a load failure: the verifier's
+/// output between libbpf's BEGIN/END PROG LOAD LOG markers, else the last
+/// libbpf messages.
+fn take_log_tail(max: usize) -> Vec<String> {
+    let Ok(mut log) = LIBBPF_LOG.lock() else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = log.drain(..).collect();
+    let end = lines.iter().rposition(|l| l.contains("END PROG LOAD LOG"));
+    let begin = end.and_then(|e| {
+        lines[..e]
+            .iter()
+            .rposition(|l| l.contains("BEGIN PROG LOAD LOG"))
+    });
+    let slice = match (begin, end) {
+        (Some(b), Some(e)) => &lines[b + 1..e],
+        _ => &lines[..],
+    };
+    slice[slice.len().saturating_sub(max)..].to_vec()
+}
+
+/// The loaded, attached programs.
+pub struct Agent {
+    skel: ProcessSkel<'static>,
+    links: Vec<Link>,
+    mode: AttachMode,
+    /// Why `Auto` fell back from tp_btf, if it did.
+    fallback: Option<String>,
+}
+
+impl Agent {
+    /// Load and attach. With `AttachMode::Auto`, a kernel that refuses tp_btf
+    /// programs gets raw_tp ones; the reason is kept in [`Agent::fallback`].
+    pub fn start(cfg: &Config) -> Result<Agent, LoadError> {
+        validate(cfg)?;
+        libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_print)));
+        match cfg.attach {
+            AttachMode::Auto => match Self::start_mode(cfg, AttachMode::TpBtf) {
+                Ok(agent) => Ok(agent),
+                Err(first) => match Self::start_mode(cfg, AttachMode::RawTp) {
+                    Ok(mut agent) => {
+                        agent.fallback = Some(first.to_string());
+                        Ok(agent)
+                    }
+                    Err(second) => Err(LoadError::Both {
+                        tp_btf: Box::new(first),
+                        raw_tp: Box::new(second),
+                    }),
+                },
+            },
+            mode => Self::start_mode(cfg, mode),
+        }
+    }
+
+    fn start_mode(cfg: &Config, mode: AttachMode) -> Result<Agent, LoadError> {
+        take_log_tail(0);
+        // The skeleton borrows its object storage for as long as it lives,
+        // which is as long as the agent: give it a small 'static allocation.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut builder = ProcessSkelBuilder::default();
+        if let Some(btf) = &cfg.btf {
+            builder
+                .obj_builder
+                .btf_custom_path(btf)
+                .map_err(LoadError::Open)?;
+        }
+        let mut open = builder.open(storage).map_err(LoadError::Open)?;
+        configure(&mut open, cfg, mode).map_err(LoadError::Open)?;
+        let skel = open.load().map_err(|source| LoadError::Load {
+            mode,
+            source,
+            log: take_log_tail(30),
+        })?;
+        let mut links = Vec::new();
+        for prog in skel.object().progs_mut() {
+            if !prog.autoload() {
+                continue;
+            }
+            let section = prog.section().to_string_lossy().into_owned();
+            let link = prog.attach().map_err(|source| LoadError::Attach {
+                prog: prog.name().to_string_lossy().into_owned(),
+                target: section
+                    .split_once('/')
+                    .map_or(section.clone(), |(_, t)| t.to_string()),
+                source,
+            })?;
+            links.push(link);
+        }
+        Ok(Agent {
+            skel,
+            links,
+            mode,
+            fallback: None,
+        })
+    }
+
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    pub fn links(&self) -> usize {
+        self.links.len()
+    }
+
+    /// A consumer of the event ring buffer; `cb` sees each record's bytes, in
+    /// ring order, and returns non-zero to stop the current poll.
+    pub fn ring_buffer<'cb>(
+        &'cb self,
+        cb: impl FnMut(&[u8]) -> i32 + 'cb,
+    ) -> libbpf_rs::Result<RingBuffer<'cb>> {
+        let mut b = RingBufferBuilder::new();
+        b.add(&self.skel.maps.ks_events, cb)?;
+        b.build()
+    }
+
+    /// Records the kernel could not deliver so far: per CPU, by kind.
+    pub fn drops(&self) -> libbpf_rs::Result<Vec<[u64; KINDS]>> {
+        let key = 0u32.to_ne_bytes();
+        let per_cpu = self.skel.maps.ks_stats.lookup_percpu(&key, MapFlags::ANY)?;
+        Ok(per_cpu
+            .into_iter()
+            .flatten()
+            .map(|bytes| {
+                let mut st = ks_cpu_stats::default();
+                // a short value cannot happen (the map's value type is ks_cpu_stats); zeros if it did
+                let _ = plain::copy_from_bytes(&mut st, &bytes);
+                st.drops
+            })
+            .collect())
+    }
+
+    /// Kernel ids of the loaded programs and maps, to check that none outlives ksight.
+    pub fn kernel_ids(&self) -> (Vec<u32>, Vec<u32>) {
+        let progs = (self.skel.object().progs())
+            .filter(|p| p.autoload())
+            .filter_map(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok())
+            .collect();
+        let maps = (self.skel.object().maps())
+            .filter_map(|m| m.info().ok().map(|i| i.info.id))
+            .collect();
+        (progs, maps)
+    }
+}
+
+fn validate(cfg: &Config) -> Result<(), LoadError> {
+    let rb = cfg.ringbuf_bytes;
+    if !rb.is_power_of_two() || rb < 4096 {
+        return Err(LoadError::Config(format!(
+            "ring buffer size {rb} must be a power of two of at least 4096 bytes"
+        )));
+    }
+    if !(64..=ARGV_MAX).contains(&cfg.argv_max) {
+        return Err(LoadError::Config(format!(
+            "argv bound {} must be between 64 and {ARGV_MAX} bytes",
+            cfg.argv_max
+        )));
+    }
+    Ok(())
+}
+
+fn configure(
+    open: &mut OpenProcessSkel<'static>,
+    cfg: &Config,
+    mode: AttachMode,
+) -> libbpf_rs::Result<()> {
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("process.bpf.c has const volatile knobs, so .rodata exists");
+    ro.ks_cfg_argv_max = cfg.argv_max;
+    ro.ks_cfg_threads = cfg.threads.into();
+    ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
+    open.maps.ks_events.set_max_entries(cfg.ringbuf_bytes)?;
+    let cpus = libbpf_rs::num_possible_cpus()? as u32;
+    open.maps.ks_scratch.set_max_entries(cpus.max(1))?;
+    let want = match mode {
+        AttachMode::RawTp => "raw_tp/",
+        _ => "tp_btf/",
+    };
+    for mut prog in open.open_object_mut().progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        prog.set_autoload(section.starts_with(want));
+    }
+    Ok(())
+}

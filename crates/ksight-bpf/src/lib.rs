@@ -1,0 +1,19 @@
+//! ksight's kernel boundary: the only crate that needs clang, libbpf, root or `unsafe`.
+//!
+//! - `bpf/*.bpf.c` are compiled into skeletons by build.rs (`skel`);
+//! - [`agent`] loads, configures and attaches them and reads their counters;
+//! - [`decode`] is the one place where ring-buffer bytes become typed records;
+//! - [`wire`] re-exports the generated record types.
+
+pub mod agent;
+pub mod decode;
+pub mod sys;
+pub mod wire;
+
+mod skel {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+}
+
+pub use agent::{Agent, AttachMode, Config, LoadError};
+pub use decode::{decode, DecodeError};

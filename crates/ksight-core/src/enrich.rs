@@ -1,0 +1,454 @@
+//! Enrichment: [`RawEvent`] (what the kernel said) -> [`Event`] (what ksight reports).
+//!
+//! The [`Enricher`] owns the process table and the cgroup resolver. It is fed
+//! every record in ring-buffer order, which is causal order per process (a
+//! child's fork record is written before the child first runs), so the table
+//! always knows a parent before its child's events arrive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cgroup::{container_id, CgroupResolver};
+use crate::event::{
+    signal_name, Ancestor, Child, Detail, Event, ExecDetail, ExitDetail, Process, WallTime,
+};
+use crate::procfs::{ProcFs, ProcInfo};
+use crate::proctable::{Entry, ProcessTable};
+use crate::raw::{RawEvent, RawExec, RawExit, RawFork, TaskFacts};
+use crate::text::Text;
+
+/// Converts kernel clocks. Refresh it periodically: NTP moves the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Clock {
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC, ns.
+    pub wall_minus_mono: i64,
+    /// CLOCK_BOOTTIME - CLOCK_MONOTONIC, ns (time spent suspended).
+    pub boot_minus_mono: i64,
+    /// USER_HZ: the unit of /proc start times.
+    pub clk_tck: u64,
+}
+
+impl Clock {
+    pub fn wall(&self, mono_ns: u64) -> WallTime {
+        WallTime(mono_ns.saturating_add_signed(self.wall_minus_mono))
+    }
+
+    /// A /proc start time (clock ticks of CLOCK_BOOTTIME) as CLOCK_MONOTONIC ns.
+    pub fn ticks_to_mono(&self, ticks: u64) -> u64 {
+        let ns = ticks.saturating_mul(1_000_000_000 / self.clk_tck.max(1));
+        ns.saturating_add_signed(-self.boot_minus_mono)
+    }
+
+    /// Precision of a /proc start time.
+    pub fn tick_ns(&self) -> u64 {
+        1_000_000_000 / self.clk_tck.max(1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    /// How many ancestors an exec carries.
+    pub ancestors: usize,
+    /// How long exited processes stay known (their late children's events need them).
+    pub grace_ns: u64,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            ancestors: 4,
+            grace_ns: 10_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct CgroupInfo {
+    path: Option<Arc<str>>,
+    container: Option<Arc<str>>,
+}
+
+pub struct Enricher {
+    cfg: EnrichConfig,
+    clock: Clock,
+    table: ProcessTable,
+    procfs: ProcFs,
+    cgroups: CgroupResolver,
+    cgroup_cache: HashMap<u64, CgroupInfo>,
+}
+
+impl Enricher {
+    pub fn new(
+        cfg: EnrichConfig,
+        clock: Clock,
+        boot: &str,
+        procfs: ProcFs,
+        cgroups: CgroupResolver,
+    ) -> Self {
+        let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
+        Enricher {
+            cfg,
+            clock,
+            table,
+            procfs,
+            cgroups,
+            cgroup_cache: HashMap::new(),
+        }
+    }
+
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
+    /// Load every process /proc lists. Returns how many were loaded; processes
+    /// that vanish mid-read are skipped.
+    pub fn seed(&mut self) -> std::io::Result<usize> {
+        let infos: Vec<ProcInfo> = (self.procfs.pids()?.into_iter())
+            .filter_map(|pid| self.procfs.read(pid).ok())
+            .collect();
+        for info in &infos {
+            let e = self.entry_from_proc(info);
+            self.table.insert(e);
+        }
+        // parent exec ids, now that every parent is in
+        for info in &infos {
+            let parent = self.table.get_pid(info.ppid).map(|p| p.exec_id.clone());
+            if let Some(e) = self.table.get_pid_mut(info.pid) {
+                e.parent_exec_id = parent;
+            }
+        }
+        Ok(infos.len())
+    }
+
+    fn entry_from_proc(&self, info: &ProcInfo) -> Entry {
+        let start_ns = self.clock.ticks_to_mono(info.start_ticks);
+        let mut e = self.table.bare_entry(info.pid, start_ns, info.ppid);
+        e.precise = false;
+        e.exe = info.exe.as_ref().map(|p| Arc::new(Text::from(p.clone())));
+        e
+    }
+
+    /// The table entry of a task, from /proc when the table has none (a
+    /// process older than ksight that /proc seeding missed) or a bare one.
+    fn entry(&mut self, pid: u32, start_ns: u64, ppid: u32) -> &mut Entry {
+        let procfs = &self.procfs;
+        let clock = self.clock;
+        self.table.get_or_insert_with(pid, start_ns, |t| {
+            let mut e = t.bare_entry(pid, start_ns, ppid);
+            if let Ok(info) = procfs.read(pid) {
+                let seen = clock.ticks_to_mono(info.start_ticks);
+                if seen.abs_diff(start_ns) <= 2 * clock.tick_ns() {
+                    e.exe = info.exe.map(|p| Arc::new(Text::from(p)));
+                }
+            }
+            e
+        })
+    }
+
+    fn cgroup(&mut self, id: u64) -> CgroupInfo {
+        if let Some(c) = self.cgroup_cache.get(&id) {
+            return c.clone();
+        }
+        let path = self.cgroups.path(id);
+        let container = path.as_deref().and_then(container_id).map(Arc::from);
+        let info = CgroupInfo { path, container };
+        if info.path.is_some() {
+            if self.cgroup_cache.len() >= 65_536 {
+                self.cgroup_cache.clear();
+            }
+            self.cgroup_cache.insert(id, info.clone());
+        }
+        info
+    }
+
+    fn process(&mut self, t: &TaskFacts) -> Process {
+        let cg = self.cgroup(t.cgroup_id);
+        let e = self.entry(t.pid, t.start_ns, t.ppid);
+        e.ppid = t.ppid;
+        let (exe, exec_id, parent_exec_id) =
+            (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
+        Process {
+            pid: t.pid,
+            tid: t.tid,
+            ppid: t.ppid,
+            uid: t.uid,
+            gid: t.gid,
+            euid: t.euid,
+            egid: t.egid,
+            auid: t.auid,
+            comm: Text::new(t.comm.as_slice()),
+            exe,
+            exec_id,
+            parent_exec_id,
+            start_time: self.clock.wall(t.start_ns),
+            cgroup_id: t.cgroup_id,
+            cgroup: cg.path,
+            container_id: cg.container,
+            pidns: t.pidns,
+            ns_pid: t.ns_pid,
+            ns_tid: t.ns_tid,
+        }
+    }
+
+    /// Turn one kernel record into an event; `None` for a duplicate exit.
+    pub fn enrich(&mut self, raw: RawEvent) -> Option<Event> {
+        let hdr = *raw.header();
+        let (process, detail) = match raw {
+            RawEvent::Exec(x) => self.exec(x),
+            RawEvent::Fork(f) => self.fork(f),
+            RawEvent::Exit(x) => self.exit(x)?,
+        };
+        Some(Event {
+            time: self.clock.wall(hdr.ktime_ns),
+            ktime: hdr.ktime_ns,
+            cpu: hdr.cpu,
+            seq: Some(hdr.seq),
+            process: Some(process),
+            detail,
+        })
+    }
+
+    fn exec(&mut self, x: RawExec) -> (Process, Detail) {
+        let t = &x.task;
+        let parent_exec_id = self.entry(t.ppid, t.parent_start_ns, 0).exec_id.clone();
+        // a script's exe is the script: filename, made absolute against cwd
+        let exe = match &x.exe {
+            Some(exe) => exe.clone(),
+            None => absolute(&x.cwd, &x.filename),
+        };
+        let exe = Arc::new(Text::from(exe));
+        let exec_id = self.table.exec_id(t.pid, x.hdr.ktime_ns);
+        let e = self.entry(t.pid, t.start_ns, t.ppid);
+        e.exec_id = exec_id;
+        e.parent_exec_id = Some(parent_exec_id);
+        e.exe = Some(exe.clone());
+        e.exited = false;
+        let process = self.process(t);
+        let ancestors = self
+            .table
+            .ancestors(t.pid, self.cfg.ancestors)
+            .into_iter()
+            .map(|a| Ancestor {
+                pid: a.pid,
+                exe: a.exe.clone(),
+                exec_id: a.exec_id.clone(),
+            })
+            .collect();
+        let exec = ExecDetail {
+            filename: Text::from(x.filename),
+            exe,
+            interpreter: x.interpreter.map(Text::from),
+            argv: x.argv.into_iter().map(Text::from).collect(),
+            argv_truncated: x.argv_truncated,
+            cwd: Text::from(x.cwd),
+            tty: x.tty.map(Text::from),
+            old_tid: (x.old_tid != t.pid).then_some(x.old_tid),
+            path_truncated: x.path_truncated,
+        };
+        (process, Detail::Exec { exec, ancestors })
+    }
+
+    fn fork(&mut self, f: RawFork) -> (Process, Detail) {
+        let process = self.process(&f.task);
+        let exec_id = if f.thread {
+            None
+        } else {
+            let mut child = self
+                .table
+                .bare_entry(f.child_pid, f.child_start_ns, f.task.pid);
+            child.parent_exec_id = Some(process.exec_id.clone());
+            child.exe = process.exe.clone();
+            let id = child.exec_id.clone();
+            self.table.insert(child);
+            Some(id)
+        };
+        let child = Child {
+            pid: f.child_pid,
+            tid: f.child_tid,
+            exec_id,
+            thread: f.thread,
+            pidns: f.child_pidns,
+            ns_pid: f.child_ns_pid,
+            ns_tid: f.child_ns_tid,
+        };
+        (process, Detail::Fork { child })
+    }
+
+    fn exit(&mut self, x: RawExit) -> Option<(Process, Detail)> {
+        let process = self.process(&x.task);
+        if !x.thread
+            && !self
+                .table
+                .mark_exited(x.task.pid, x.task.start_ns, x.hdr.ktime_ns)
+        {
+            return None;
+        }
+        let (code, signal, core_dumped) = ExitDetail::status(x.exit_code);
+        let exit = ExitDetail {
+            code,
+            signal,
+            signal_name: signal.and_then(signal_name),
+            core_dumped,
+            lifetime_ns: x.hdr.ktime_ns.saturating_sub(x.task.start_ns),
+            utime_ns: x.utime_ns,
+            stime_ns: x.stime_ns,
+            thread: x.thread,
+        };
+        Some((process, Detail::Exit { exit }))
+    }
+
+    /// Forget processes that exited more than the grace period before `now_ktime`.
+    pub fn evict(&mut self, now_ktime: u64) {
+        self.table.evict(now_ktime);
+    }
+}
+
+/// `path` if absolute, else `cwd/path` (a leading "./" dropped). No other normalisation:
+/// ".." may cross a symlink, and the kernel did not resolve it for us here.
+fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
+    if path.first() == Some(&b'/') || cwd.is_empty() {
+        return path.to_vec();
+    }
+    let rel = path.strip_prefix(b"./").unwrap_or(path);
+    let mut out = cwd.to_vec();
+    if out.last() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(rel);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::Header;
+
+    fn enricher() -> Enricher {
+        let clock = Clock {
+            wall_minus_mono: 1_000_000_000_000_000_000,
+            boot_minus_mono: 0,
+            clk_tck: 100,
+        };
+        Enricher::new(
+            EnrichConfig::default(),
+            clock,
+            "b00t",
+            ProcFs::new("/nonexistent-proc"),
+            CgroupResolver::new(None),
+        )
+    }
+
+    fn task(pid: u32, start: u64, ppid: u32, pstart: u64) -> TaskFacts {
+        TaskFacts {
+            pid,
+            tid: pid,
+            ppid,
+            start_ns: start,
+            parent_start_ns: pstart,
+            comm: b"x".to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn hdr(ktime: u64) -> Header {
+        Header {
+            ktime_ns: ktime,
+            seq: 0,
+            cpu: 0,
+        }
+    }
+
+    #[test]
+    fn fork_exec_exit_chain_carries_ids_and_ancestors() {
+        let mut en = enricher();
+        let exec_parent = en
+            .enrich(RawEvent::Exec(RawExec {
+                hdr: hdr(10),
+                task: task(100, 5, 1, 1),
+                filename: b"/bin/sh".to_vec(),
+                exe: Some(b"/usr/bin/dash".to_vec()),
+                cwd: b"/".to_vec(),
+                ..Default::default()
+            }))
+            .unwrap();
+        let parent_id = exec_parent.process.as_ref().unwrap().exec_id.clone();
+        assert_eq!(&*parent_id, "b00t:10:100");
+
+        let fork = en
+            .enrich(RawEvent::Fork(RawFork {
+                hdr: hdr(20),
+                task: task(100, 5, 1, 1),
+                child_pid: 101,
+                child_tid: 101,
+                child_start_ns: 20,
+                ..Default::default()
+            }))
+            .unwrap();
+        let Detail::Fork { child } = &fork.detail else {
+            panic!()
+        };
+        assert_eq!(child.exec_id.as_deref(), Some("b00t:20:101"));
+
+        let exec = en
+            .enrich(RawEvent::Exec(RawExec {
+                hdr: hdr(30),
+                task: task(101, 20, 100, 5),
+                filename: b"run.sh".to_vec(),
+                exe: None,
+                interpreter: Some(b"/usr/bin/dash".to_vec()),
+                cwd: b"/tmp".to_vec(),
+                argv: vec![b"sh".to_vec(), b"run.sh".to_vec()],
+                ..Default::default()
+            }))
+            .unwrap();
+        let p = exec.process.as_ref().unwrap();
+        assert_eq!(p.parent_exec_id.as_deref(), Some(&*parent_id));
+        let Detail::Exec { exec: d, ancestors } = &exec.detail else {
+            panic!()
+        };
+        assert_eq!(d.exe.to_string(), "/tmp/run.sh");
+        assert_eq!(ancestors[0].pid, 100);
+        assert_eq!(
+            ancestors[0].exe.as_ref().unwrap().to_string(),
+            "/usr/bin/dash"
+        );
+
+        let exit = RawEvent::Exit(RawExit {
+            hdr: hdr(90),
+            task: task(101, 20, 100, 5),
+            exit_code: 42 << 8,
+            ..Default::default()
+        });
+        let ev = en.enrich(exit.clone()).unwrap();
+        let Detail::Exit { exit: x } = &ev.detail else {
+            panic!()
+        };
+        assert_eq!((x.code, x.signal, x.lifetime_ns), (Some(42), None, 70));
+        assert_eq!(
+            ev.process
+                .as_ref()
+                .unwrap()
+                .exe
+                .as_ref()
+                .unwrap()
+                .to_string(),
+            "/tmp/run.sh"
+        );
+        assert!(en.enrich(exit).is_none(), "duplicate exit dropped");
+    }
+
+    #[test]
+    fn absolute_paths() {
+        assert_eq!(absolute(b"/tmp", b"./x.sh"), b"/tmp/x.sh");
+        assert_eq!(absolute(b"/", b"x"), b"/x");
+        assert_eq!(absolute(b"/tmp", b"/bin/x"), b"/bin/x");
+    }
+}

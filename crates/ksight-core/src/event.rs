@@ -1,0 +1,327 @@
+//! The typed event model: what ksight reports, and its JSON form.
+//!
+//! One [`Event`] per line of JSON Lines output; docs/events.md documents the
+//! schema, versioned by [`SCHEMA_VERSION`]. JSON is produced only from these
+//! types (never from wire structs). Strings shared by many events of one
+//! process (exe, exec ids, cgroup paths) are `Arc`s held by the process table,
+//! so building an event does not copy them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::text::Text;
+
+/// Version of the JSON schema in docs/events.md; every event carries it as `v`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Event kinds, in the order they are documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Kind {
+    Exec,
+    Fork,
+    Exit,
+    Lost,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Exec, Kind::Fork, Kind::Exit, Kind::Lost];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Fork => "fork",
+            Kind::Exit => "exit",
+            Kind::Lost => "lost",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Wall-clock time, nanoseconds since the Unix epoch; written as RFC 3339 UTC with ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct WallTime(pub u64);
+
+impl WallTime {
+    pub fn system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+}
+
+impl Serialize for WallTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(self.system_time()))
+    }
+}
+
+/// Who an event is about: a process as the kernel saw it, enriched from the process table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub auid: Option<u32>,
+    pub comm: Text,
+    /// Path of the executable, when known (from exec, or /proc for older processes).
+    pub exe: Option<Arc<Text>>,
+    /// Unique id of this process image: survives PID reuse, changes at each exec.
+    pub exec_id: Arc<str>,
+    pub parent_exec_id: Option<Arc<str>>,
+    /// When the process (its thread-group leader) was created.
+    pub start_time: WallTime,
+    pub cgroup_id: u64,
+    /// cgroup v2 path relative to the cgroup2 mount, when resolvable.
+    pub cgroup: Option<Arc<str>>,
+    pub container_id: Option<Arc<str>>,
+    /// Inode of the process's pid namespace, and its pid/tid inside it.
+    pub pidns: u32,
+    pub ns_pid: u32,
+    pub ns_tid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecDetail {
+    /// The path given to execve, as given (may be relative).
+    pub filename: Text,
+    /// The program that was asked for: for a binary, the path of the file the
+    /// kernel opened; for a script, the script's path.
+    pub exe: Arc<Text>,
+    /// The interpreter running a `#!` script, resolved; `null` for binaries.
+    pub interpreter: Option<Text>,
+    pub argv: Vec<Text>,
+    pub argv_truncated: bool,
+    pub cwd: Text,
+    pub tty: Option<Text>,
+    /// The thread that called execve when it was not the leader (it took over the pid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_tid: Option<u32>,
+    /// A path was deeper than ksight walks; its leading components are missing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: Option<Arc<Text>>,
+    pub exec_id: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Child {
+    pub pid: u32,
+    pub tid: u32,
+    /// `null` for a thread: it shares its process's exec_id.
+    pub exec_id: Option<Arc<str>>,
+    pub thread: bool,
+    pub pidns: u32,
+    pub ns_pid: u32,
+    pub ns_tid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExitDetail {
+    /// exit(2) status; `null` when a signal ended the process.
+    pub code: Option<u8>,
+    /// The signal that ended the process; `null` for a normal exit.
+    pub signal: Option<u8>,
+    pub signal_name: Option<&'static str>,
+    pub core_dumped: bool,
+    pub lifetime_ns: u64,
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    pub thread: bool,
+}
+
+impl ExitDetail {
+    /// Split a wait(2)-style status (`task->exit_code`).
+    pub fn status(exit_code: u32) -> (Option<u8>, Option<u8>, bool) {
+        let sig = (exit_code & 0x7f) as u8;
+        if sig == 0 {
+            (Some(((exit_code >> 8) & 0xff) as u8), None, false)
+        } else {
+            (None, Some(sig), exit_code & 0x80 != 0)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostDetail {
+    /// Which kind of record the kernel could not deliver.
+    pub kind: Kind,
+    pub count: u64,
+    /// The kernel time window in which they were lost: after `since_ktime`, up to the event's `ktime`.
+    pub since_ktime: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Detail {
+    Exec {
+        exec: ExecDetail,
+        ancestors: Vec<Ancestor>,
+    },
+    Fork {
+        child: Child,
+    },
+    Exit {
+        exit: ExitDetail,
+    },
+    Lost {
+        lost: LostDetail,
+    },
+}
+
+/// One event, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub time: WallTime,
+    /// CLOCK_MONOTONIC ns when the hook ran.
+    pub ktime: u64,
+    pub cpu: u32,
+    /// Per-CPU sequence number of the record (`null` for events made in userspace).
+    pub seq: Option<u64>,
+    /// `None` only for `lost`.
+    pub process: Option<Process>,
+    pub detail: Detail,
+}
+
+impl Event {
+    pub fn kind(&self) -> Kind {
+        match self.detail {
+            Detail::Exec { .. } => Kind::Exec,
+            Detail::Fork { .. } => Kind::Fork,
+            Detail::Exit { .. } => Kind::Exit,
+            Detail::Lost { .. } => Kind::Lost,
+        }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("v", &SCHEMA_VERSION)?;
+        m.serialize_entry("type", &self.kind())?;
+        m.serialize_entry("time", &self.time)?;
+        m.serialize_entry("ktime", &self.ktime)?;
+        m.serialize_entry("cpu", &self.cpu)?;
+        m.serialize_entry("seq", &self.seq)?;
+        if let Some(p) = &self.process {
+            m.serialize_entry("process", p)?;
+        }
+        match &self.detail {
+            Detail::Exec { exec, ancestors } => {
+                m.serialize_entry("exec", exec)?;
+                m.serialize_entry("ancestors", ancestors)?;
+            }
+            Detail::Fork { child } => m.serialize_entry("child", child)?,
+            Detail::Exit { exit } => m.serialize_entry("exit", exit)?,
+            Detail::Lost { lost } => m.serialize_entry("lost", lost)?,
+        }
+        m.end()
+    }
+}
+
+/// Name of a Linux signal number (x86_64 numbering).
+pub fn signal_name(sig: u8) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match sig {
+        1..=31 => Some(NAMES[sig as usize - 1]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_split() {
+        assert_eq!(ExitDetail::status(42 << 8), (Some(42), None, false));
+        assert_eq!(ExitDetail::status(9), (None, Some(9), false));
+        assert_eq!(ExitDetail::status(11 | 0x80), (None, Some(11), true));
+        assert_eq!(ExitDetail::status(0), (Some(0), None, false));
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), Some("SIGKILL"));
+        assert_eq!(signal_name(15), Some("SIGTERM"));
+        assert_eq!(signal_name(31), Some("SIGSYS"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(64), None);
+    }
+
+    #[test]
+    fn lost_event_json_shape() {
+        let ev = Event {
+            time: WallTime(1_700_000_000_123_456_789),
+            ktime: 5,
+            cpu: 1,
+            seq: None,
+            process: None,
+            detail: Detail::Lost {
+                lost: LostDetail {
+                    kind: Kind::Exec,
+                    count: 3,
+                    since_ktime: 1,
+                },
+            },
+        };
+        let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["type"], "lost");
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(v["lost"]["kind"], "exec");
+        assert_eq!(v["lost"]["count"], 3);
+        assert!(v.get("process").is_none());
+    }
+}

@@ -1,0 +1,91 @@
+//! Which events the user asked to see.
+//!
+//! Within one criterion the values are alternatives (`--pid 1 --pid 2`: either);
+//! different criteria must all hold. `lost` events always pass: a filter never
+//! hides that something was lost.
+
+use std::collections::BTreeSet;
+
+use crate::event::{Detail, Event, Kind};
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Kinds to show; empty = all.
+    pub kinds: BTreeSet<Kind>,
+    /// The process's pid, or a forked child's pid.
+    pub pids: Vec<u32>,
+    /// Exact comm.
+    pub comms: Vec<String>,
+    pub uids: Vec<u32>,
+    /// cgroup path prefix, at a path-component boundary ("/a" matches "/a/b", not "/ab").
+    pub cgroups: Vec<String>,
+    /// Container id prefix.
+    pub containers: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, ev: &Event) -> bool {
+        let kind = ev.kind();
+        if kind == Kind::Lost {
+            return true;
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+            return false;
+        }
+        let Some(p) = &ev.process else {
+            return true;
+        };
+        if !self.pids.is_empty() {
+            let child = match &ev.detail {
+                Detail::Fork { child } => Some(child.pid),
+                _ => None,
+            };
+            if !self
+                .pids
+                .iter()
+                .any(|&pid| pid == p.pid || Some(pid) == child)
+            {
+                return false;
+            }
+        }
+        if !self.comms.is_empty() && !self.comms.iter().any(|c| c.as_bytes() == p.comm.as_bytes()) {
+            return false;
+        }
+        if !self.uids.is_empty() && !self.uids.contains(&p.uid) {
+            return false;
+        }
+        if !self.cgroups.is_empty() {
+            let path = p.cgroup.as_deref().unwrap_or("");
+            if !self.cgroups.iter().any(|c| under(path, c)) {
+                return false;
+            }
+        }
+        if !self.containers.is_empty() {
+            let id = p.container_id.as_deref().unwrap_or("");
+            if id.is_empty() || !self.containers.iter().any(|c| id.starts_with(c.as_str())) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_prefix_respects_components() {
+        assert!(under("/a/b", "/a"));
+        assert!(under("/a", "/a/"));
+        assert!(!under("/ab", "/a"));
+        assert!(under("/anything", "/"));
+    }
+}

@@ -1,0 +1,180 @@
+//! The command line. Bad flags are reported by clap with exit code 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ksight_core::event::Kind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ksight",
+    version,
+    about = "eBPF host monitoring: process, network and DNS events, attributed and ordered"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to the kernel and stream events until interrupted (or --duration).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// table on a terminal, JSON Lines otherwise
+    Auto,
+    /// JSON Lines, the schema in docs/events.md
+    Json,
+    /// aligned columns for humans
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Attach {
+    /// tp_btf where the kernel accepts it, else raw tracepoints
+    Auto,
+    #[value(name = "tp_btf")]
+    TpBtf,
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Event kinds to show, comma-separated: exec, fork, exit (lost events are always shown).
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    pub events: Vec<Kind>,
+
+    /// Only events of these pids (a fork also matches on its child's pid).
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
+
+    /// Only events of processes with this comm (exact).
+    #[arg(long)]
+    pub comm: Vec<String>,
+
+    /// Only events of processes with this real uid.
+    #[arg(long, value_delimiter = ',')]
+    pub uid: Vec<u32>,
+
+    /// Only events in this cgroup v2 path or below it (e.g. /system.slice).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+
+    /// Only events in containers whose id starts with this.
+    #[arg(long)]
+    pub container: Vec<String>,
+
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Write events to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Colour in table output; NO_COLOR in the environment means never for auto.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    /// Also report threads: their creation and their exit.
+    #[arg(long)]
+    pub threads: bool,
+
+    /// argv bytes kept per exec (64 to 32768); longer argv are cut and flagged.
+    #[arg(long, default_value_t = 16384)]
+    pub argv_max: u32,
+
+    /// Parents listed with each exec.
+    #[arg(long, default_value_t = 4)]
+    pub ancestors: usize,
+
+    /// Tracepoint program flavour.
+    #[arg(long, value_enum, default_value_t = Attach::Auto)]
+    pub attach: Attach,
+
+    /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
+    #[arg(long)]
+    pub btf: Option<PathBuf>,
+
+    /// Ring buffer size (power of two; K and M suffixes), shared by all CPUs.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub ringbuf_size: u32,
+
+    /// Longest delay between an event and its output when the host is quiet
+    /// (busy hosts wake ksight earlier, at 1/32 of the ring buffer).
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+
+    /// How long exited processes stay in the process table.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
+    /// Print load details (hook flavour, kernel ids of programs and maps) to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    match Kind::from_name(s) {
+        Some(Kind::Lost) => Err("lost events are always shown".into()),
+        Some(k) => Ok(k),
+        None => Err(format!(
+            "unknown event kind {s:?}: expected exec, fork or exit"
+        )),
+    }
+}
+
+/// "4096", "64K", "8M".
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 8M"))?;
+    let bytes = n * mult;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("{s} must be a power of two between 4K and 1G"));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("3M").is_err());
+        assert!(parse_size("1K").is_err());
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(parse_kind("exec"), Ok(Kind::Exec));
+        assert!(parse_kind("lost").is_err());
+        assert!(parse_kind("nope").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! ksight: an eBPF host monitoring agent. `main` parses the command line and
+//! dispatches; each subcommand lives in its own module.
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod preflight;
+mod run;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // the reader went away (`ksight run | head`): not an error
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ksight: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Checks made before touching the kernel, so that the common failures get a
+//! message that says what to do instead of an errno from deep inside libbpf.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Effective capabilities of this process, from /proc/self/status.
+fn effective_caps() -> Result<u64> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .context("no CapEff line in /proc/self/status")?;
+    u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
+}
+
+pub fn check_privileges() -> Result<()> {
+    let caps = effective_caps()?;
+    let has = |cap: u32| caps >> cap & 1 == 1;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    bail!(
+        "ksight needs privileges to load BPF programs, and this process lacks them \
+         (effective capabilities {caps:#x}).\n\
+         Fix: run it as root (sudo ksight run), or grant CAP_BPF and CAP_PERFMON \
+         (kernel 5.8+; CAP_SYS_ADMIN before 5.8), plus CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH \
+         to read other users' /proc entries:\n  \
+         sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep \"$(command -v ksight)\""
+    )
+}
+
+pub fn check_btf(custom: Option<&Path>) -> Result<()> {
+    if let Some(path) = custom {
+        if !path.is_file() {
+            bail!(
+                "the BTF file given with --btf, {}, does not exist",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let vmlinux = Path::new("/sys/kernel/btf/vmlinux");
+    if !vmlinux.exists() {
+        bail!(
+            "this kernel exposes no BTF type information ({} is missing), which ksight's \
+             compile-once programs need to adapt to it.\n\
+             Fix: use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since \
+             kernel 5.4), or pass --btf FILE with a BTF file generated for this exact kernel \
+             (e.g. from BTFHub).",
+            vmlinux.display()
+        );
+    }
+    Ok(())
+}

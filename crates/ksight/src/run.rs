@@ -1,0 +1,318 @@
+//! `ksight run`: attach, stream events, stop cleanly.
+//!
+//! One thread, one direction: ring buffer -> `decode` -> `Enricher` -> `Filter`
+//! -> `Sink`. Records arrive in ring order (causal per process). The kernel
+//! writes records without waking us (BPF_RB_NO_WAKEUP) unless a backlog builds
+//! up, and we poll on a timer, so output lags events by at most
+//! `--poll-interval` and a wake-up costs nothing per event.
+//!
+//! Loss is reported in-band: each interval the per-CPU drop counters are read
+//! and any increase becomes a `lost` event, and the exit summary totals them.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ksight_bpf::agent::KINDS;
+use ksight_bpf::sys::{clock_now, ktime_now};
+use ksight_bpf::{decode, Agent, AttachMode, Config};
+use ksight_core::cgroup::CgroupResolver;
+use ksight_core::enrich::{EnrichConfig, Enricher};
+use ksight_core::event::{Detail, Event, Kind, LostDetail};
+use ksight_core::filter::Filter;
+use ksight_core::procfs::ProcFs;
+use ksight_core::sink::{JsonSink, Sink, TableSink};
+
+use crate::cli::{Attach, Color, Format, RunArgs};
+use crate::preflight;
+
+/// Counters for the exit summary.
+#[derive(Debug, Default)]
+struct Stats {
+    records: u64,
+    written: [u64; Kind::ALL.len()],
+    filtered: u64,
+    duplicate_exits: u64,
+    undecodable: u64,
+    lost: [u64; KINDS],
+}
+
+/// Everything a record goes through after the ring buffer.
+struct Pipeline {
+    enricher: Enricher,
+    filter: Filter,
+    sink: Box<dyn Sink>,
+    stats: Stats,
+    /// A write failed: the poll loop stops and reports it.
+    error: Option<io::Error>,
+}
+
+impl Pipeline {
+    /// The ring-buffer callback. Never panics; returns non-zero to stop consuming.
+    fn record(&mut self, data: &[u8]) -> i32 {
+        self.stats.records += 1;
+        let raw = match decode(data) {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.stats.undecodable += 1;
+                if self.stats.undecodable <= 5 {
+                    eprintln!("ksight: warning: skipped a record: {e}");
+                }
+                return 0;
+            }
+        };
+        match self.enricher.enrich(raw) {
+            Some(ev) => self.emit(&ev),
+            None => {
+                self.stats.duplicate_exits += 1;
+                0
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: &Event) -> i32 {
+        if !self.filter.matches(ev) {
+            self.stats.filtered += 1;
+            return 0;
+        }
+        if let Err(e) = self.sink.write(ev) {
+            self.error = Some(e);
+            return -1;
+        }
+        self.stats.written[ev.kind() as usize] += 1;
+        0
+    }
+}
+
+/// Turns increases of the kernel's per-CPU drop counters into `lost` events.
+struct LossWatch {
+    last: Vec<[u64; KINDS]>,
+    since: u64,
+}
+
+impl LossWatch {
+    fn new(agent: &Agent) -> Result<Self> {
+        Ok(LossWatch {
+            last: agent.drops().context("reading drop counters")?,
+            since: ktime_now(),
+        })
+    }
+
+    fn check(&mut self, agent: &Agent, p: &mut Pipeline) -> Result<()> {
+        let now = agent.drops().context("reading drop counters")?;
+        let ktime = ktime_now();
+        for (cpu, (new, old)) in now.iter().zip(&self.last).enumerate() {
+            for k in 0..KINDS {
+                let count = new[k].saturating_sub(old[k]);
+                let Some(kind) = ksight_bpf::decode::kind(k as u32) else {
+                    continue;
+                };
+                if count == 0 {
+                    continue;
+                }
+                p.stats.lost[k] += count;
+                let ev = Event {
+                    time: p.enricher.clock().wall(ktime),
+                    ktime,
+                    cpu: cpu as u32,
+                    seq: None,
+                    process: None,
+                    detail: Detail::Lost {
+                        lost: LostDetail {
+                            kind,
+                            count,
+                            since_ktime: self.since,
+                        },
+                    },
+                };
+                p.emit(&ev);
+            }
+        }
+        self.last = now;
+        self.since = ktime;
+        Ok(())
+    }
+}
+
+fn sink(args: &RunArgs) -> Result<Box<dyn Sink>> {
+    let to_tty = args.output.is_none() && io::stdout().is_terminal();
+    let table = match args.format {
+        Format::Auto => to_tty,
+        Format::Json => false,
+        Format::Table => true,
+    };
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => to_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(io::stdout()),
+    };
+    let out = BufWriter::with_capacity(1 << 16, out);
+    Ok(if table {
+        Box::new(TableSink::new(out, color))
+    } else {
+        Box::new(JsonSink::new(out))
+    })
+}
+
+fn config(args: &RunArgs) -> Config {
+    Config {
+        ringbuf_bytes: args.ringbuf_size,
+        wakeup_bytes: u64::from(args.ringbuf_size / 32),
+        argv_max: args.argv_max,
+        threads: args.threads,
+        attach: match args.attach {
+            Attach::Auto => AttachMode::Auto,
+            Attach::TpBtf => AttachMode::TpBtf,
+            Attach::RawTp => AttachMode::RawTp,
+        },
+        btf: args.btf.clone(),
+    }
+}
+
+fn filter(args: &RunArgs) -> Filter {
+    Filter {
+        kinds: args.events.iter().copied().collect(),
+        pids: args.pid.clone(),
+        comms: args.comm.clone(),
+        uids: args.uid.clone(),
+        cgroups: args.cgroup.clone(),
+        containers: args.container.clone(),
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let started = Instant::now();
+    preflight::check_privileges()?;
+    preflight::check_btf(args.btf.as_deref())?;
+    let sink = sink(&args)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+
+    let agent = Agent::start(&config(&args))?;
+    if let Some(why) = agent.fallback() {
+        eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
+    }
+    if args.verbose {
+        let (progs, maps) = agent.kernel_ids();
+        eprintln!(
+            "ksight: loaded via {}: prog ids {progs:?}, map ids {maps:?}",
+            agent.mode()
+        );
+    }
+
+    let procfs = ProcFs::new("/proc");
+    let boot = procfs.boot_id().unwrap_or_default();
+    let enrich_cfg = EnrichConfig {
+        ancestors: args.ancestors,
+        grace_ns: args.grace.as_nanos() as u64,
+    };
+    let mut enricher = Enricher::new(
+        enrich_cfg,
+        clock_now(),
+        boot.get(..8).unwrap_or("00000000"),
+        procfs,
+        CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref()),
+    );
+    let known = enricher.seed().context("reading /proc")?;
+
+    let pipeline = RefCell::new(Pipeline {
+        enricher,
+        filter: filter(&args),
+        sink,
+        stats: Stats::default(),
+        error: None,
+    });
+    let rb = agent
+        .ring_buffer(|data| pipeline.borrow_mut().record(data))
+        .context("setting up the ring buffer consumer")?;
+    let mut loss = LossWatch::new(&agent)?;
+    eprintln!(
+        "ksight: watching: {} programs attached via {}, {known} processes known, in {} ms",
+        agent.links(),
+        agent.mode(),
+        started.elapsed().as_millis()
+    );
+
+    let deadline = args.duration.map(|d| Instant::now() + d);
+    let mut last_clock = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let timeout = match deadline {
+            Some(d) => args
+                .poll_interval
+                .min(d.saturating_duration_since(Instant::now())),
+            None => args.poll_interval,
+        };
+        let rc = rb.poll_raw(timeout);
+        let rc = if rc >= 0 || rc == -libc::EINTR {
+            rb.consume_raw()
+        } else {
+            rc
+        };
+        let mut p = pipeline.borrow_mut();
+        if let Some(e) = p.error.take() {
+            return Err(e).context("writing events");
+        }
+        if rc < 0 && rc != -libc::EINTR {
+            return Err(io::Error::from_raw_os_error(-rc)).context("polling the ring buffer");
+        }
+        loss.check(&agent, &mut p)?;
+        if last_clock.elapsed() >= Duration::from_secs(1) {
+            p.enricher.set_clock(clock_now());
+            last_clock = Instant::now();
+        }
+        p.enricher.evict(ktime_now());
+        p.sink.flush().context("writing events")?;
+    }
+
+    // drain what the kernel wrote before we stopped, then account for it
+    rb.consume_raw();
+    let mut p = pipeline.borrow_mut();
+    if let Some(e) = p.error.take() {
+        return Err(e).context("writing events");
+    }
+    loss.check(&agent, &mut p)?;
+    p.sink.flush().context("writing events")?;
+    summary(&p.stats, started.elapsed());
+    Ok(())
+}
+
+fn summary(s: &Stats, elapsed: Duration) {
+    let by_kind = |counts: &[u64], kinds: &mut dyn Iterator<Item = (usize, Kind)>| {
+        kinds
+            .map(|(i, k)| format!("{} {}", k.name(), counts[i]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let written: u64 = s.written.iter().sum();
+    let lost: u64 = s.lost.iter().sum();
+    let wire_kinds =
+        || (0..KINDS).filter_map(|i| ksight_bpf::decode::kind(i as u32).map(|k| (i, k)));
+    eprintln!(
+        "ksight: stopped after {:.1}s: {} records, {written} events written ({}), {} filtered out, \
+         {lost} lost ({}), {} undecodable, {} duplicate exits",
+        elapsed.as_secs_f64(),
+        s.records,
+        by_kind(&s.written, &mut Kind::ALL.into_iter().enumerate()),
+        s.filtered,
+        by_kind(&s.lost, &mut wire_kinds()),
+        s.undecodable,
+        s.duplicate_exits,
+    );
+}
