@@ -51,6 +51,7 @@ pub enum Attach {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
@@ -169,6 +170,17 @@ mod tests {
         assert!(parse_size("3M").is_err());
         assert!(parse_size("1K").is_err());
         assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn later_flags_override_earlier_ones_and_lists_accumulate() {
+        let cli = Cli::try_parse_from([
+            "ksight", "run", "--format", "json", "--format", "table", "--pid", "1", "--pid", "2,3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.format, Format::Table);
+        assert_eq!(args.pid, [1, 2, 3]);
     }
 
     #[test]

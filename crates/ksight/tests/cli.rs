@@ -1,0 +1,296 @@
+//! The agent as a command: detaching, loss accounting, outputs, filters, errors.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Does the kernel still have this BPF object? Asks bpftool, the kernel's own listing.
+fn bpf_object_exists(kind: &str, id: u32) -> bool {
+    let out = Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool (apt-get install bpftool)");
+    out.status.success()
+}
+
+/// Freeing programs and maps is deferred (RCU, work queues): allow a moment.
+fn assert_all_gone(k_progs: &[u32], k_maps: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = (k_progs.iter().map(|&id| ("prog", id)))
+            .chain(k_maps.iter().map(|&id| ("map", id)))
+            .filter(|&(kind, id)| bpf_object_exists(kind, id))
+            .map(|(kind, id)| format!("{kind} {id}"))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still loaded after ksight exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn detach_after(signal: i32) {
+    let k = Ksight::start(&[]);
+    let (progs, maps) = (k.prog_ids.clone(), k.map_ids.clone());
+    assert_eq!(progs.len(), 3, "fork, exec and exit programs");
+    assert!(maps.len() >= 3);
+    for &id in &progs {
+        assert!(
+            bpf_object_exists("prog", id),
+            "prog {id} loaded while running"
+        );
+    }
+    for &id in &maps {
+        assert!(
+            bpf_object_exists("map", id),
+            "map {id} loaded while running"
+        );
+    }
+    k.signal(signal);
+    let r = k.finish();
+    if signal == libc::SIGKILL {
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&r.status),
+            Some(9)
+        );
+    } else {
+        assert!(r.status.success(), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("ksight: stopped after"),
+            "summary: {}",
+            r.stderr
+        );
+    }
+    assert_all_gone(&progs, &maps);
+}
+
+#[test]
+fn nothing_stays_loaded_after_sigint() {
+    detach_after(libc::SIGINT);
+}
+
+#[test]
+fn nothing_stays_loaded_after_sigterm() {
+    detach_after(libc::SIGTERM);
+}
+
+#[test]
+fn nothing_stays_loaded_after_sigkill() {
+    detach_after(libc::SIGKILL);
+}
+
+#[test]
+fn a_full_buffer_is_reported_in_band_and_in_the_summary() {
+    // a one-page ring buffer, and a consumer frozen while processes run
+    let k = Ksight::start(&["--ringbuf-size", "4K"]);
+    k.signal(libc::SIGSTOP);
+    for _ in 0..50 {
+        run(&mut Command::new("/bin/true"));
+    }
+    k.signal(libc::SIGCONT);
+    // records after the loss make the gaps visible in the sequence numbers
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        run(&mut Command::new("/bin/true"));
+    }
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let lost: Vec<&Value> = r.events.iter().filter(|e| e["type"] == "lost").collect();
+    assert!(!lost.is_empty(), "50 processes cannot fit in 4 KiB");
+    let in_band: u64 = lost
+        .iter()
+        .map(|e| e["lost"]["count"].as_u64().unwrap())
+        .sum();
+    let summary = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ksight: stopped"))
+        .expect("summary");
+    assert!(
+        summary.contains(&format!(" {in_band} lost (")),
+        "{summary} vs {in_band}"
+    );
+    for e in &lost {
+        assert!(["exec", "fork", "exit"].contains(&e["lost"]["kind"].as_str().unwrap()));
+        assert_eq!(e["seq"], Value::Null);
+        assert!(e.get("process").is_none());
+    }
+    // the gaps in each CPU's sequence numbers are accounted for by lost events
+    let mut by_cpu: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for e in r.events.iter().filter(|e| e["type"] != "lost") {
+        by_cpu
+            .entry(e["cpu"].as_u64().unwrap())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+    }
+    let mut gaps = 0;
+    for seqs in by_cpu.values() {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "per-CPU order");
+        gaps += seqs.windows(2).map(|w| w[1] - w[0] - 1).sum::<u64>();
+    }
+    assert!(gaps <= in_band, "gaps {gaps} > lost {in_band}");
+    assert!(gaps > 0);
+}
+
+#[test]
+fn raw_tracepoint_fallback_reports_the_same() {
+    let k = Ksight::start(&["--attach", "raw_tp"]);
+    let (pid, _) = run(Command::new("/bin/sh").args(["-c", "exit 9"]));
+    let r = k.stop();
+    assert!(r.stderr.contains("via raw_tp"), "{}", r.stderr);
+    assert_eq!(argv(r.one("exec", pid)), ["/bin/sh", "-c", "exit 9"]);
+    assert_eq!(r.one("exit", pid)["exit"]["code"], 9);
+    assert_eq!(r.forks_of_child(pid).len(), 1);
+}
+
+#[test]
+fn filters_by_comm_and_kind() {
+    let dir = temp_dir("filter");
+    let exe = dir.join("ks-filter-me");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let k = Ksight::start(&["--comm", "ks-filter-me", "--events", "exec"]);
+    let (pid, _) = run(&mut Command::new(&exe));
+    run(&mut Command::new("/bin/true"));
+    let r = k.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.events.len(), 1, "{:#?}", r.events);
+    assert_eq!(r.one("exec", pid)["process"]["comm"], "ks-filter-me");
+}
+
+#[test]
+fn filters_by_pid_match_the_process_and_forked_children() {
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", "read x; /bin/true; exit 0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sh_pid = sh.id();
+    let k = Ksight::start(&["--pid", &sh_pid.to_string()]);
+    std::io::Write::write_all(&mut sh.stdin.take().unwrap(), b"\n").unwrap();
+    wait_timeout(&mut sh, Duration::from_secs(10));
+    run(&mut Command::new("/bin/true"));
+    let r = k.stop();
+    assert!(!r.events.is_empty());
+    for e in &r.events {
+        let child = e["child"]["pid"].as_u64();
+        assert!(
+            e["process"]["pid"] == sh_pid || child == Some(sh_pid as u64),
+            "unfiltered event {e}"
+        );
+    }
+    assert_eq!(r.of("fork", sh_pid).len(), 1);
+    assert_eq!(r.of("exit", sh_pid).len(), 1);
+}
+
+#[test]
+fn table_output_is_aligned_and_colour_follows_the_flag() {
+    let k = Ksight::start(&["--format", "table", "--color", "always"]);
+    let (pid, _) = run(Command::new("/bin/sh").args(["-c", "exit 5"]));
+    let r = k.stop_raw();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].contains("TIME(UTC)") && lines[0].contains("DETAIL"),
+        "{}",
+        lines[0]
+    );
+    let exit = lines
+        .iter()
+        .find(|l| l.contains("exit") && l.contains(&format!(" {pid} ")) && l.contains("code 5"))
+        .unwrap_or_else(|| panic!("no exit line for {pid}:\n{}", r.stdout));
+    assert!(
+        exit.contains("\x1b[33m"),
+        "non-zero exit in yellow: {exit:?}"
+    );
+
+    let k = Ksight::start(&["--format", "table", "--color", "never"]);
+    run(Command::new("/bin/sh").args(["-c", "exit 5"]));
+    let r = k.stop_raw();
+    assert!(r.stdout.contains("code 5"));
+    assert!(!r.stdout.contains('\x1b'));
+}
+
+#[test]
+fn duration_and_output_file() {
+    let dir = temp_dir("output");
+    let file = dir.join("events.jsonl");
+    let k = Ksight::start(&["--duration", "700ms", "--output", file.to_str().unwrap()]);
+    let (pid, _) = run(&mut Command::new("/bin/true"));
+    let r = k.finish();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "events went to the file");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let execs = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "exec" && e["process"]["pid"] == pid)
+        .count();
+    assert_eq!(execs, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn ksight(args: &[&str]) -> std::process::Output {
+    Command::new(KSIGHT).args(args).output().unwrap()
+}
+
+#[test]
+fn without_privileges_the_error_says_how_to_fix_it() {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            KSIGHT,
+            "run",
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_BPF") && err.contains("sudo"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn a_missing_btf_file_is_a_clear_error() {
+    let out = ksight(&["run", "--btf", "/nonexistent/vmlinux.btf"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--btf") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &["run", "--format", "xml"][..],
+        &["run", "--events", "exec,bogus"],
+        &["run", "--ringbuf-size", "3M"],
+        &["run", "--duration", "soon"],
+        &["frobnicate"],
+    ] {
+        let out = ksight(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    let out = ksight(&["run", "--argv-max", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("argv bound"));
+}
+
+#[test]
+fn version() {
+    let out = ksight(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ksight "));
+}

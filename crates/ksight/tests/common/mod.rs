@@ -1,0 +1,256 @@
+//! Test harness: run the real `ksight` binary as root, create real processes,
+//! and read back the JSON events it wrote. The hooks see the whole host, so
+//! every assertion filters by pids the test created.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const KSIGHT: &str = env!("CARGO_BIN_EXE_ksight");
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests load BPF programs and must run as root (CI runs them as root)"
+    );
+}
+
+/// Extra arguments to every ksight started by the tests, e.g. `--attach raw_tp`
+/// to run the whole suite on the fallback hooks.
+fn extra_args() -> Vec<String> {
+    std::env::var("KSIGHT_TEST_ARGS")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+pub struct Ksight {
+    child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<String>,
+    /// Kernel ids printed by `-v`.
+    pub prog_ids: Vec<u32>,
+    pub map_ids: Vec<u32>,
+}
+
+pub struct Run {
+    pub events: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub status: ExitStatus,
+}
+
+fn parse_ids(line: &str, key: &str) -> Vec<u32> {
+    let Some(rest) = line.split(key).nth(1) else {
+        return Vec::new();
+    };
+    let inside = rest
+        .split(']')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches(" [");
+    inside
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+impl Ksight {
+    /// Start `ksight run --format json -v ARGS` and wait until it is watching.
+    pub fn start(args: &[&str]) -> Ksight {
+        require_root();
+        // later flags override earlier ones: a test's own args win
+        let mut child = Command::new(KSIGHT)
+            .arg("run")
+            .args(["--format", "json", "-v"])
+            .args(extra_args())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ksight");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let (tx, rx) = mpsc::channel::<String>();
+        let err = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let mut prog_ids = Vec::new();
+        let mut map_ids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("prog ids") => {
+                    prog_ids = parse_ids(&line, "prog ids");
+                    map_ids = parse_ids(&line, "map ids");
+                }
+                Ok(line) if line.starts_with("ksight: watching") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "ksight did not start: {}",
+                        stderr.join().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ksight {
+            child,
+            stdout,
+            stderr,
+            prog_ids,
+            map_ids,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGINT, then collect everything it wrote.
+    pub fn stop(self) -> Run {
+        self.signal(libc::SIGINT);
+        self.finish()
+    }
+
+    /// SIGINT, then collect its output without parsing it as JSON.
+    pub fn stop_raw(self) -> Run {
+        self.signal(libc::SIGINT);
+        self.collect(false)
+    }
+
+    /// Wait for it to exit by itself (e.g. --duration) and collect.
+    pub fn finish(self) -> Run {
+        self.collect(true)
+    }
+
+    fn collect(mut self, json: bool) -> Run {
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        let stdout = String::from_utf8(self.stdout.join().unwrap()).expect("JSON is UTF-8");
+        let stderr = self.stderr.join().unwrap();
+        let events = (stdout.lines().filter(|_| json))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect();
+        Run {
+            events,
+            stdout,
+            stderr,
+            status,
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Run a command to completion; returns (pid, status).
+pub fn run(cmd: &mut Command) -> (u32, ExitStatus) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    (pid, wait_timeout(&mut child, Duration::from_secs(30)))
+}
+
+impl Run {
+    /// Events of `kind` whose process is `pid`.
+    pub fn of(&self, kind: &str, pid: u32) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == kind && e["process"]["pid"] == pid)
+            .collect()
+    }
+
+    pub fn one(&self, kind: &str, pid: u32) -> &Value {
+        let found = self.of(kind, pid);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {kind} event of pid {pid}, got {found:#?}\nstderr: {}",
+            self.stderr
+        );
+        found[0]
+    }
+
+    /// Fork events whose child is `pid`.
+    pub fn forks_of_child(&self, pid: u32) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "fork" && e["child"]["pid"] == pid)
+            .collect()
+    }
+
+    /// Position of an event in the output.
+    pub fn index(&self, ev: &Value) -> usize {
+        self.events
+            .iter()
+            .position(|e| std::ptr::eq(e, ev))
+            .expect("event from this run")
+    }
+}
+
+pub fn canonical(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Strings of a JSON argv.
+pub fn argv(ev: &Value) -> Vec<String> {
+    ev["exec"]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap_or("<bytes>").to_string())
+        .collect()
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ksight-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what building and testing ksight needs, if it is missing (Debian 12 / Ubuntu 22.04+).
+# Idempotent: does nothing when everything is there.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null || need+=(clang llvm)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -e /usr/include/libelf.h ] || need+=(libelf-dev)
+[ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
+command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "setup: installing ${need[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null; then
+    # Ubuntu ships bpftool in linux-tools
+    need=("${need[@]/bpftool/linux-tools-common linux-tools-$(uname -r)}")
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq ${need[*]} >/dev/null
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: no Rust toolchain. Install one with rustup (https://rustup.rs), e.g.:" >&2
+  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . \"\$HOME/.cargo/env\"" >&2
+  exit 1
+fi
