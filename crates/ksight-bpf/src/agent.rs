@@ -134,14 +134,19 @@ fn libbpf_print(_level: PrintLevel, msg: String) {
     }
 }
 
-/// The last lines of the log that explain a load failure: the verifier's
-/// output between libbpf's BEGIN/END PROG LOAD LOG markers, else the last
-/// libbpf messages.
+/// Take libbpf's log so far and keep the part that explains a load failure.
 fn take_log_tail(max: usize) -> Vec<String> {
     let Ok(mut log) = LIBBPF_LOG.lock() else {
         return Vec::new();
     };
     let lines: Vec<String> = log.drain(..).collect();
+    log_tail(&lines, max)
+}
+
+/// The verifier's output between libbpf's BEGIN/END PROG LOAD LOG markers
+/// (its last `max` lines: the verifier states its reason last), else the last
+/// `max` libbpf messages.
+fn log_tail(lines: &[String], max: usize) -> Vec<String> {
     let end = lines.iter().rposition(|l| l.contains("END PROG LOAD LOG"));
     let begin = end.and_then(|e| {
         lines[..e]
@@ -150,7 +155,7 @@ fn take_log_tail(max: usize) -> Vec<String> {
     });
     let slice = match (begin, end) {
         (Some(b), Some(e)) => &lines[b + 1..e],
-        _ => &lines[..],
+        _ => lines,
     };
     slice[slice.len().saturating_sub(max)..].to_vec()
 }
@@ -324,4 +329,50 @@ fn configure(
         prog.set_autoload(section.starts_with(want));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn log_tail_keeps_the_verifier_part() {
+        let log = lines(&[
+            "libbpf: loading object",
+            "libbpf: prog 'x': -- BEGIN PROG LOAD LOG --",
+            "0: (b7) r0 = 0",
+            "1: (95) exit",
+            "R0 !read_ok",
+            "-- END PROG LOAD LOG --",
+            "libbpf: failed to load object",
+        ]);
+        assert_eq!(log_tail(&log, 2), lines(&["1: (95) exit", "R0 !read_ok"]));
+        assert_eq!(log_tail(&log, 10).len(), 3);
+    }
+
+    #[test]
+    fn log_tail_without_markers_is_the_last_lines() {
+        let log = lines(&["a", "b", "c"]);
+        assert_eq!(log_tail(&log, 2), lines(&["b", "c"]));
+        assert!(log_tail(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_before_loading() {
+        let bad_ring = Config {
+            ringbuf_bytes: 3 << 20,
+            ..Config::default()
+        };
+        assert!(matches!(validate(&bad_ring), Err(LoadError::Config(_))));
+        let bad_argv = Config {
+            argv_max: ARGV_MAX + 1,
+            ..Config::default()
+        };
+        assert!(matches!(validate(&bad_argv), Err(LoadError::Config(_))));
+        assert!(validate(&Config::default()).is_ok());
+    }
 }

@@ -270,6 +270,41 @@ fn a_missing_btf_file_is_a_clear_error() {
     );
 }
 
+/// A valid BTF blob describing no types: CO-RE relocations cannot resolve against it.
+fn empty_btf(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&0xeb9f_u16.to_le_bytes()); // magic
+    blob.extend_from_slice(&[1, 0]); // version, flags
+    for v in [24u32, 0, 0, 0, 1] {
+        // hdr_len, type_off, type_len, str_off, str_len
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+    blob.push(0); // the empty string
+    let path = dir.join("empty.btf");
+    std::fs::write(&path, blob).unwrap();
+    path
+}
+
+#[test]
+fn a_verifier_rejection_shows_the_verifier_log() {
+    require_root();
+    let dir = temp_dir("btf");
+    let btf = empty_btf(&dir);
+    let out = ksight(&["run", "--btf", btf.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the kernel rejected ksight's tp_btf programs"),
+        "{err}"
+    );
+    assert!(err.contains("raw tracepoint fallback failed too"), "{err}");
+    assert!(err.contains("verifier log:\n  | "), "{err}");
+    // libbpf poisons unresolvable CO-RE relocations; the verifier names them
+    assert!(err.contains("invalid CO-RE relocation"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
 #[test]
 fn bad_flags_are_usage_errors() {
     for args in [
