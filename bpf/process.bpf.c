@@ -54,7 +54,7 @@ enum ks_abi ks_type_abi = KS_ABI_VERSION;
 
 /* ---- exec ---- */
 
-static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
+static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t old_pid,
 				   struct linux_binprm *bprm)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -63,7 +63,7 @@ static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
 	__u32 off, n;
 	long got;
 
-	if (!s)
+	if (!s || !ks_wanted())
 		return 0;
 	e = &s->ev;
 	e->hdr.ktime = bpf_ktime_get_ns();
@@ -139,7 +139,7 @@ static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
 	__u32 size = offsetof(struct ks_exec_event, data) + (off & KS_DATA_MASK);
 	if (size > sizeof(*e))
 		return 0;
-	ks_emit(&e->hdr, size);
+	ks_emit(ctx, &e->hdr, size);
 	return 0;
 }
 
@@ -149,25 +149,26 @@ static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ks_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, old_pid, bprm);
+	return on_exec(ctx, p, old_pid, bprm);
 }
 
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(ks_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, old_pid, bprm);
+	return on_exec(ctx, p, old_pid, bprm);
 }
 
 /* ---- fork ---- */
 
-static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
+static __always_inline int on_fork(void *ctx, struct task_struct *parent,
+				   struct task_struct *child)
 {
 	struct ks_fork_event e = {};
 	__u32 child_pid = BPF_CORE_READ(child, tgid);
 	__u32 child_tid = BPF_CORE_READ(child, pid);
 	int thread = child_pid != child_tid;
 
-	if (thread && !ks_cfg_threads)
+	if ((thread && !ks_cfg_threads) || !ks_wanted())
 		return 0;
 	e.hdr.ktime = bpf_ktime_get_ns();
 	e.hdr.kind = KS_EVENT_FORK;
@@ -181,7 +182,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 		e.flags |= KS_FORK_THREAD;
 		e.child_ns_pid = e.task.ns_pid;
 	}
-	ks_emit(&e.hdr, sizeof(e));
+	ks_emit(ctx, &e.hdr, sizeof(e));
 	return 0;
 }
 
@@ -191,18 +192,18 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ks_fork_btf, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(parent, child);
+	return on_fork(ctx, parent, child);
 }
 
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(ks_fork_raw, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(parent, child);
+	return on_fork(ctx, parent, child);
 }
 
 /* ---- exit ---- */
 
-static __always_inline int on_exit(struct task_struct *task)
+static __always_inline int on_exit(void *ctx, struct task_struct *task)
 {
 	struct ks_exit_event e = {};
 	/* do_exit() decremented signal->live before this tracepoint: zero means
@@ -210,7 +211,7 @@ static __always_inline int on_exit(struct task_struct *task)
 	 * userspace keeps the first exit of a process. */
 	int last = BPF_CORE_READ(task, signal, live.counter) == 0;
 
-	if (!last && !ks_cfg_threads)
+	if ((!last && !ks_cfg_threads) || !ks_wanted())
 		return 0;
 	e.hdr.ktime = bpf_ktime_get_ns();
 	e.hdr.kind = KS_EVENT_EXIT;
@@ -222,7 +223,7 @@ static __always_inline int on_exit(struct task_struct *task)
 	 * is folded in later by __exit_signal(), so add it here */
 	e.utime_ns = BPF_CORE_READ(task, signal, utime) + BPF_CORE_READ(task, utime);
 	e.stime_ns = BPF_CORE_READ(task, signal, stime) + BPF_CORE_READ(task, stime);
-	ks_emit(&e.hdr, sizeof(e));
+	ks_emit(ctx, &e.hdr, sizeof(e));
 	return 0;
 }
 
@@ -231,11 +232,11 @@ static __always_inline int on_exit(struct task_struct *task)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(ks_exit_btf, struct task_struct *p)
 {
-	return on_exit(p);
+	return on_exit(ctx, p);
 }
 
 SEC("raw_tp/sched_process_exit")
 int BPF_PROG(ks_exit_raw, struct task_struct *p)
 {
-	return on_exit(p);
+	return on_exit(ctx, p);
 }

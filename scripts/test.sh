@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, and the end-to-end tests
-# that load ksight's BPF programs into this kernel (they need root), run once on
-# the primary hooks (tp_btf) and once more on the raw tracepoint fallback.
+# that load ksight's BPF programs into this kernel (they need root). The
+# end-to-end tests run three times: primary hooks and transport (tp_btf, ring
+# buffer), then each fallback: raw tracepoints, and the perf buffer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +14,6 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-KSIGHT_TEST_ARGS="--attach raw_tp" cargo test --locked -p ksight --test process --test cli
+e2e=(--test process --test cli --test transport)
+KSIGHT_TEST_ARGS="--attach raw_tp" cargo test --locked -p ksight "${e2e[@]}"
+KSIGHT_TEST_ARGS="--transport perf" cargo test --locked -p ksight "${e2e[@]}"

@@ -9,7 +9,11 @@
  *   - ks_path_walk(): a dentry/mount walk that works from any hook
  *     (bpf_d_path is restricted to a few LSM/fentry hooks).
  *
- * Userspace sizes ks_events and ks_scratch before load.
+ * Transport: the ring buffer (5.8+) by default; on older kernels userspace
+ * sets ks_cfg_perf and does not create ks_events, and records go through the
+ * per-CPU perf buffer ks_perf instead. The untaken branch is dead code to the
+ * verifier (ks_cfg_perf is a load-time constant), so a kernel without ring
+ * buffer helpers never sees them. Userspace sizes the maps before load.
  */
 #ifndef KS_COMMON_BPF_H
 #define KS_COMMON_BPF_H
@@ -26,6 +30,10 @@
  * records are written with BPF_RB_NO_WAKEUP and userspace polls on a timer.
  * A wake-up costs ~15 us here, so batching them is most of the exec-path cost. */
 const volatile __u64 ks_cfg_wakeup_bytes = 256 * 1024;
+/* send records through ks_perf instead of ks_events */
+const volatile __u32 ks_cfg_perf = 0;
+/* report only tasks under one of the first ks_cfg_cgroups cgroups of ks_cgroups */
+const volatile __u32 ks_cfg_cgroups = 0;
 
 /* ---- maps ---- */
 
@@ -35,11 +43,25 @@ struct {
 } ks_events SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} ks_perf SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct ks_cpu_stats);
 } ks_stats SEC(".maps");
+
+#define KS_MAX_CGROUPS 8
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, KS_MAX_CGROUPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} ks_cgroups SEC(".maps");
 
 /* ---- transport ---- */
 
@@ -48,11 +70,11 @@ struct {
  * seq, cpu, size and abi are set here. A refused record still consumes a
  * sequence number, so the gap is visible to consumers, and is counted by kind.
  */
-static __always_inline void ks_emit(struct ks_event_hdr *hdr, __u32 size)
+static __always_inline void ks_emit(void *ctx, struct ks_event_hdr *hdr, __u32 size)
 {
 	__u32 zero = 0;
 	struct ks_cpu_stats *st = bpf_map_lookup_elem(&ks_stats, &zero);
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	long err;
 
 	if (!st)
 		return;
@@ -60,10 +82,29 @@ static __always_inline void ks_emit(struct ks_event_hdr *hdr, __u32 size)
 	hdr->cpu = bpf_get_smp_processor_id();
 	hdr->size = size;
 	hdr->abi = KS_ABI_VERSION;
-	if (bpf_ringbuf_query(&ks_events, BPF_RB_AVAIL_DATA) >= ks_cfg_wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&ks_events, hdr, size, flags))
+	if (ks_cfg_perf) {
+		err = bpf_perf_event_output(ctx, &ks_perf, BPF_F_CURRENT_CPU, hdr, size);
+	} else {
+		__u64 flags = BPF_RB_NO_WAKEUP;
+
+		if (bpf_ringbuf_query(&ks_events, BPF_RB_AVAIL_DATA) >= ks_cfg_wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		err = bpf_ringbuf_output(&ks_events, hdr, size, flags);
+	}
+	if (err)
 		st->drops[hdr->kind & (KS_EVENT_KIND_MAX - 1)]++;
+}
+
+/* Is the current task one the user asked for? (--cgroup, decided in the kernel
+ * so that unwanted records cost no buffer space.) */
+static __always_inline int ks_wanted(void)
+{
+	if (!ks_cfg_cgroups)
+		return 1;
+	for (__u32 i = 0; i < KS_MAX_CGROUPS && i < ks_cfg_cgroups; i++)
+		if (bpf_current_task_under_cgroup(&ks_cgroups, i) == 1)
+			return 1;
+	return 0;
 }
 
 /* ---- task readers ---- */

@@ -9,15 +9,20 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::fs::File;
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, MapType, OpenObject, PerfBufferBuilder, PrintLevel, RingBufferBuilder,
+};
 
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
+use crate::transport::{Stream, TransportMode};
 use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
 
 /// Which flavour of tracepoint program to use.
@@ -52,8 +57,13 @@ pub struct Config {
     /// Report threads (creation and exit), not only processes.
     pub threads: bool,
     pub attach: AttachMode,
+    pub transport: TransportMode,
+    /// Perf buffer pages per CPU (a power of two), when the perf buffer is used.
+    pub perf_pages: usize,
     /// BTF of the running kernel, for kernels that do not expose /sys/kernel/btf/vmlinux.
     pub btf: Option<PathBuf>,
+    /// Report only tasks under these cgroup v2 directories (absolute paths), decided in the kernel.
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -64,13 +74,19 @@ impl Default for Config {
             argv_max: 16 << 10,
             threads: false,
             attach: AttachMode::Auto,
+            transport: TransportMode::Auto,
+            perf_pages: 128,
             btf: None,
+            cgroups: Vec::new(),
         }
     }
 }
 
 /// The largest argv ksight can copy (events.h KS_ARGV_MAX).
 pub const ARGV_MAX: u32 = ks_limits::KS_ARGV_MAX.0;
+
+/// How many cgroups the in-kernel filter takes (common.bpf.h KS_MAX_CGROUPS).
+pub const MAX_CGROUPS: usize = 8;
 
 /// Number of record kinds, which sizes the drop counters.
 pub const KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
@@ -79,6 +95,12 @@ pub const KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
 pub enum LoadError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("opening the BPF object: {0}")]
     Open(#[source] libbpf_rs::Error),
     #[error("the kernel rejected ksight's {mode} programs: {source}{}", verifier_tail(.log))]
@@ -165,6 +187,8 @@ pub struct Agent {
     skel: ProcessSkel<'static>,
     links: Vec<Link>,
     mode: AttachMode,
+    transport: TransportMode,
+    perf_pages: usize,
     /// Why `Auto` fell back from tp_btf, if it did.
     fallback: Option<String>,
 }
@@ -175,6 +199,17 @@ impl Agent {
     pub fn start(cfg: &Config) -> Result<Agent, LoadError> {
         validate(cfg)?;
         libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_print)));
+        let mut cfg = cfg.clone();
+        if cfg.transport == TransportMode::Auto {
+            // a real probe: distributions backport, so the version says little
+            let ring = MapType::RingBuf.is_supported().unwrap_or(false);
+            cfg.transport = if ring {
+                TransportMode::Ringbuf
+            } else {
+                TransportMode::Perf
+            };
+        }
+        let cfg = &cfg;
         match cfg.attach {
             AttachMode::Auto => match Self::start_mode(cfg, AttachMode::TpBtf) {
                 Ok(agent) => Ok(agent),
@@ -213,6 +248,21 @@ impl Agent {
             source,
             log: take_log_tail(30),
         })?;
+        // the in-kernel cgroup filter, filled before any program runs
+        for (i, path) in cfg.cgroups.iter().enumerate() {
+            let dir = File::open(path).map_err(|source| LoadError::Cgroup {
+                path: path.clone(),
+                source,
+            })?;
+            let key = (i as u32).to_ne_bytes();
+            let fd = dir.as_raw_fd().to_ne_bytes();
+            (skel.maps.ks_cgroups.update(&key, &fd, MapFlags::ANY)).map_err(|e| {
+                LoadError::Cgroup {
+                    path: path.clone(),
+                    source: std::io::Error::other(e),
+                }
+            })?;
+        }
         let mut links = Vec::new();
         for prog in skel.object().progs_mut() {
             if !prog.autoload() {
@@ -232,6 +282,8 @@ impl Agent {
             skel,
             links,
             mode,
+            transport: cfg.transport,
+            perf_pages: cfg.perf_pages,
             fallback: None,
         })
     }
@@ -248,15 +300,31 @@ impl Agent {
         self.links.len()
     }
 
-    /// A consumer of the event ring buffer; `cb` sees each record's bytes, in
-    /// ring order, and returns non-zero to stop the current poll.
-    pub fn ring_buffer<'cb>(
+    /// The buffer in use: `Ringbuf` or `Perf` (never `Auto` once started).
+    pub fn transport(&self) -> TransportMode {
+        self.transport
+    }
+
+    /// The record stream: `deliver` sees each record's bytes, in causal order,
+    /// and returns non-zero to stop the current pass. `window` is the perf
+    /// buffer's reorder window (see `transport`).
+    pub fn stream<'cb>(
         &'cb self,
-        cb: impl FnMut(&[u8]) -> i32 + 'cb,
-    ) -> libbpf_rs::Result<RingBuffer<'cb>> {
+        deliver: impl FnMut(&[u8]) -> i32 + 'cb,
+        window: Duration,
+    ) -> libbpf_rs::Result<Stream<'cb>> {
+        if self.transport == TransportMode::Perf {
+            return Stream::perf(Box::new(deliver), window, |sample, lost| {
+                PerfBufferBuilder::new(&self.skel.maps.ks_perf)
+                    .pages(self.perf_pages)
+                    .sample_cb(sample)
+                    .lost_cb(lost)
+                    .build()
+            });
+        }
         let mut b = RingBufferBuilder::new();
-        b.add(&self.skel.maps.ks_events, cb)?;
-        b.build()
+        b.add(&self.skel.maps.ks_events, deliver)?;
+        Ok(Stream::ring(b.build()?))
     }
 
     /// Records the kernel could not deliver so far: per CPU, by kind.
@@ -295,6 +363,18 @@ fn validate(cfg: &Config) -> Result<(), LoadError> {
             "ring buffer size {rb} must be a power of two of at least 4096 bytes"
         )));
     }
+    if !cfg.perf_pages.is_power_of_two() {
+        return Err(LoadError::Config(format!(
+            "perf buffer pages per CPU ({}) must be a power of two",
+            cfg.perf_pages
+        )));
+    }
+    if cfg.cgroups.len() > MAX_CGROUPS {
+        return Err(LoadError::Config(format!(
+            "at most {MAX_CGROUPS} cgroups can be filtered on, {} given",
+            cfg.cgroups.len()
+        )));
+    }
     if !(64..=ARGV_MAX).contains(&cfg.argv_max) {
         return Err(LoadError::Config(format!(
             "argv bound {} must be between 64 and {ARGV_MAX} bytes",
@@ -317,6 +397,12 @@ fn configure(
     ro.ks_cfg_argv_max = cfg.argv_max;
     ro.ks_cfg_threads = cfg.threads.into();
     ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
+    ro.ks_cfg_cgroups = cfg.cgroups.len() as u32;
+    let perf = cfg.transport == TransportMode::Perf;
+    ro.ks_cfg_perf = perf.into();
+    // create only the buffer in use: kernels before 5.8 cannot create a ring buffer
+    open.maps.ks_events.set_autocreate(!perf)?;
+    open.maps.ks_perf.set_autocreate(perf)?;
     open.maps.ks_events.set_max_entries(cfg.ringbuf_bytes)?;
     let cpus = libbpf_rs::num_possible_cpus()? as u32;
     open.maps.ks_scratch.set_max_entries(cpus.max(1))?;

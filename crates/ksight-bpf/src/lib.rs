@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod decode;
 pub mod sys;
+pub mod transport;
 pub mod wire;
 
 mod skel {
@@ -17,3 +18,4 @@ mod skel {
 
 pub use agent::{Agent, AttachMode, Config, LoadError};
 pub use decode::{decode, DecodeError};
+pub use transport::{Stream, StreamStats, TransportMode};

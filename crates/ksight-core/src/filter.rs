@@ -1,5 +1,8 @@
 //! Which events the user asked to see.
 //!
+//! (cgroups are filtered in the kernel, where it saves buffer space: see
+//! `ksight_bpf::Config::cgroups`.)
+//!
 //! Within one criterion the values are alternatives (`--pid 1 --pid 2`: either);
 //! different criteria must all hold. `lost` events always pass: a filter never
 //! hides that something was lost.
@@ -17,8 +20,6 @@ pub struct Filter {
     /// Exact comm.
     pub comms: Vec<String>,
     pub uids: Vec<u32>,
-    /// cgroup path prefix, at a path-component boundary ("/a" matches "/a/b", not "/ab").
-    pub cgroups: Vec<String>,
     /// Container id prefix.
     pub containers: Vec<String>,
 }
@@ -54,12 +55,6 @@ impl Filter {
         if !self.uids.is_empty() && !self.uids.contains(&p.uid) {
             return false;
         }
-        if !self.cgroups.is_empty() {
-            let path = p.cgroup.as_deref().unwrap_or("");
-            if !self.cgroups.iter().any(|c| under(path, c)) {
-                return false;
-            }
-        }
         if !self.containers.is_empty() {
             let id = p.container_id.as_deref().unwrap_or("");
             if id.is_empty() || !self.containers.iter().any(|c| id.starts_with(c.as_str())) {
@@ -67,25 +62,5 @@ impl Filter {
             }
         }
         true
-    }
-}
-
-fn under(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    prefix.is_empty()
-        || path == prefix
-        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroup_prefix_respects_components() {
-        assert!(under("/a/b", "/a"));
-        assert!(under("/a", "/a/"));
-        assert!(!under("/ab", "/a"));
-        assert!(under("/anything", "/"));
     }
 }

@@ -50,6 +50,14 @@ pub enum Attach {
     RawTp,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// the ring buffer where the kernel has it (5.8+), else the perf buffer
+    Auto,
+    Ringbuf,
+    Perf,
+}
+
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 pub struct RunArgs {
@@ -73,7 +81,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub uid: Vec<u32>,
 
-    /// Only events in this cgroup v2 path or below it (e.g. /system.slice).
+    /// Only events in this cgroup v2 path or below it (e.g. /system.slice); decided in the kernel; at most 8.
     #[arg(long)]
     pub cgroup: Vec<String>,
 
@@ -112,6 +120,19 @@ pub struct RunArgs {
     /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
     #[arg(long)]
     pub btf: Option<PathBuf>,
+
+    /// How records leave the kernel.
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
+
+    /// Perf buffer size per CPU, in 4 KiB pages (power of two), when the perf buffer is used.
+    #[arg(long, default_value_t = 128)]
+    pub perf_pages: usize,
+
+    /// Perf buffer only: how long a record may wait for earlier ones from other CPUs
+    /// (added latency; covers the time between a hook's timestamp and its record landing).
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub reorder_window: Duration,
 
     /// Ring buffer size (power of two; K and M suffixes), shared by all CPUs.
     #[arg(long, default_value = "8M", value_parser = parse_size)]

@@ -12,14 +12,15 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ksight_bpf::agent::KINDS;
 use ksight_bpf::sys::{clock_now, ktime_now};
-use ksight_bpf::{decode, Agent, AttachMode, Config};
+use ksight_bpf::{decode, Agent, AttachMode, Config, StreamStats, TransportMode};
 use ksight_core::cgroup::CgroupResolver;
 use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::{Detail, Event, Kind, LostDetail};
@@ -27,7 +28,7 @@ use ksight_core::filter::Filter;
 use ksight_core::procfs::ProcFs;
 use ksight_core::sink::{JsonSink, Sink, TableSink};
 
-use crate::cli::{Attach, Color, Format, RunArgs};
+use crate::cli::{Attach, Color, Format, RunArgs, Transport};
 use crate::preflight;
 
 /// Counters for the exit summary.
@@ -164,7 +165,31 @@ fn sink(args: &RunArgs) -> Result<Box<dyn Sink>> {
     })
 }
 
-fn config(args: &RunArgs) -> Config {
+/// The cgroup directories `--cgroup` names, under the cgroup2 mount.
+fn cgroup_dirs(args: &RunArgs, cgroups: &CgroupResolver) -> Result<Vec<PathBuf>> {
+    if args.cgroup.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mount = cgroups
+        .mount()
+        .context("--cgroup needs cgroup v2, and no cgroup2 file system is mounted")?;
+    args.cgroup
+        .iter()
+        .map(|c| {
+            let dir = mount.join(c.trim_start_matches('/'));
+            if dir.is_dir() {
+                Ok(dir)
+            } else {
+                bail!(
+                    "--cgroup {c}: no such cgroup ({} does not exist)",
+                    dir.display()
+                )
+            }
+        })
+        .collect()
+}
+
+fn config(args: &RunArgs, cgroups: Vec<PathBuf>) -> Config {
     Config {
         ringbuf_bytes: args.ringbuf_size,
         wakeup_bytes: u64::from(args.ringbuf_size / 32),
@@ -175,7 +200,14 @@ fn config(args: &RunArgs) -> Config {
             Attach::TpBtf => AttachMode::TpBtf,
             Attach::RawTp => AttachMode::RawTp,
         },
+        transport: match args.transport {
+            Transport::Auto => TransportMode::Auto,
+            Transport::Ringbuf => TransportMode::Ringbuf,
+            Transport::Perf => TransportMode::Perf,
+        },
+        perf_pages: args.perf_pages,
         btf: args.btf.clone(),
+        cgroups,
     }
 }
 
@@ -185,7 +217,6 @@ fn filter(args: &RunArgs) -> Filter {
         pids: args.pid.clone(),
         comms: args.comm.clone(),
         uids: args.uid.clone(),
-        cgroups: args.cgroup.clone(),
         containers: args.container.clone(),
     }
 }
@@ -202,15 +233,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             .context("installing signal handlers")?;
     }
 
-    let agent = Agent::start(&config(&args))?;
+    let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
+    let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?))?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
+    }
+    if args.transport == Transport::Auto && agent.transport() == TransportMode::Perf {
+        eprintln!(
+            "ksight: degraded: no BPF ring buffer on this kernel (5.8+), using the perf buffer: \
+             records are merged across CPUs with {} of added latency",
+            humantime::format_duration(args.reorder_window)
+        );
     }
     if args.verbose {
         let (progs, maps) = agent.kernel_ids();
         eprintln!(
-            "ksight: loaded via {}: prog ids {progs:?}, map ids {maps:?}",
-            agent.mode()
+            "ksight: loaded via {} and {}: prog ids {progs:?}, map ids {maps:?}",
+            agent.mode(),
+            agent.transport()
         );
     }
 
@@ -225,7 +265,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         clock_now(),
         boot.get(..8).unwrap_or("00000000"),
         procfs,
-        CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref()),
+        cgroups,
     );
     let known = enricher.seed().context("reading /proc")?;
 
@@ -236,14 +276,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         stats: Stats::default(),
         error: None,
     });
-    let rb = agent
-        .ring_buffer(|data| pipeline.borrow_mut().record(data))
-        .context("setting up the ring buffer consumer")?;
+    let mut stream = agent
+        .stream(
+            |data| pipeline.borrow_mut().record(data),
+            args.reorder_window,
+        )
+        .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
     let mut loss = LossWatch::new(&agent)?;
     eprintln!(
-        "ksight: watching: {} programs attached via {}, {known} processes known, in {} ms",
+        "ksight: watching: {} programs attached via {}, records through {}, {known} processes known, in {} ms",
         agent.links(),
         agent.mode(),
+        agent.transport(),
         started.elapsed().as_millis()
     );
 
@@ -259,19 +303,12 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .min(d.saturating_duration_since(Instant::now())),
             None => args.poll_interval,
         };
-        let rc = rb.poll_raw(timeout);
-        let rc = if rc >= 0 || rc == -libc::EINTR {
-            rb.consume_raw()
-        } else {
-            rc
-        };
+        let polled = stream.poll(timeout);
         let mut p = pipeline.borrow_mut();
         if let Some(e) = p.error.take() {
             return Err(e).context("writing events");
         }
-        if rc < 0 && rc != -libc::EINTR {
-            return Err(io::Error::from_raw_os_error(-rc)).context("polling the ring buffer");
-        }
+        polled.context("reading records from the kernel")?;
         loss.check(&agent, &mut p)?;
         if last_clock.elapsed() >= Duration::from_secs(1) {
             p.enricher.set_clock(clock_now());
@@ -282,18 +319,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
 
     // drain what the kernel wrote before we stopped, then account for it
-    rb.consume_raw();
+    let drained = stream.drain();
     let mut p = pipeline.borrow_mut();
+    drained.context("reading records from the kernel")?;
     if let Some(e) = p.error.take() {
         return Err(e).context("writing events");
     }
     loss.check(&agent, &mut p)?;
     p.sink.flush().context("writing events")?;
-    summary(&p.stats, started.elapsed());
+    summary(&p.stats, stream.stats(), started.elapsed());
     Ok(())
 }
 
-fn summary(s: &Stats, elapsed: Duration) {
+fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {
     let by_kind = |counts: &[u64], kinds: &mut dyn Iterator<Item = (usize, Kind)>| {
         kinds
             .map(|(i, k)| format!("{} {}", k.name(), counts[i]))
@@ -315,4 +353,11 @@ fn summary(s: &Stats, elapsed: Duration) {
         s.undecodable,
         s.duplicate_exits,
     );
+    if stream != StreamStats::default() {
+        eprintln!(
+            "ksight: perf buffer: {} records arrived out of order and were merged back, \
+             {} arrived too late to merge, {} samples reported lost",
+            stream.out_of_order_arrivals, stream.late, stream.perf_lost
+        );
+    }
 }

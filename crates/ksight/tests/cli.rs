@@ -89,8 +89,8 @@ fn nothing_stays_loaded_after_sigkill() {
 
 #[test]
 fn a_full_buffer_is_reported_in_band_and_in_the_summary() {
-    // a one-page ring buffer, and a consumer frozen while processes run
-    let k = Ksight::start(&["--ringbuf-size", "4K"]);
+    // one page of buffer, and a consumer frozen while processes run
+    let k = Ksight::start(&["--ringbuf-size", "4K", "--perf-pages", "1"]);
     k.signal(libc::SIGSTOP);
     for _ in 0..50 {
         run(&mut Command::new("/bin/true"));

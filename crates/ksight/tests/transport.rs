@@ -1,0 +1,199 @@
+//! The transport contract, in whichever mode KSIGHT_TEST_ARGS selects
+//! (`--transport ringbuf` or `--transport perf`): records of one process
+//! arrive in causal order, and every record is either delivered or counted lost.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A cgroup of our own, so that the kernel-side filter keeps exactly our records.
+struct Cgroup {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Cgroup {
+    fn new(tag: &str) -> Cgroup {
+        let name = format!("ksight-{tag}-{}", std::process::id());
+        let dir = cgroup2_mount().join(&name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        Cgroup { dir, name }
+    }
+
+    fn path(&self) -> String {
+        format!("/{}", self.name)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn cgroup2_mount() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            post.starts_with("cgroup2 ")
+                .then(|| PathBuf::from(pre.split(' ').nth(4).unwrap()))
+        })
+        .expect("a cgroup2 mount")
+}
+
+fn join_cgroup(dir: &Path) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .unwrap();
+    write!(f, "{}", std::process::id()).unwrap();
+}
+
+/// Not a test: the storm, run as a child process by the tests below. It moves
+/// itself into $KSIGHT_STORM_CGROUP, starts $KSIGHT_STORM_N short-lived
+/// processes from two threads (so that they spread over the CPUs), and leaves
+/// the cgroup before exiting: the cgroup sees exactly N forks, N execs and N exits.
+#[test]
+#[ignore = "helper process for the transport tests"]
+fn helper_storm() {
+    let dir = PathBuf::from(std::env::var("KSIGHT_STORM_CGROUP").unwrap());
+    let n: usize = std::env::var("KSIGHT_STORM_N").unwrap().parse().unwrap();
+    join_cgroup(&dir);
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for _ in (t..n).step_by(2) {
+                    let st = Command::new("/bin/true").status().unwrap();
+                    assert!(st.success());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    join_cgroup(&cgroup2_mount());
+}
+
+fn storm(cg: &Cgroup, n: usize) -> u32 {
+    let (pid, status) = run(Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_storm",
+            "--test-threads",
+            "1",
+        ])
+        .env("KSIGHT_STORM_CGROUP", &cg.dir)
+        .env("KSIGHT_STORM_N", n.to_string()));
+    assert!(status.success());
+    pid
+}
+
+#[test]
+fn records_of_each_process_arrive_in_causal_order() {
+    let cg = Cgroup::new("order");
+    let k = Ksight::start(&["--cgroup", &cg.path()]);
+    let n = 400;
+    let helper = storm(&cg, n);
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    let mut seen: HashMap<u64, Vec<&str>> = HashMap::new();
+    let mut cpus = std::collections::BTreeSet::new();
+    for e in &r.events {
+        cpus.insert(e["cpu"].as_u64().unwrap());
+        let (pid, kind) = match e["type"].as_str().unwrap() {
+            "fork" => (e["child"]["pid"].as_u64().unwrap(), "fork"),
+            "lost" => panic!("nothing may be lost here: {e}"),
+            kind => (e["process"]["pid"].as_u64().unwrap(), kind),
+        };
+        seen.entry(pid).or_default().push(kind);
+    }
+    assert_eq!(
+        seen.len(),
+        n,
+        "one entry per child, nothing else in the cgroup"
+    );
+    let bad: Vec<_> = seen
+        .iter()
+        .filter(|(_, kinds)| kinds[..] != ["fork", "exec", "exit"])
+        .collect();
+    assert!(bad.is_empty(), "order violations: {bad:?}");
+    for e in r.events.iter().filter(|e| e["type"] == "fork") {
+        assert_eq!(e["process"]["pid"], helper);
+    }
+    assert!(
+        cpus.len() > 1 || num_cpus() == 1,
+        "the storm spread over the CPUs"
+    );
+    // perf mode: the merge repaired every inversion it saw
+    if let Some(line) = r.stderr.lines().find(|l| l.contains("too late to merge")) {
+        assert!(line.contains(", 0 arrived too late"), "{line}");
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn delivered_plus_lost_equals_generated_exactly() {
+    let cg = Cgroup::new("loss");
+    // one page of buffer, and a consumer frozen during the storm: most records cannot fit
+    let k = Ksight::start(&[
+        "--cgroup",
+        &cg.path(),
+        "--ringbuf-size",
+        "4K",
+        "--perf-pages",
+        "1",
+    ]);
+    k.signal(libc::SIGSTOP);
+    let n = 300;
+    let helper = storm(&cg, n);
+    k.signal(libc::SIGCONT);
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    let mut delivered: HashMap<&str, usize> = HashMap::new();
+    let mut lost: HashMap<&str, usize> = HashMap::new();
+    for e in &r.events {
+        match e["type"].as_str().unwrap() {
+            "lost" => {
+                *lost.entry(e["lost"]["kind"].as_str().unwrap()).or_default() +=
+                    e["lost"]["count"].as_u64().unwrap() as usize
+            }
+            kind => {
+                let ours = match kind {
+                    "fork" => e["process"]["pid"] == helper,
+                    _ => e["process"]["ppid"] == helper,
+                };
+                assert!(ours, "only the storm is in the cgroup: {e}");
+                *delivered.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    for kind in ["fork", "exec", "exit"] {
+        let (d, l) = (
+            delivered.get(kind).copied().unwrap_or(0),
+            lost.get(kind).copied().unwrap_or(0),
+        );
+        assert_eq!(
+            d + l,
+            n,
+            "{kind}: {d} delivered + {l} lost != {n} generated"
+        );
+    }
+    assert!(
+        lost.values().sum::<usize>() > 0,
+        "a 4 KiB buffer cannot hold {n} processes"
+    );
+}
