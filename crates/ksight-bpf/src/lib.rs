@@ -6,6 +6,7 @@
 //! - [`wire`] re-exports the generated record types.
 
 pub mod agent;
+pub mod bench;
 pub mod decode;
 pub mod sys;
 pub mod transport;
@@ -14,6 +15,11 @@ pub mod wire;
 mod skel {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+}
+
+mod skel_bench {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/bench.skel.rs"));
 }
 
 pub use agent::{Agent, AttachMode, Config, LoadError};

@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach to the kernel and stream events until interrupted (or --duration).
     Run(RunArgs),
+    /// Measure ksight on this machine.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

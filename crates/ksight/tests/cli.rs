@@ -329,3 +329,47 @@ fn version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ksight "));
 }
+
+#[test]
+fn transport_benchmark_runs_and_accounts_for_every_record() {
+    require_root();
+    let dir = temp_dir("bench");
+    let json = dir.join("t.json");
+    let out = ksight(&[
+        "bench",
+        "transport",
+        "--runs",
+        "1",
+        "--duration",
+        "150ms",
+        "--rates",
+        "50k",
+        "--sizes",
+        "64",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for t in ["ringbuf ", "ringbuf-eager", "perf "] {
+        assert!(table.contains(t), "{table}");
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let run = &c["runs"][0];
+        let (g, d, l) = (
+            run["generated"].as_u64().unwrap(),
+            run["delivered"].as_u64().unwrap(),
+            run["lost"].as_u64().unwrap(),
+        );
+        assert_eq!(d + l, g, "{c}");
+        assert!(g > 1000, "the producers ran: {c}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,278 @@
+//! `ksight bench transport`: ring buffer vs perf buffer, side by side, on this machine.
+//!
+//! For each producer rate and record size, the transports run in alternating
+//! order (A B C, B C A, C A B, ...) so that drift in the machine's state hits
+//! them alike; each cell reports the median and the spread (min-max) over the
+//! runs. Every run is checked for exact accounting: delivered + lost must equal
+//! what the producers generated.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use ksight_bpf::bench::{run, BenchCase, BenchResult, BenchTransport};
+use serde_json::json;
+
+use crate::preflight;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// Ring buffer (batched and eager wake-ups) vs perf buffer: throughput, loss, latency, order, consumer CPU.
+    Transport(TransportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TransportArgs {
+    /// Producer rates over all CPUs, records/s ("max": as fast as the producers go).
+    #[arg(long, value_delimiter = ',', default_value = "20k,200k,1M,max", value_parser = parse_rate)]
+    pub rates: Vec<Rate>,
+    /// Record sizes in bytes, header included (32 to 4096).
+    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
+    pub sizes: Vec<u32>,
+    /// Production time per run.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Runs per transport and case (alternating).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
+    pub ringbuf_size: u32,
+    #[arg(long, default_value_t = 128)]
+    pub perf_pages: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub Option<u64>);
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("max"),
+            Some(r) => f.write_str(&si(r as f64)),
+        }
+    }
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s == "max" {
+        return Ok(Rate(None));
+    }
+    let (num, mult) = match s.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1_000),
+        None => match s.strip_suffix(['m', 'M']) {
+            Some(n) => (n, 1_000_000),
+            None => (s, 1),
+        },
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Rate(Some(n * mult))),
+        _ => Err(format!("{s:?} is not a rate such as 200k or max")),
+    }
+}
+
+/// 1234567 -> "1.23M".
+fn si(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (med, v[0], v[n - 1])
+}
+
+/// Hold /dev/cpu_dma_latency at 0 while benchmarking: idle vCPUs that halt at
+/// once make the numbers swing. Released when dropped.
+fn hold_cpu_awake() -> Option<File> {
+    let mut f = File::options()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .ok()?;
+    f.write_all(&0i32.to_ne_bytes()).ok()?;
+    Some(f)
+}
+
+pub fn machine() -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "cpu": model,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "memory_gib": (mem_kb as f64 / 1048576.0 * 10.0).round() / 10.0,
+        "ksight": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+pub fn run_bench(args: BenchArgs) -> Result<()> {
+    preflight::check_privileges()?;
+    match args.which {
+        Bench::Transport(t) => transport(t),
+    }
+}
+
+fn transport(a: TransportArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if let Some(bad) = a.sizes.iter().find(|s| !(32..=4096).contains(*s)) {
+        bail!("record size {bad} is outside 32..4096 bytes");
+    }
+    let _awake = hold_cpu_awake();
+    let command: Vec<String> = std::env::args().collect();
+    let machine = machine();
+    eprintln!(
+        "ksight bench transport: {} cases x {} transports x {} runs of {}, on {} ({} CPUs, kernel {})",
+        a.rates.len() * a.sizes.len(),
+        BenchTransport::ALL.len(),
+        a.runs,
+        humantime::format_duration(a.duration),
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["cpus"],
+        machine["kernel"].as_str().unwrap_or("?"),
+    );
+    println!(
+        "{:>6} {:>5}  {:<13} {:>22} {:>8} {:>7} {:>9} {:>9} {:>10} {:>8} {:>6}",
+        "rate",
+        "size",
+        "transport",
+        "delivered/s (min-max)",
+        "vs perf",
+        "lost%",
+        "p50 µs",
+        "p99 µs",
+        "inversions",
+        "µs/rec",
+        "cpu%"
+    );
+    let mut cases_json = Vec::new();
+    for &rate in &a.rates {
+        for &size in &a.sizes {
+            let mut results: Vec<Vec<BenchResult>> = vec![Vec::new(); BenchTransport::ALL.len()];
+            for rep in 0..a.runs {
+                for k in 0..BenchTransport::ALL.len() {
+                    let i = (rep + k) % BenchTransport::ALL.len();
+                    let case = BenchCase {
+                        transport: BenchTransport::ALL[i],
+                        rate: rate.0,
+                        size,
+                        duration: a.duration,
+                        ringbuf_bytes: a.ringbuf_size,
+                        perf_pages: a.perf_pages,
+                        poll: Duration::from_millis(20),
+                    };
+                    let r = run(&case).with_context(|| {
+                        format!("running {} at {rate} x {size} B", case.transport.name())
+                    })?;
+                    if r.delivered + r.lost != r.generated {
+                        bail!(
+                            "accounting broken for {} at {rate} x {size} B: delivered {} + lost {} != generated {}",
+                            case.transport.name(), r.delivered, r.lost, r.generated
+                        );
+                    }
+                    results[i].push(r);
+                }
+            }
+            let perf_rate = median(results[2].iter().map(|r| r.rate).collect()).0;
+            for (t, rs) in BenchTransport::ALL.iter().zip(&results) {
+                let m = |f: fn(&BenchResult) -> f64| median(rs.iter().map(f).collect());
+                let rate_m = m(|r| r.rate);
+                let lost = m(|r| 100.0 * r.lost as f64 / r.generated.max(1) as f64);
+                let (p50, p99) = (m(|r| r.latency_p50_us), m(|r| r.latency_p99_us));
+                let inv = m(|r| r.inversions as f64);
+                let us = m(|r| r.consumer_us_per_record);
+                let cpu = m(|r| 100.0 * r.consumer_cpu);
+                println!(
+                    "{:>6} {:>5}  {:<13} {:>22} {:>7.2}x {:>7.2} {:>9.0} {:>9.0} {:>10.0} {:>8.3} {:>6.1}",
+                    rate.to_string(),
+                    size,
+                    t.name(),
+                    format!("{} ({}-{})", si(rate_m.0), si(rate_m.1), si(rate_m.2)),
+                    rate_m.0 / perf_rate.max(1.0),
+                    lost.0,
+                    p50.0,
+                    p99.0,
+                    inv.0,
+                    us.0,
+                    cpu.0
+                );
+                cases_json.push(json!({
+                    "rate": rate.0, "size": size, "transport": t.name(),
+                    "delivered_per_s": {"median": rate_m.0, "min": rate_m.1, "max": rate_m.2},
+                    "vs_perf": rate_m.0 / perf_rate.max(1.0),
+                    "lost_pct": {"median": lost.0, "min": lost.1, "max": lost.2},
+                    "latency_p50_us": {"median": p50.0, "min": p50.1, "max": p50.2},
+                    "latency_p99_us": {"median": p99.0, "min": p99.1, "max": p99.2},
+                    "inversions": {"median": inv.0, "min": inv.1, "max": inv.2},
+                    "consumer_us_per_record": {"median": us.0, "min": us.1, "max": us.2},
+                    "consumer_cpu_pct": {"median": cpu.0, "min": cpu.1, "max": cpu.2},
+                    "runs": rs.iter().map(|r| json!({
+                        "generated": r.generated, "delivered": r.delivered, "lost": r.lost,
+                        "rate": r.rate, "p50_us": r.latency_p50_us, "p99_us": r.latency_p99_us,
+                        "inversions": r.inversions, "consumer_us_per_record": r.consumer_us_per_record,
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+        }
+    }
+    if let Some(path) = &a.json {
+        let doc = json!({"command": command.join(" "), "machine": machine, "cases": cases_json});
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("max"), Ok(Rate(None)));
+        assert_eq!(parse_rate("200k"), Ok(Rate(Some(200_000))));
+        assert_eq!(parse_rate("2M"), Ok(Rate(Some(2_000_000))));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn medians_and_spread() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+}
