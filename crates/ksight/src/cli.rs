@@ -201,7 +201,9 @@ mod tests {
             "ksight", "run", "--format", "json", "--format", "table", "--pid", "1", "--pid", "2,3",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("parsed as run")
+        };
         assert_eq!(args.format, Format::Table);
         assert_eq!(args.pid, [1, 2, 3]);
     }
