@@ -28,6 +28,10 @@ impl<W: Write> JsonSink<W> {
             line: Vec::with_capacity(1024),
         }
     }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
 }
 
 impl<W: Write> Sink for JsonSink<W> {

@@ -221,6 +221,14 @@ fn filter(args: &RunArgs) -> Filter {
     }
 }
 
+/// An enricher for this host's /proc, clocks and boot.
+pub fn host_enricher(cfg: EnrichConfig, cgroups: CgroupResolver) -> Enricher {
+    let procfs = ProcFs::new("/proc");
+    let boot = procfs.boot_id().unwrap_or_default();
+    let boot = boot.get(..8).unwrap_or("00000000");
+    Enricher::new(cfg, clock_now(), boot, procfs, cgroups)
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     preflight::check_privileges()?;
@@ -254,19 +262,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
 
-    let procfs = ProcFs::new("/proc");
-    let boot = procfs.boot_id().unwrap_or_default();
     let enrich_cfg = EnrichConfig {
         ancestors: args.ancestors,
         grace_ns: args.grace.as_nanos() as u64,
     };
-    let mut enricher = Enricher::new(
-        enrich_cfg,
-        clock_now(),
-        boot.get(..8).unwrap_or("00000000"),
-        procfs,
-        cgroups,
-    );
+    let mut enricher = host_enricher(enrich_cfg, cgroups);
     let known = enricher.seed().context("reading /proc")?;
 
     let pipeline = RefCell::new(Pipeline {

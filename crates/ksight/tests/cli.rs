@@ -373,3 +373,26 @@ fn transport_benchmark_runs_and_accounts_for_every_record() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn pipeline_benchmark_times_each_stage_on_real_records() {
+    require_root();
+    let out = ksight(&["bench", "pipeline", "--processes", "50", "--runs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for stage in ["decode", "enrich", "json", "table", "write", "total"] {
+        assert!(table.lines().any(|l| l.starts_with(stage)), "{table}");
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let records: usize = err
+        .split_whitespace()
+        .skip_while(|w| *w != "pipeline:")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(records >= 150, "fork, exec and exit of 50 processes: {err}");
+}
