@@ -156,6 +156,20 @@ fn libbpf_print(_level: PrintLevel, msg: String) {
     }
 }
 
+/// Send libbpf's messages to ksight's log instead of stderr (they are shown
+/// with the error they explain). `KSIGHT_LIBBPF_DEBUG=1` prints them too.
+pub fn capture_libbpf_log() {
+    libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_print)));
+}
+
+/// The last line libbpf logged, cleared: the detail behind a refused probe.
+pub fn last_libbpf_line() -> Option<String> {
+    take_log_tail(usize::MAX)
+        .into_iter()
+        .rev()
+        .find(|l| l.contains("libbpf:") || l.contains("-E"))
+}
+
 /// Take libbpf's log so far and keep the part that explains a load failure.
 fn take_log_tail(max: usize) -> Vec<String> {
     let Ok(mut log) = LIBBPF_LOG.lock() else {
@@ -198,7 +212,7 @@ impl Agent {
     /// programs gets raw_tp ones; the reason is kept in [`Agent::fallback`].
     pub fn start(cfg: &Config) -> Result<Agent, LoadError> {
         validate(cfg)?;
-        libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_print)));
+        capture_libbpf_log();
         let mut cfg = cfg.clone();
         if cfg.transport == TransportMode::Auto {
             // a real probe: distributions backport, so the version says little
@@ -228,7 +242,16 @@ impl Agent {
         }
     }
 
-    fn start_mode(cfg: &Config, mode: AttachMode) -> Result<Agent, LoadError> {
+    /// Load ksight's programs as `cfg` says (an exact hook flavour and
+    /// transport, not `Auto`), without attaching them, and unload them: the
+    /// doctor's test of whether this kernel accepts them.
+    pub fn load_only(cfg: &Config) -> Result<(), LoadError> {
+        validate(cfg)?;
+        capture_libbpf_log();
+        Self::load(cfg, cfg.attach).map(drop)
+    }
+
+    fn load(cfg: &Config, mode: AttachMode) -> Result<ProcessSkel<'static>, LoadError> {
         take_log_tail(0);
         // The skeleton borrows its object storage for as long as it lives,
         // which is as long as the agent: give it a small 'static allocation.
@@ -243,11 +266,15 @@ impl Agent {
         }
         let mut open = builder.open(storage).map_err(LoadError::Open)?;
         configure(&mut open, cfg, mode).map_err(LoadError::Open)?;
-        let skel = open.load().map_err(|source| LoadError::Load {
+        open.load().map_err(|source| LoadError::Load {
             mode,
             source,
             log: take_log_tail(30),
-        })?;
+        })
+    }
+
+    fn start_mode(cfg: &Config, mode: AttachMode) -> Result<Agent, LoadError> {
+        let skel = Self::load(cfg, mode)?;
         // the in-kernel cgroup filter, filled before any program runs
         for (i, path) in cfg.cgroups.iter().enumerate() {
             let dir = File::open(path).map_err(|source| LoadError::Cgroup {

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bench;
 pub mod decode;
+pub mod probe;
 pub mod sys;
 pub mod transport;
 pub mod wire;
@@ -15,6 +16,11 @@ pub mod wire;
 mod skel {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+}
+
+mod skel_probe {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
 }
 
 mod skel_bench {

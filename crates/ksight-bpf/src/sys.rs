@@ -33,3 +33,94 @@ pub fn clock_now() -> Clock {
 pub fn ktime_now() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
+
+/// The contents of securityfs's `lockdown` and `lsm` files, also where
+/// securityfs is not mounted (as in many containers and minimal VMs): then a
+/// child process mounts it in a private mount namespace of its own, reads the
+/// two files and exits, leaving the host's mounts untouched. Needs root.
+pub fn read_securityfs() -> Option<(String, String)> {
+    let dir = std::path::Path::new("/sys/kernel/security");
+    if let (Ok(l), Ok(s)) = (
+        std::fs::read_to_string(dir.join("lockdown")),
+        std::fs::read_to_string(dir.join("lsm")),
+    ) {
+        return Some((l, s));
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two fds into the array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: the child only makes raw system calls on static strings and a
+    // stack buffer (no allocation, no locks), then _exits: fork-safe.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe { securityfs_child(fds[1]) }
+    }
+    // SAFETY: closing our copy of the write end, then reading the read end we own.
+    unsafe { libc::close(fds[1]) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        // SAFETY: reading into a valid stack buffer of the given length.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: closing our fd and reaping our own child.
+    unsafe {
+        libc::close(fds[0]);
+        if pid > 0 {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    let (lockdown, lsm) = text.split_once('\0')?;
+    (!lockdown.is_empty()).then(|| (lockdown.to_string(), lsm.to_string()))
+}
+
+/// In the forked child: private mount namespace, mount securityfs, send
+/// "lockdown\0lsm" down the pipe, exit.
+unsafe fn securityfs_child(out: i32) -> ! {
+    let target = c"/sys/kernel/security";
+    let fstype = c"securityfs";
+    if libc::unshare(libc::CLONE_NEWNS) != 0
+        || libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        || libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+    {
+        libc::_exit(1);
+    }
+    let mut buf = [0u8; 512];
+    let files = [
+        c"/sys/kernel/security/lockdown",
+        c"/sys/kernel/security/lsm",
+    ];
+    for (i, path) in files.into_iter().enumerate() {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+        if fd >= 0 {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n > 0 {
+                libc::write(out, buf.as_ptr().cast(), n as usize);
+            }
+            libc::close(fd);
+        }
+        if i == 0 {
+            libc::write(out, c"".as_ptr().cast(), 1);
+        }
+    }
+    libc::_exit(0)
+}

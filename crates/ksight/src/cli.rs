@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Attach to the kernel and stream events until interrupted (or --duration).
     Run(RunArgs),
+    /// Can this kernel run ksight? Each finding with its meaning and fix.
+    /// Exit code: 0 runs fully, 1 runs degraded, 2 cannot run.
+    Doctor(crate::doctor::DoctorArgs),
     /// Measure ksight on this machine.
     Bench(crate::bench::BenchArgs),
 }

@@ -8,17 +8,19 @@ use clap::Parser;
 
 mod bench;
 mod cli;
+mod doctor;
 mod preflight;
 mod run;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args),
-        cli::Command::Bench(args) => bench::run_bench(args),
+        cli::Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Doctor(args) => doctor::doctor(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         // the reader went away (`ksight run | head`): not an error
         Err(e)
             if e.downcast_ref::<io::Error>()

@@ -275,21 +275,10 @@ fn a_process_older_than_ksight_is_known_from_proc() {
     assert!(exit["exit"]["lifetime_ns"].as_u64().unwrap() >= 100_000_000);
 }
 
-fn cgroup2_mount() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("cgroup2 ")
-                .then(|| pre.split(' ').nth(4).unwrap().to_string())
-        })
-        .expect("a cgroup2 mount")
-}
-
 #[test]
 fn cgroup_id_and_path_are_the_kernels() {
     let name = format!("ksight-test-{}", std::process::id());
-    let dir = std::path::Path::new(&cgroup2_mount()).join(&name);
+    let dir = cgroup2_mount().join(&name);
     std::fs::create_dir(&dir).unwrap();
     let ino = std::fs::metadata(&dir).unwrap().ino();
     let k = Ksight::start(&[]);

@@ -37,17 +37,6 @@ impl Drop for Cgroup {
     }
 }
 
-fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("cgroup2 ")
-                .then(|| PathBuf::from(pre.split(' ').nth(4).unwrap()))
-        })
-        .expect("a cgroup2 mount")
-}
-
 fn join_cgroup(dir: &Path) {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
