@@ -27,8 +27,14 @@ enum ks_event_kind {
 	KS_EVENT_EXEC = 1,
 	KS_EVENT_FORK = 2,
 	KS_EVENT_EXIT = 3,
-	/* one past the last kind: sizes the per-CPU drop counters */
-	KS_EVENT_KIND_MAX = 4,
+	KS_EVENT_CONNECT = 4,
+	KS_EVENT_ACCEPT = 5,
+	KS_EVENT_LISTEN = 6,
+	KS_EVENT_TCP_CLOSE = 7,
+	KS_EVENT_TCP_STATE = 8,
+	/* a power of two above the last kind: sizes (and masks the index of)
+	 * the per-CPU drop counters */
+	KS_EVENT_KIND_MAX = 16,
 };
 
 /* Bounds of the variable-length exec payload. */
@@ -147,6 +153,47 @@ struct ks_exit_event {
 	__u64 stime_ns;		/* system CPU time of the whole process */
 	__u32 exit_code;	/* raw task->exit_code: wait(2) status layout */
 	__u32 flags;		/* enum ks_exit_flags */
+};
+
+/* A TCP socket's addresses, as the kernel holds them. Addresses are in network
+ * byte order, IPv4 in the first 4 bytes; ports in host byte order. */
+struct ks_sock_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;		/* inode of the socket's network namespace */
+	__u16 sport;
+	__u16 dport;
+	__u16 family;		/* AF_INET (2) or AF_INET6 (10) */
+	__u16 _pad[3];
+};
+
+enum ks_net_flags {
+	KS_NET_OUTBOUND = 1 << 0,	/* we connected */
+	KS_NET_INBOUND = 1 << 1,	/* we accepted */
+	KS_NET_OWNER = 1 << 2,		/* `task` holds the socket's owner */
+};
+
+/*
+ * connect (its outcome), accept, listen, tcp_close, tcp_state: one layout.
+ * `task` is the owner captured in process context (at connect, or at listen
+ * for accepted connections): state changes mostly run in softirq, where the
+ * current task is unrelated.
+ */
+struct ks_tcp_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	struct ks_sock_tuple tuple;
+	__u64 sock;		/* kernel address of the socket: ties a connection's events */
+	__u64 start_ns;		/* connect began / accept completed; 0 when unknown */
+	__u64 state_ns;		/* when the socket entered old_state; 0 when unknown */
+	__u64 bytes_sent;	/* tcp_sock bytes_acked: sent and acknowledged */
+	__u64 bytes_received;	/* tcp_sock bytes_received */
+	__u32 retransmits;	/* tcp_sock total_retrans */
+	__u32 error;		/* sk_err (errno) when a connect fails */
+	__u32 old_state;	/* TCP_* states, as in include/net/tcp_states.h */
+	__u32 new_state;
+	__u32 flags;		/* enum ks_net_flags */
+	__u32 _pad;
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

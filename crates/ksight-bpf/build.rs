@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["process", "bench", "probe"];
+const PROGRAMS: &[&str] = &["process", "net", "bench", "probe"];
 
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("../../bpf");
@@ -34,7 +34,7 @@ fn main() {
         if let Err(e) = result {
             panic!(
                 "building {}: {e:#}\n\
-                 BPF programs need clang (apt-get install clang libelf-dev zlib1g-dev pkg-config)",
+                 (if clang is missing: apt-get install clang libelf-dev zlib1g-dev pkg-config)",
                 src.display()
             );
         }

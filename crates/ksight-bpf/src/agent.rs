@@ -22,6 +22,7 @@ use libbpf_rs::{
 };
 
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
+use crate::skel_net::{NetSkel, NetSkelBuilder, OpenNetSkel};
 use crate::transport::{Stream, TransportMode};
 use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
 
@@ -64,6 +65,10 @@ pub struct Config {
     pub btf: Option<PathBuf>,
     /// Report only tasks under these cgroup v2 directories (absolute paths), decided in the kernel.
     pub cgroups: Vec<PathBuf>,
+    /// Load the network programs (TCP connect/accept/listen/close).
+    pub net: bool,
+    /// Report every TCP state transition (tcp_state events).
+    pub tcp_states: bool,
 }
 
 impl Default for Config {
@@ -78,6 +83,8 @@ impl Default for Config {
             perf_pages: 128,
             btf: None,
             cgroups: Vec::new(),
+            net: true,
+            tcp_states: false,
         }
     }
 }
@@ -199,6 +206,9 @@ fn log_tail(lines: &[String], max: usize) -> Vec<String> {
 /// The loaded, attached programs.
 pub struct Agent {
     skel: ProcessSkel<'static>,
+    /// The network programs; `None` when not asked for or refused (see `net_error`).
+    net: Option<NetSkel<'static>>,
+    net_error: Option<String>,
     links: Vec<Link>,
     mode: AttachMode,
     transport: TransportMode,
@@ -291,28 +301,35 @@ impl Agent {
             })?;
         }
         let mut links = Vec::new();
-        for prog in skel.object().progs_mut() {
-            if !prog.autoload() {
-                continue;
+        attach_all(skel.object(), &mut links)?;
+        // network programs are optional: if this kernel refuses them, process
+        // events still run and the reason is reported
+        let (net, net_error) = if cfg.net {
+            match load_net(cfg, mode, &skel).and_then(|n| {
+                attach_all(n.object(), &mut links)?;
+                Ok(n)
+            }) {
+                Ok(n) => (Some(n), None),
+                Err(e) => (None, Some(e.to_string())),
             }
-            let section = prog.section().to_string_lossy().into_owned();
-            let link = prog.attach().map_err(|source| LoadError::Attach {
-                prog: prog.name().to_string_lossy().into_owned(),
-                target: section
-                    .split_once('/')
-                    .map_or(section.clone(), |(_, t)| t.to_string()),
-                source,
-            })?;
-            links.push(link);
-        }
+        } else {
+            (None, None)
+        };
         Ok(Agent {
             skel,
+            net,
+            net_error,
             links,
             mode,
             transport: cfg.transport,
             perf_pages: cfg.perf_pages,
             fallback: None,
         })
+    }
+
+    /// Why the network programs are not running, when they were asked for.
+    pub fn net_error(&self) -> Option<&str> {
+        self.net_error.as_deref()
     }
 
     pub fn mode(&self) -> AttachMode {
@@ -372,15 +389,94 @@ impl Agent {
 
     /// Kernel ids of the loaded programs and maps, to check that none outlives ksight.
     pub fn kernel_ids(&self) -> (Vec<u32>, Vec<u32>) {
-        let progs = (self.skel.object().progs())
-            .filter(|p| p.autoload())
-            .filter_map(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok())
-            .collect();
-        let maps = (self.skel.object().maps())
-            .filter_map(|m| m.info().ok().map(|i| i.info.id))
-            .collect();
+        let mut objects = vec![self.skel.object()];
+        objects.extend(self.net.as_ref().map(|n| n.object()));
+        let mut progs = Vec::new();
+        let mut maps = Vec::new();
+        for obj in objects {
+            progs.extend(
+                (obj.progs())
+                    .filter(|p| p.autoload())
+                    .filter_map(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok()),
+            );
+            maps.extend((obj.maps()).filter_map(|m| m.info().ok().map(|i| i.info.id)));
+        }
+        maps.sort_unstable();
+        maps.dedup();
         (progs, maps)
     }
+}
+
+/// Attach every program the object loaded; each link is fd-based and owned here.
+fn attach_all(obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), LoadError> {
+    for prog in obj.progs_mut() {
+        if !prog.autoload() {
+            continue;
+        }
+        let section = prog.section().to_string_lossy().into_owned();
+        let link = prog.attach().map_err(|source| LoadError::Attach {
+            prog: prog.name().to_string_lossy().into_owned(),
+            target: section
+                .split_once('/')
+                .map_or(section.clone(), |(_, t)| t.to_string()),
+            source,
+        })?;
+        links.push(link);
+    }
+    Ok(())
+}
+
+/// Load net.bpf.c into the maps of the loaded process object: one ring (or
+/// perf buffer), one sequence space, one drop count, one cgroup filter.
+fn load_net(
+    cfg: &Config,
+    mode: AttachMode,
+    process: &ProcessSkel<'static>,
+) -> Result<NetSkel<'static>, LoadError> {
+    take_log_tail(0);
+    let storage: &'static mut MaybeUninit<OpenObject> =
+        Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut builder = NetSkelBuilder::default();
+    if let Some(btf) = &cfg.btf {
+        builder.obj_builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+    }
+    let mut open = builder.open(storage).map_err(LoadError::Open)?;
+    let share = |open: &mut OpenNetSkel<'static>| -> libbpf_rs::Result<()> {
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("net.bpf.c has const volatile knobs, so .rodata exists");
+        let perf = cfg.transport == TransportMode::Perf;
+        ro.ks_cfg_perf = perf.into();
+        ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
+        ro.ks_cfg_cgroups = cfg.cgroups.len() as u32;
+        ro.ks_cfg_tcp_states = cfg.tcp_states.into();
+        open.maps.ks_events.set_autocreate(!perf)?;
+        open.maps.ks_perf.set_autocreate(perf)?;
+        if perf {
+            open.maps.ks_perf.reuse_fd(process.maps.ks_perf.as_fd())?;
+        } else {
+            open.maps.ks_events.reuse_fd(process.maps.ks_events.as_fd())?;
+        }
+        open.maps.ks_stats.reuse_fd(process.maps.ks_stats.as_fd())?;
+        open.maps.ks_cgroups.reuse_fd(process.maps.ks_cgroups.as_fd())?;
+        let want = match mode {
+            AttachMode::RawTp => "raw_tp/",
+            _ => "tp_btf/",
+        };
+        for mut prog in open.open_object_mut().progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            prog.set_autoload(section.starts_with(want));
+        }
+        Ok(())
+    };
+    share(&mut open).map_err(LoadError::Open)?;
+    open.load().map_err(|source| LoadError::Load {
+        mode,
+        source,
+        log: take_log_tail(30),
+    })
 }
 
 fn validate(cfg: &Config) -> Result<(), LoadError> {

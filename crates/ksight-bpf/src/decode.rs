@@ -6,9 +6,12 @@
 //! [`DecodeError`] (counted by the caller), never a panic.
 
 use std::mem::{offset_of, size_of};
+use std::net::{IpAddr, SocketAddr};
 
 use ksight_core::event::Kind;
-use ksight_core::raw::{Header, RawEvent, RawExec, RawExit, RawFork, TaskFacts};
+use ksight_core::raw::{
+    Header, RawEvent, RawExec, RawExit, RawFork, RawTcp, TaskFacts, TcpKind, Tuple,
+};
 
 use crate::wire::*;
 
@@ -24,6 +27,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("record ABI version {got}, this ksight reads {want}")]
     Abi { got: u32, want: u32 },
+    #[error("unknown address family {0}")]
+    Family(u16),
     #[error("exec record: field lengths ({sum} bytes) overrun its data ({len} bytes)")]
     Overrun { sum: usize, len: usize },
 }
@@ -87,8 +92,62 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 thread: e.flags & ks_exit_flags::KS_EXIT_THREAD.0 != 0,
             }))
         }
+        k @ (ks_event_kind::KS_EVENT_CONNECT
+        | ks_event_kind::KS_EVENT_ACCEPT
+        | ks_event_kind::KS_EVENT_LISTEN
+        | ks_event_kind::KS_EVENT_TCP_CLOSE
+        | ks_event_kind::KS_EVENT_TCP_STATE) => {
+            let e: ks_tcp_event = copy(buf, 0, "tcp")?;
+            // each skeleton has its own copy of the shared types: read the
+            // task through the one `task()` knows (same header, same layout)
+            let owner: ks_task = copy(buf, offset_of!(ks_tcp_event, task), "tcp task")?;
+            let kind = match k {
+                ks_event_kind::KS_EVENT_CONNECT => TcpKind::Connect,
+                ks_event_kind::KS_EVENT_ACCEPT => TcpKind::Accept,
+                ks_event_kind::KS_EVENT_LISTEN => TcpKind::Listen,
+                ks_event_kind::KS_EVENT_TCP_CLOSE => TcpKind::Close,
+                _ => TcpKind::State,
+            };
+            let flag = |f: ks_net_flags| e.flags & f.0 != 0;
+            Ok(RawEvent::Tcp(RawTcp {
+                hdr: header,
+                kind,
+                owner: flag(ks_net_flags::KS_NET_OWNER).then(|| task(&owner)),
+                tuple: tuple(&e.tuple)?,
+                sock: e.sock,
+                outbound: flag(ks_net_flags::KS_NET_OUTBOUND),
+                inbound: flag(ks_net_flags::KS_NET_INBOUND),
+                start_ns: e.start_ns,
+                state_ns: e.state_ns,
+                bytes_sent: e.bytes_sent,
+                bytes_received: e.bytes_received,
+                retransmits: e.retransmits,
+                error: e.error,
+                old_state: e.old_state,
+                new_state: e.new_state,
+            }))
+        }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),
     }
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Addresses in network byte order (IPv4 in the first 4 bytes), ports in host order.
+fn tuple(t: &ks_sock_tuple) -> Result<Tuple, DecodeError> {
+    let ip = |b: &[u8; 16]| -> Result<IpAddr, DecodeError> {
+        match t.family {
+            AF_INET => Ok(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            AF_INET6 => Ok(IpAddr::from(*b)),
+            f => Err(DecodeError::Family(f)),
+        }
+    };
+    Ok(Tuple {
+        local: SocketAddr::new(ip(&t.saddr)?, t.sport),
+        remote: SocketAddr::new(ip(&t.daddr)?, t.dport),
+        netns: t.netns,
+    })
 }
 
 /// The event kind a wire kind number (a drop-counter index) stands for.
@@ -97,6 +156,11 @@ pub fn kind(wire: u32) -> Option<Kind> {
         ks_event_kind::KS_EVENT_EXEC => Some(Kind::Exec),
         ks_event_kind::KS_EVENT_FORK => Some(Kind::Fork),
         ks_event_kind::KS_EVENT_EXIT => Some(Kind::Exit),
+        ks_event_kind::KS_EVENT_CONNECT => Some(Kind::Connect),
+        ks_event_kind::KS_EVENT_ACCEPT => Some(Kind::Accept),
+        ks_event_kind::KS_EVENT_LISTEN => Some(Kind::Listen),
+        ks_event_kind::KS_EVENT_TCP_CLOSE => Some(Kind::TcpClose),
+        ks_event_kind::KS_EVENT_TCP_STATE => Some(Kind::TcpState),
         _ => None,
     }
 }
@@ -225,6 +289,18 @@ mod tests {
             size: size as u32,
             cpu: 1,
             abi: ks_abi::KS_ABI_VERSION.0,
+        }
+    }
+
+    fn net_hdr(kind: ks_event_kind, size: usize) -> crate::skel_net::types::ks_event_hdr {
+        let h = hdr(kind, size);
+        crate::skel_net::types::ks_event_hdr {
+            ktime: h.ktime,
+            seq: h.seq,
+            kind: h.kind,
+            size: h.size,
+            cpu: h.cpu,
+            abi: h.abi,
         }
     }
 
@@ -370,6 +446,57 @@ mod tests {
             (x.exit_code, x.utime_ns, x.stime_ns, x.thread),
             (0x89, 5, 6, false)
         );
+    }
+
+    #[test]
+    fn tcp_round_trip_v4_and_v6() {
+        let mut e = ks_tcp_event {
+            hdr: net_hdr(ks_event_kind::KS_EVENT_TCP_CLOSE, size_of::<ks_tcp_event>()),
+            sock: 0xffff_8880_0000_1000,
+            start_ns: 5,
+            bytes_sent: 1000,
+            bytes_received: 2000,
+            retransmits: 1,
+            old_state: 1,
+            new_state: 7,
+            flags: ks_net_flags::KS_NET_OUTBOUND.0 | ks_net_flags::KS_NET_OWNER.0,
+            ..Default::default()
+        };
+        e.tuple.family = 2;
+        e.tuple.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        e.tuple.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        e.tuple.sport = 40000;
+        e.tuple.dport = 443;
+        e.tuple.netns = 4026531840;
+        let mut rec = bytes_of(&e);
+        let t_off = offset_of!(ks_tcp_event, task);
+        rec[t_off..t_off + size_of::<ks_task>()].copy_from_slice(&bytes_of(&wire_task()));
+        let RawEvent::Tcp(t) = decode(&rec).unwrap() else {
+            panic!("not tcp")
+        };
+        assert_eq!(t.kind, TcpKind::Close);
+        assert_eq!(t.tuple.local.to_string(), "127.0.0.1:40000");
+        assert_eq!(t.tuple.remote.to_string(), "10.1.2.3:443");
+        assert!(t.outbound && !t.inbound);
+        assert_eq!(t.owner.as_ref().unwrap().pid, 10);
+        assert_eq!((t.bytes_sent, t.bytes_received, t.retransmits), (1000, 2000, 1));
+
+        e.tuple.family = 10;
+        e.tuple.daddr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+        e.tuple.saddr = [0; 16];
+        e.tuple.saddr[15] = 1;
+        e.flags = 0;
+        e.hdr.kind = ks_event_kind::KS_EVENT_ACCEPT.0;
+        let RawEvent::Tcp(t) = decode(&bytes_of(&e)).unwrap() else {
+            panic!("not tcp")
+        };
+        assert_eq!(t.kind, TcpKind::Accept);
+        assert_eq!(t.tuple.remote.to_string(), "[::ffff:192.0.2.1]:443");
+        assert_eq!(t.tuple.local.to_string(), "[::1]:40000");
+        assert!(t.owner.is_none());
+
+        e.tuple.family = 1;
+        assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::Family(1)));
     }
 
     #[test]

@@ -18,6 +18,11 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
 }
 
+mod skel_net {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/net.skel.rs"));
+}
+
 mod skel_probe {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));

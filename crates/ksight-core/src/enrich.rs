@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
 use crate::event::{
-    signal_name, Ancestor, Child, Detail, Event, ExecDetail, ExitDetail, Process, WallTime,
+    signal_name, tcp_state_name, Ancestor, Child, ConnectDetail, Detail, Event, ExecDetail,
+    ExitDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, WallTime,
 };
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
-use crate::raw::{RawEvent, RawExec, RawExit, RawFork, TaskFacts};
+use crate::raw::{RawEvent, RawExec, RawExit, RawFork, RawTcp, TaskFacts, TcpKind};
 use crate::text::Text;
 
 /// Converts kernel clocks. Refresh it periodically: NTP moves the wall clock.
@@ -202,18 +203,72 @@ impl Enricher {
     pub fn enrich(&mut self, raw: RawEvent) -> Option<Event> {
         let hdr = *raw.header();
         let (process, detail) = match raw {
-            RawEvent::Exec(x) => self.exec(x),
-            RawEvent::Fork(f) => self.fork(f),
-            RawEvent::Exit(x) => self.exit(x)?,
+            RawEvent::Exec(x) => some(self.exec(x)),
+            RawEvent::Fork(f) => some(self.fork(f)),
+            RawEvent::Exit(x) => some(self.exit(x)?),
+            RawEvent::Tcp(t) => self.tcp(t),
         };
         Some(Event {
             time: self.clock.wall(hdr.ktime_ns),
             ktime: hdr.ktime_ns,
             cpu: hdr.cpu,
             seq: Some(hdr.seq),
-            process: Some(process),
+            process,
             detail,
         })
+    }
+
+    /// A TCP record: its owner (captured in process context by the kernel side) is the process.
+    fn tcp(&mut self, t: RawTcp) -> (Option<Process>, Detail) {
+        let process = t.owner.as_ref().map(|o| self.process(o));
+        let net = NetInfo {
+            protocol: "tcp",
+            family: if t.tuple.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            netns: t.tuple.netns,
+            local: t.tuple.local.into(),
+            remote: t.tuple.remote.into(),
+            sock: format!("{:x}", t.sock),
+        };
+        let since = |from: u64| (from != 0).then(|| t.hdr.ktime_ns.saturating_sub(from));
+        let detail = match t.kind {
+            TcpKind::Connect => {
+                let (result, error, errno) = ConnectDetail::outcome(t.new_state, t.error);
+                let connect = ConnectDetail {
+                    result,
+                    error,
+                    errno,
+                    latency_ns: since(t.start_ns),
+                };
+                Detail::Connect { net, connect }
+            }
+            TcpKind::Accept => Detail::Accept { net },
+            TcpKind::Listen => Detail::Listen { net },
+            TcpKind::Close => Detail::TcpClose {
+                net,
+                tcp: TcpCloseDetail {
+                    direction: match (t.outbound, t.inbound) {
+                        (true, _) => "out",
+                        (_, true) => "in",
+                        _ => "unknown",
+                    },
+                    start_time: (t.start_ns != 0).then(|| self.clock.wall(t.start_ns)),
+                    duration_ns: since(t.start_ns),
+                    bytes_sent: t.bytes_sent,
+                    bytes_received: t.bytes_received,
+                    retransmits: t.retransmits,
+                    last_state: tcp_state_name(t.old_state),
+                },
+            },
+            TcpKind::State => Detail::TcpState {
+                net,
+                state: TcpStateDetail {
+                    old: tcp_state_name(t.old_state),
+                    new: tcp_state_name(t.new_state),
+                    time_in_old_ns: since(t.state_ns),
+                },
+            },
+        };
+        (process, detail)
     }
 
     fn exec(&mut self, x: RawExec) -> (Process, Detail) {
@@ -309,6 +364,10 @@ impl Enricher {
     pub fn evict(&mut self, now_ktime: u64) {
         self.table.evict(now_ktime);
     }
+}
+
+fn some((p, d): (Process, Detail)) -> (Option<Process>, Detail) {
+    (Some(p), d)
 }
 
 /// `path` if absolute, else `cwd/path` (a leading "./" dropped). No other normalisation:

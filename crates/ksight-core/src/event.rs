@@ -6,6 +6,7 @@
 //! process (exe, exec ids, cgroup paths) are `Arc`s held by the process table,
 //! so building an event does not copy them.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,19 +25,47 @@ pub enum Kind {
     Exec,
     Fork,
     Exit,
+    Connect,
+    Accept,
+    Listen,
+    TcpClose,
+    TcpState,
     Lost,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Exec, Kind::Fork, Kind::Exit, Kind::Lost];
+    pub const ALL: [Kind; 9] = [
+        Kind::Exec,
+        Kind::Fork,
+        Kind::Exit,
+        Kind::Connect,
+        Kind::Accept,
+        Kind::Listen,
+        Kind::TcpClose,
+        Kind::TcpState,
+        Kind::Lost,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Exec => "exec",
             Kind::Fork => "fork",
             Kind::Exit => "exit",
+            Kind::Connect => "connect",
+            Kind::Accept => "accept",
+            Kind::Listen => "listen",
+            Kind::TcpClose => "tcp_close",
+            Kind::TcpState => "tcp_state",
             Kind::Lost => "lost",
         }
+    }
+
+    /// TCP/UDP events, which the network programs produce.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            Kind::Connect | Kind::Accept | Kind::Listen | Kind::TcpClose | Kind::TcpState
+        )
     }
 
     pub fn from_name(name: &str) -> Option<Kind> {
@@ -161,6 +190,128 @@ impl ExitDetail {
     }
 }
 
+/// One end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// IPv4, IPv6, or IPv4-mapped IPv6 (`::ffff:1.2.3.4`), in their natural text form.
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint {
+            addr: a.ip(),
+            port: a.port(),
+        }
+    }
+}
+
+/// Which socket an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetInfo {
+    pub protocol: &'static str,
+    pub family: &'static str,
+    /// Inode of the socket's network namespace.
+    pub netns: u32,
+    pub local: Endpoint,
+    pub remote: Endpoint,
+    /// Opaque id shared by all events of one connection.
+    pub sock: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectDetail {
+    /// success, refused, timeout, unreachable, aborted (closed before the
+    /// handshake completed) or error.
+    pub result: &'static str,
+    /// The errno name (ECONNREFUSED, ...) of a failure.
+    pub error: Option<&'static str>,
+    pub errno: Option<u32>,
+    /// From connect() to the outcome.
+    pub latency_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpCloseDetail {
+    /// out (we connected), in (we accepted).
+    pub direction: &'static str,
+    pub start_time: Option<WallTime>,
+    pub duration_ns: Option<u64>,
+    /// Payload bytes the peer acknowledged (tcp_sock bytes_acked).
+    pub bytes_sent: u64,
+    /// Payload bytes received in order (tcp_sock bytes_received).
+    pub bytes_received: u64,
+    pub retransmits: u32,
+    /// The state the connection left for CLOSE (e.g. ESTABLISHED, FIN_WAIT2, LAST_ACK).
+    pub last_state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpStateDetail {
+    pub old: &'static str,
+    pub new: &'static str,
+    /// How long the socket was in `old`; `null` when ksight did not see it enter it.
+    pub time_in_old_ns: Option<u64>,
+}
+
+/// Linux TCP state names (include/net/tcp_states.h).
+pub fn tcp_state_name(state: u32) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        13 => "BOUND_INACTIVE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Names of the errno values a socket reports.
+pub fn errno_name(errno: u32) -> Option<&'static str> {
+    Some(match errno {
+        1 => "EPERM",
+        13 => "EACCES",
+        32 => "EPIPE",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        100 => "ENETDOWN",
+        101 => "ENETUNREACH",
+        103 => "ECONNABORTED",
+        104 => "ECONNRESET",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        112 => "EHOSTDOWN",
+        113 => "EHOSTUNREACH",
+        _ => return None,
+    })
+}
+
+impl ConnectDetail {
+    /// The outcome of a connect that left SYN_SENT for `new_state` with `errno`.
+    pub fn outcome(new_state: u32, errno: u32) -> (&'static str, Option<&'static str>, Option<u32>) {
+        if new_state == 1 {
+            return ("success", None, None);
+        }
+        let result = match errno {
+            0 => "aborted",
+            111 => "refused",
+            110 => "timeout",
+            101 | 113 | 112 | 100 => "unreachable",
+            _ => "error",
+        };
+        (result, errno_name(errno), (errno != 0).then_some(errno))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LostDetail {
     /// Which kind of record the kernel could not deliver.
@@ -182,6 +333,24 @@ pub enum Detail {
     },
     Exit {
         exit: ExitDetail,
+    },
+    Connect {
+        net: NetInfo,
+        connect: ConnectDetail,
+    },
+    Accept {
+        net: NetInfo,
+    },
+    Listen {
+        net: NetInfo,
+    },
+    TcpClose {
+        net: NetInfo,
+        tcp: TcpCloseDetail,
+    },
+    TcpState {
+        net: NetInfo,
+        state: TcpStateDetail,
     },
     Lost {
         lost: LostDetail,
@@ -208,7 +377,24 @@ impl Event {
             Detail::Exec { .. } => Kind::Exec,
             Detail::Fork { .. } => Kind::Fork,
             Detail::Exit { .. } => Kind::Exit,
+            Detail::Connect { .. } => Kind::Connect,
+            Detail::Accept { .. } => Kind::Accept,
+            Detail::Listen { .. } => Kind::Listen,
+            Detail::TcpClose { .. } => Kind::TcpClose,
+            Detail::TcpState { .. } => Kind::TcpState,
             Detail::Lost { .. } => Kind::Lost,
+        }
+    }
+
+    /// The socket a network event is about.
+    pub fn net(&self) -> Option<&NetInfo> {
+        match &self.detail {
+            Detail::Connect { net, .. }
+            | Detail::Accept { net }
+            | Detail::Listen { net }
+            | Detail::TcpClose { net, .. }
+            | Detail::TcpState { net, .. } => Some(net),
+            _ => None,
         }
     }
 }
@@ -232,6 +418,19 @@ impl Serialize for Event {
             }
             Detail::Fork { child } => m.serialize_entry("child", child)?,
             Detail::Exit { exit } => m.serialize_entry("exit", exit)?,
+            Detail::Connect { net, connect } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("connect", connect)?;
+            }
+            Detail::Accept { net } | Detail::Listen { net } => m.serialize_entry("net", net)?,
+            Detail::TcpClose { net, tcp } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("tcp", tcp)?;
+            }
+            Detail::TcpState { net, state } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("state", state)?;
+            }
             Detail::Lost { lost } => m.serialize_entry("lost", lost)?,
         }
         m.end()
@@ -289,6 +488,18 @@ mod tests {
         assert_eq!(ExitDetail::status(9), (None, Some(9), false));
         assert_eq!(ExitDetail::status(11 | 0x80), (None, Some(11), true));
         assert_eq!(ExitDetail::status(0), (Some(0), None, false));
+    }
+
+    #[test]
+    fn connect_outcomes() {
+        assert_eq!(ConnectDetail::outcome(1, 0), ("success", None, None));
+        assert_eq!(ConnectDetail::outcome(7, 111), ("refused", Some("ECONNREFUSED"), Some(111)));
+        assert_eq!(ConnectDetail::outcome(7, 110), ("timeout", Some("ETIMEDOUT"), Some(110)));
+        assert_eq!(ConnectDetail::outcome(7, 113).0, "unreachable");
+        assert_eq!(ConnectDetail::outcome(7, 0).0, "aborted");
+        assert_eq!(ConnectDetail::outcome(7, 5), ("error", None, Some(5)));
+        assert_eq!(tcp_state_name(6), "TIME_WAIT");
+        assert_eq!(tcp_state_name(99), "UNKNOWN");
     }
 
     #[test]

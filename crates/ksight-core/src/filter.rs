@@ -34,7 +34,8 @@ impl Filter {
             return false;
         }
         let Some(p) = &ev.process else {
-            return true;
+            // no owner known: it cannot match a process criterion
+            return self.pids.is_empty() && self.comms.is_empty() && self.uids.is_empty() && self.containers.is_empty();
         };
         if !self.pids.is_empty() {
             let child = match &ev.detail {

@@ -84,11 +84,70 @@ pub struct RawExit {
     pub thread: bool,
 }
 
+/// Which TCP record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpKind {
+    /// The outcome of an outbound connect (established, or failed with `error`).
+    #[default]
+    Connect,
+    /// An inbound connection completed its handshake.
+    Accept,
+    /// A socket started listening.
+    Listen,
+    /// A connection ended.
+    Close,
+    /// Any state transition (opt-in).
+    State,
+}
+
+/// A TCP socket's endpoints, as the kernel holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuple {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    pub netns: u32,
+}
+
+impl Default for Tuple {
+    fn default() -> Self {
+        let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        Tuple {
+            local: any,
+            remote: any,
+            netns: 0,
+        }
+    }
+}
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawTcp {
+    pub hdr: Header,
+    pub kind: TcpKind,
+    /// The socket's owner, captured in process context; `None` when unknown.
+    pub owner: Option<TaskFacts>,
+    pub tuple: Tuple,
+    /// Kernel address of the socket: an opaque id shared by a connection's records.
+    pub sock: u64,
+    pub outbound: bool,
+    pub inbound: bool,
+    /// When the connection began (connect called / accept completed); 0 if unknown.
+    pub start_ns: u64,
+    /// When it entered `old_state`; 0 if unknown.
+    pub state_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u32,
+    /// errno (sk_err) of a failed connect; 0 otherwise.
+    pub error: u32,
+    pub old_state: u32,
+    pub new_state: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(RawExec),
     Fork(RawFork),
     Exit(RawExit),
+    Tcp(RawTcp),
 }
 
 impl RawEvent {
@@ -97,6 +156,7 @@ impl RawEvent {
             RawEvent::Exec(e) => &e.hdr,
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
+            RawEvent::Tcp(e) => &e.hdr,
         }
     }
 }

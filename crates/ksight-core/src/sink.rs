@@ -77,6 +77,7 @@ const CYAN: &str = "\x1b[36m";
 const YELLOW: &str = "\x1b[33m";
 const RED: &str = "\x1b[31m";
 const MAGENTA: &str = "\x1b[1;35m";
+const BLUE: &str = "\x1b[34m";
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
@@ -112,6 +113,11 @@ fn clock_utc(ns: u64) -> String {
     )
 }
 
+/// An endpoint as people write it: 1.2.3.4:80, [::1]:80.
+fn ep(e: &crate::event::Endpoint) -> String {
+    std::net::SocketAddr::new(e.addr, e.port).to_string()
+}
+
 /// A duration for humans: 850µs, 12.3ms, 4.56s, 2m03s, 5h02m.
 pub fn human_duration(ns: u64) -> String {
     let us = ns / 1_000;
@@ -136,7 +142,7 @@ impl<W: Write> Sink for TableSink<W> {
             self.header_done = true;
             writeln!(
                 self.out,
-                "{}{:<12} {:<5} {:>7} {:>7} {:>5} {:<16} DETAIL{}",
+                "{}{:<12} {:<9} {:>7} {:>7} {:>5} {:<16} DETAIL{}",
                 self.paint(DIM),
                 "TIME(UTC)",
                 "EVENT",
@@ -153,7 +159,13 @@ impl<W: Write> Sink for TableSink<W> {
             Detail::Exit { exit } if exit.signal.is_some() => RED,
             Detail::Exit { exit } if exit.code != Some(0) => YELLOW,
             Detail::Exit { .. } => "",
+            Detail::Connect { connect, .. } if connect.result != "success" => RED,
+            Detail::Connect { .. } | Detail::Accept { .. } => BLUE,
+            Detail::Listen { .. } => BLUE,
+            Detail::TcpClose { .. } | Detail::TcpState { .. } => "",
             Detail::Lost { .. } => MAGENTA,
+            #[allow(unreachable_patterns)]
+            _ => "",
         };
         let (magenta, reset) = (self.paint(MAGENTA), self.paint(RESET));
         let line = &mut self.line;
@@ -161,9 +173,9 @@ impl<W: Write> Sink for TableSink<W> {
         let _ = write!(line, "{:<12} ", clock_utc(ev.time.0));
         let kind = ev.kind().name();
         if self.color && !colour.is_empty() {
-            let _ = write!(line, "{colour}{kind:<5}{RESET} ");
+            let _ = write!(line, "{colour}{kind:<9}{RESET} ");
         } else {
-            let _ = write!(line, "{kind:<5} ");
+            let _ = write!(line, "{kind:<9} ");
         }
         match &ev.process {
             Some(p) => {
@@ -214,6 +226,48 @@ impl<W: Write> Sink for TableSink<W> {
                 if exit.thread {
                     line.push_str("  [thread]");
                 }
+            }
+            Detail::Connect { net, connect } => {
+                let _ = write!(line, "{} → {}  {}", ep(&net.local), ep(&net.remote), connect.result);
+                if let Some(e) = connect.error {
+                    let _ = write!(line, " ({e})");
+                }
+                if let Some(ns) = connect.latency_ns {
+                    let _ = write!(line, " in {}", human_duration(ns));
+                }
+            }
+            Detail::Accept { net } => {
+                let _ = write!(line, "{} ← {}", ep(&net.local), ep(&net.remote));
+            }
+            Detail::Listen { net } => {
+                let _ = write!(line, "{} listening", ep(&net.local));
+            }
+            Detail::TcpClose { net, tcp } => {
+                let arrow = if tcp.direction == "in" { "←" } else { "→" };
+                let _ = write!(
+                    line,
+                    "{} {arrow} {}  sent {} B, received {} B",
+                    ep(&net.local),
+                    ep(&net.remote),
+                    tcp.bytes_sent,
+                    tcp.bytes_received
+                );
+                if let Some(ns) = tcp.duration_ns {
+                    let _ = write!(line, ", {}", human_duration(ns));
+                }
+                if tcp.retransmits > 0 {
+                    let _ = write!(line, ", {} retransmits", tcp.retransmits);
+                }
+            }
+            Detail::TcpState { net, state } => {
+                let _ = write!(
+                    line,
+                    "{} → {}  {} → {}",
+                    ep(&net.local),
+                    ep(&net.remote),
+                    state.old,
+                    state.new
+                );
             }
             Detail::Lost { lost } => {
                 let _ = write!(

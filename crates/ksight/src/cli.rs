@@ -70,7 +70,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
-    /// Event kinds to show, comma-separated: exec, fork, exit (lost events are always shown).
+    /// Event kinds to show, comma-separated: exec, fork, exit, connect, accept, listen,
+    /// tcp_close, tcp_state (default: all but tcp_state; lost events are always shown).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub events: Vec<Kind>,
 

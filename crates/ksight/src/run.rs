@@ -208,6 +208,9 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>) -> Config {
         perf_pages: args.perf_pages,
         btf: args.btf.clone(),
         cgroups,
+        // network programs only when some network kind is wanted
+        net: args.events.is_empty() || args.events.iter().any(|k| k.is_network()),
+        tcp_states: args.events.contains(&Kind::TcpState),
     }
 }
 
@@ -245,6 +248,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?))?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
+    }
+    if let Some(why) = agent.net_error() {
+        eprintln!("ksight: degraded: network events unavailable: {why}");
     }
     if args.transport == Transport::Auto && agent.transport() == TransportMode::Perf {
         eprintln!(

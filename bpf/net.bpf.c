@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * net.bpf.c: TCP connections: connect (and its outcome), accept, listen,
+ * tcp_close (lifetime, bytes), tcp_state.
+ *
+ * One hook: sock/inet_sock_set_state (4.16+), as tp_btf (5.5+) or raw_tp.
+ * It fires only on TCP state changes, so hosts pay per connection, not per
+ * packet or per syscall. The events and maps are shared with process.bpf.c
+ * (userspace passes their fds in), so all records travel one ring in order.
+ *
+ * Attribution: SYN_SENT and LISTEN are entered in the caller's context, so
+ * the owner is captured there; a passive connection becomes ESTABLISHED in
+ * softirq, so it is attributed to the owner of its listening port.
+ */
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* emit tcp_state records for every transition */
+const volatile __u32 ks_cfg_tcp_states = 0;
+
+/* from include/net/tcp_states.h (an anonymous enum in BTF) */
+enum {
+	KS_TCP_ESTABLISHED = 1,
+	KS_TCP_SYN_SENT = 2,
+	KS_TCP_SYN_RECV = 3,
+	KS_TCP_CLOSE = 7,
+	KS_TCP_LISTEN = 10,
+};
+
+#define KS_AF_INET 2
+#define KS_AF_INET6 10
+#define KS_IPPROTO_TCP 6
+#define KS_RCV_SHUTDOWN 1
+
+enum {
+	KS_TCP_FIN_WAIT1 = 4,
+	KS_TCP_FIN_WAIT2 = 5,
+	KS_TCP_TIME_WAIT = 6,
+	KS_TCP_LAST_ACK = 9,
+	KS_TCP_CLOSING = 11,
+};
+
+/* What we know of a tracked connection. */
+struct ks_tcp_conn {
+	struct ks_task owner;
+	/* the addresses once both ports are known: an outbound socket has no
+	 * local port yet at SYN_SENT, and has given it back by CLOSE */
+	struct ks_sock_tuple tuple;
+	__u64 start_ns;
+	__u64 state_ns;
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* One entry per connection ksight saw begin, freed at close. LRU: a socket
+ * whose close we never see (a missed record) cannot leak an entry forever.
+ * 65536 entries x (~192 B value + 8 B key + ~64 B overhead) ~ 17 MiB at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ks_tcp_conn);
+} ks_tcp_conns SEC(".maps");
+
+struct ks_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 family;
+};
+
+/* Owners of listening ports, for attributing accepted connections.
+ * 4096 x (~96 B + 8 B + ~64 B) ~ 0.7 MiB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ks_listen_key);
+	__type(value, struct ks_task);
+} ks_listeners SEC(".maps");
+
+/* A record under construction: too big for the 512-byte stack with the
+ * rest, so one slot per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_tcp_event);
+} ks_tcp_scratch SEC(".maps");
+
+struct ks_tcp_event ks_type_tcp = {};
+enum ks_net_flags ks_type_net_flags = KS_NET_OUTBOUND;
+
+static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct sock *sk)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (t->family == KS_AF_INET6) {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
+	}
+}
+
+static __always_inline void send(void *ctx, struct ks_tcp_event *e, __u32 kind)
+{
+	e->hdr.kind = kind;
+	ks_emit(ctx, &e->hdr, sizeof(*e));
+}
+
+static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new)
+{
+	__u32 zero = 0;
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct ks_tcp_conn *conn;
+	struct ks_tcp_event *e;
+
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != KS_IPPROTO_TCP)
+		return 0;
+	e = bpf_map_lookup_elem(&ks_tcp_scratch, &zero);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ktime = now;
+	e->sock = key;
+	e->old_state = old;
+	e->new_state = new;
+	fill_tuple(&e->tuple, sk);
+
+	/* process context: the caller of connect() or listen() */
+	if (new == KS_TCP_SYN_SENT || new == KS_TCP_LISTEN) {
+		if (!ks_wanted())
+			return 0;
+		ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
+		e->flags = KS_NET_OWNER;
+		if (new == KS_TCP_LISTEN) {
+			struct ks_listen_key lk = { .netns = e->tuple.netns,
+						    .port = e->tuple.sport,
+						    .family = e->tuple.family };
+
+			bpf_map_update_elem(&ks_listeners, &lk, &e->task, BPF_ANY);
+			send(ctx, e, KS_EVENT_LISTEN);
+		} else {
+			struct ks_tcp_conn c = { .start_ns = now, .state_ns = now };
+
+			c.owner = e->task;
+			c.flags = KS_NET_OUTBOUND | KS_NET_OWNER;
+			bpf_map_update_elem(&ks_tcp_conns, &key, &c, BPF_ANY);
+		}
+		goto state;
+	}
+
+	if (old == KS_TCP_LISTEN && new == KS_TCP_CLOSE) {
+		struct ks_listen_key lk = { .netns = e->tuple.netns,
+					    .port = e->tuple.sport,
+					    .family = e->tuple.family };
+
+		bpf_map_delete_elem(&ks_listeners, &lk);
+		return 0;
+	}
+
+	/* a passive open completes (softirq): attribute it to the listener */
+	if (old == KS_TCP_SYN_RECV && new == KS_TCP_ESTABLISHED) {
+		struct ks_listen_key lk = { .netns = e->tuple.netns,
+					    .port = e->tuple.sport,
+					    .family = e->tuple.family };
+		struct ks_task *owner = bpf_map_lookup_elem(&ks_listeners, &lk);
+		struct ks_tcp_conn c = { .start_ns = now, .state_ns = now };
+
+		if (!owner)
+			return 0; /* a listener ksight did not see, or filtered out */
+		c.owner = *owner;
+		c.tuple = e->tuple;
+		c.flags = KS_NET_INBOUND | KS_NET_OWNER;
+		bpf_map_update_elem(&ks_tcp_conns, &key, &c, BPF_ANY);
+		e->task = c.owner;
+		e->flags = c.flags;
+		e->start_ns = now;
+		send(ctx, e, KS_EVENT_ACCEPT);
+		goto state;
+	}
+
+	/* a passive child is cloned from its listener: not the listener's end */
+	if (old == KS_TCP_LISTEN)
+		return 0;
+
+	conn = bpf_map_lookup_elem(&ks_tcp_conns, &key);
+	if (!conn)
+		return 0; /* began before ksight, or filtered out */
+	if (e->tuple.sport)
+		conn->tuple = e->tuple;
+	else
+		e->tuple = conn->tuple;
+	e->task = conn->owner;
+	e->flags = conn->flags;
+	e->start_ns = conn->start_ns;
+	e->state_ns = conn->state_ns;
+
+	if (old == KS_TCP_SYN_SENT) {
+		/* the outcome of a connect: established, refused (RST), timed out,
+		 * unreachable (ICMP): tcp_reset/tcp_write_err set sk_err first */
+		e->error = BPF_CORE_READ(sk, sk_err);
+		send(ctx, e, KS_EVENT_CONNECT);
+		if (new == KS_TCP_CLOSE) {
+			bpf_map_delete_elem(&ks_tcp_conns, &key);
+			goto state;
+		}
+	} else if (new == KS_TCP_CLOSE) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+		__u64 received = BPF_CORE_READ(tp, bytes_received);
+		/* payload bytes: these counters follow sequence numbers, and SYN
+		 * and FIN take one each. Our SYN counts when we connected (a
+		 * passive child starts past its SYN-ACK); our FIN counts once
+		 * acknowledged (then snd_una reached write_seq, which includes it);
+		 * the peer's FIN counts once received (RCV_SHUTDOWN). */
+		int fin_sent = old == KS_TCP_FIN_WAIT1 || old == KS_TCP_FIN_WAIT2 ||
+			       old == KS_TCP_TIME_WAIT || old == KS_TCP_LAST_ACK ||
+			       old == KS_TCP_CLOSING;
+		int fin_acked = fin_sent && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq);
+		__u64 overhead = (conn->flags & KS_NET_OUTBOUND ? 1 : 0) + (fin_acked ? 1 : 0);
+
+		e->bytes_sent = acked > overhead ? acked - overhead : 0;
+		if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & KS_RCV_SHUTDOWN && received)
+			received--;
+		e->bytes_received = received;
+		e->retransmits = BPF_CORE_READ(tp, total_retrans);
+		send(ctx, e, KS_EVENT_TCP_CLOSE);
+		bpf_map_delete_elem(&ks_tcp_conns, &key);
+		goto state;
+	}
+	conn->state_ns = now;
+
+state:
+	if (ks_cfg_tcp_states) {
+		e->hdr.ktime = now;
+		send(ctx, e, KS_EVENT_TCP_STATE);
+	}
+	return 0;
+}
+
+/* sock/inet_sock_set_state: every TCP state change (tcp_set_state and
+ * inet_sk_state_store), in the caller's context for connect/listen/close
+ * and in softirq for what the peer causes. Paid per state change. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ks_tcp_btf, const struct sock *sk, const int oldstate, const int newstate)
+{
+	return on_state(ctx, sk, oldstate, newstate);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(ks_tcp_raw, const struct sock *sk, const int oldstate, const int newstate)
+{
+	return on_state(ctx, sk, oldstate, newstate);
+}
