@@ -31,7 +31,6 @@ enum {
 #define KS_AF_INET 2
 #define KS_AF_INET6 10
 #define KS_IPPROTO_TCP 6
-#define KS_RCV_SHUTDOWN 1
 
 enum {
 	KS_TCP_FIN_WAIT1 = 4,
@@ -94,6 +93,9 @@ static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct soc
 {
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* by CLOSE the port is given back (skc_num = 0), but inet_sport keeps it */
+	if (!t->sport)
+		t->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (t->family == KS_AF_INET6) {
@@ -148,6 +150,7 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 			struct ks_tcp_conn c = { .start_ns = now, .state_ns = now };
 
 			c.owner = e->task;
+			c.tuple = e->tuple;
 			c.flags = KS_NET_OUTBOUND | KS_NET_OWNER;
 			bpf_map_update_elem(&ks_tcp_conns, &key, &c, BPF_ANY);
 		}
@@ -217,7 +220,8 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		 * and FIN take one each. Our SYN counts when we connected (a
 		 * passive child starts past its SYN-ACK); our FIN counts once
 		 * acknowledged (then snd_una reached write_seq, which includes it);
-		 * the peer's FIN counts once received (RCV_SHUTDOWN). */
+		 * the peer's FIN counts once received, which tcp_fin() marks with
+		 * SOCK_DONE (sk_shutdown will not do: close() sets it too). */
 		int fin_sent = old == KS_TCP_FIN_WAIT1 || old == KS_TCP_FIN_WAIT2 ||
 			       old == KS_TCP_TIME_WAIT || old == KS_TCP_LAST_ACK ||
 			       old == KS_TCP_CLOSING;
@@ -225,7 +229,9 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		__u64 overhead = (conn->flags & KS_NET_OUTBOUND ? 1 : 0) + (fin_acked ? 1 : 0);
 
 		e->bytes_sent = acked > overhead ? acked - overhead : 0;
-		if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & KS_RCV_SHUTDOWN && received)
+		__u64 done = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+
+		if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & done) && received)
 			received--;
 		e->bytes_received = received;
 		e->retransmits = BPF_CORE_READ(tp, total_retrans);

@@ -10,6 +10,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
 command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()

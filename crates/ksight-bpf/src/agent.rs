@@ -255,10 +255,13 @@ impl Agent {
     /// Load ksight's programs as `cfg` says (an exact hook flavour and
     /// transport, not `Auto`), without attaching them, and unload them: the
     /// doctor's test of whether this kernel accepts them.
-    pub fn load_only(cfg: &Config) -> Result<(), LoadError> {
+    /// The second result is the network programs' (when `cfg.net`), loaded into
+    /// the process programs' maps as `ksight run` does.
+    pub fn load_only(cfg: &Config) -> Result<Option<Result<(), LoadError>>, LoadError> {
         validate(cfg)?;
         capture_libbpf_log();
-        Self::load(cfg, cfg.attach).map(drop)
+        let skel = Self::load(cfg, cfg.attach)?;
+        Ok(cfg.net.then(|| load_net(cfg, cfg.attach, &skel).map(drop)))
     }
 
     fn load(cfg: &Config, mode: AttachMode) -> Result<ProcessSkel<'static>, LoadError> {
@@ -434,11 +437,13 @@ fn load_net(
     process: &ProcessSkel<'static>,
 ) -> Result<NetSkel<'static>, LoadError> {
     take_log_tail(0);
-    let storage: &'static mut MaybeUninit<OpenObject> =
-        Box::leak(Box::new(MaybeUninit::uninit()));
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut builder = NetSkelBuilder::default();
     if let Some(btf) = &cfg.btf {
-        builder.obj_builder.btf_custom_path(btf).map_err(LoadError::Open)?;
+        builder
+            .obj_builder
+            .btf_custom_path(btf)
+            .map_err(LoadError::Open)?;
     }
     let mut open = builder.open(storage).map_err(LoadError::Open)?;
     let share = |open: &mut OpenNetSkel<'static>| -> libbpf_rs::Result<()> {
@@ -457,10 +462,14 @@ fn load_net(
         if perf {
             open.maps.ks_perf.reuse_fd(process.maps.ks_perf.as_fd())?;
         } else {
-            open.maps.ks_events.reuse_fd(process.maps.ks_events.as_fd())?;
+            open.maps
+                .ks_events
+                .reuse_fd(process.maps.ks_events.as_fd())?;
         }
         open.maps.ks_stats.reuse_fd(process.maps.ks_stats.as_fd())?;
-        open.maps.ks_cgroups.reuse_fd(process.maps.ks_cgroups.as_fd())?;
+        open.maps
+            .ks_cgroups
+            .reuse_fd(process.maps.ks_cgroups.as_fd())?;
         let want = match mode {
             AttachMode::RawTp => "raw_tp/",
             _ => "tp_btf/",

@@ -479,7 +479,10 @@ mod tests {
         assert_eq!(t.tuple.remote.to_string(), "10.1.2.3:443");
         assert!(t.outbound && !t.inbound);
         assert_eq!(t.owner.as_ref().unwrap().pid, 10);
-        assert_eq!((t.bytes_sent, t.bytes_received, t.retransmits), (1000, 2000, 1));
+        assert_eq!(
+            (t.bytes_sent, t.bytes_received, t.retransmits),
+            (1000, 2000, 1)
+        );
 
         e.tuple.family = 10;
         e.tuple.daddr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];

@@ -14,7 +14,7 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapType, OpenObject, ProgramType, UprobeOpts};
 
-use crate::agent::{capture_libbpf_log, last_libbpf_line, Agent, AttachMode, Config};
+use crate::agent::{capture_libbpf_log, last_libbpf_line, Agent, AttachMode, Config, LoadError};
 use crate::skel_probe::ProbeSkelBuilder;
 use crate::transport::TransportMode;
 
@@ -366,6 +366,20 @@ pub struct OwnLoad {
     pub outcome: Outcome,
     /// The error in full (verifier log tail included) when refused.
     pub detail: Option<String>,
+    /// The network programs in the same configuration (`None` when the process ones failed).
+    pub net: Option<(Outcome, Option<String>)>,
+}
+
+fn refused(e: &LoadError) -> (Outcome, Option<String>) {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or_default().to_string();
+    (
+        Outcome::Refused {
+            errno: errno_name(&first),
+            message: first,
+        },
+        Some(full),
+    )
 }
 
 /// Load ksight's process programs in each hook flavour and transport, without attaching.
@@ -382,18 +396,17 @@ pub fn own_programs() -> Vec<OwnLoad> {
             transport,
             ..Config::default()
         };
-        let (outcome, detail) = match Agent::load_only(&cfg) {
-            Ok(()) => (Outcome::Works, None),
+        let (outcome, detail, net) = match Agent::load_only(&cfg) {
+            Ok(net) => {
+                let net = net.map(|r| match r {
+                    Ok(()) => (Outcome::Works, None),
+                    Err(e) => refused(&e),
+                });
+                (Outcome::Works, None, net)
+            }
             Err(e) => {
-                let full = e.to_string();
-                let first = full.lines().next().unwrap_or_default().to_string();
-                (
-                    Outcome::Refused {
-                        errno: errno_name(&first),
-                        message: first,
-                    },
-                    Some(full),
-                )
+                let (o, d) = refused(&e);
+                (o, d, None)
             }
         };
         out.push(OwnLoad {
@@ -401,6 +414,7 @@ pub fn own_programs() -> Vec<OwnLoad> {
             transport,
             outcome,
             detail,
+            net,
         });
     }
     out

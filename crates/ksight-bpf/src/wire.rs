@@ -4,11 +4,11 @@
 //!
 //! `Plain` lets `decode` copy them out of ring-buffer bytes without `unsafe` there.
 
-pub use crate::skel_net::types::{ks_net_flags, ks_sock_tuple, ks_tcp_event};
 pub use crate::skel::types::{
     ks_abi, ks_cpu_stats, ks_event_hdr, ks_event_kind, ks_exec_event, ks_exec_flags, ks_exec_info,
     ks_exit_event, ks_exit_flags, ks_fork_event, ks_fork_flags, ks_limits, ks_task,
 };
+pub use crate::skel_net::types::{ks_net_flags, ks_sock_tuple, ks_tcp_event};
 
 // SAFETY: #[repr(C)] structs of integers and integer arrays with explicit padding
 // fields (events.h rules: no pointers, bool, enums-as-fields or bitfields), so every

@@ -223,7 +223,11 @@ impl Enricher {
         let process = t.owner.as_ref().map(|o| self.process(o));
         let net = NetInfo {
             protocol: "tcp",
-            family: if t.tuple.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            family: if t.tuple.local.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
             netns: t.tuple.netns,
             local: t.tuple.local.into(),
             remote: t.tuple.remote.into(),

@@ -297,7 +297,10 @@ pub fn errno_name(errno: u32) -> Option<&'static str> {
 
 impl ConnectDetail {
     /// The outcome of a connect that left SYN_SENT for `new_state` with `errno`.
-    pub fn outcome(new_state: u32, errno: u32) -> (&'static str, Option<&'static str>, Option<u32>) {
+    pub fn outcome(
+        new_state: u32,
+        errno: u32,
+    ) -> (&'static str, Option<&'static str>, Option<u32>) {
         if new_state == 1 {
             return ("success", None, None);
         }
@@ -493,8 +496,14 @@ mod tests {
     #[test]
     fn connect_outcomes() {
         assert_eq!(ConnectDetail::outcome(1, 0), ("success", None, None));
-        assert_eq!(ConnectDetail::outcome(7, 111), ("refused", Some("ECONNREFUSED"), Some(111)));
-        assert_eq!(ConnectDetail::outcome(7, 110), ("timeout", Some("ETIMEDOUT"), Some(110)));
+        assert_eq!(
+            ConnectDetail::outcome(7, 111),
+            ("refused", Some("ECONNREFUSED"), Some(111))
+        );
+        assert_eq!(
+            ConnectDetail::outcome(7, 110),
+            ("timeout", Some("ETIMEDOUT"), Some(110))
+        );
         assert_eq!(ConnectDetail::outcome(7, 113).0, "unreachable");
         assert_eq!(ConnectDetail::outcome(7, 0).0, "aborted");
         assert_eq!(ConnectDetail::outcome(7, 5), ("error", None, Some(5)));

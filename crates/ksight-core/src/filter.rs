@@ -35,7 +35,10 @@ impl Filter {
         }
         let Some(p) = &ev.process else {
             // no owner known: it cannot match a process criterion
-            return self.pids.is_empty() && self.comms.is_empty() && self.uids.is_empty() && self.containers.is_empty();
+            return self.pids.is_empty()
+                && self.comms.is_empty()
+                && self.uids.is_empty()
+                && self.containers.is_empty();
         };
         if !self.pids.is_empty() {
             let child = match &ev.detail {

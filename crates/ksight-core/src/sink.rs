@@ -228,7 +228,13 @@ impl<W: Write> Sink for TableSink<W> {
                 }
             }
             Detail::Connect { net, connect } => {
-                let _ = write!(line, "{} → {}  {}", ep(&net.local), ep(&net.remote), connect.result);
+                let _ = write!(
+                    line,
+                    "{} → {}  {}",
+                    ep(&net.local),
+                    ep(&net.remote),
+                    connect.result
+                );
                 if let Some(e) = connect.error {
                     let _ = write!(line, " ({e})");
                 }

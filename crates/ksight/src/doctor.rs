@@ -289,6 +289,23 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
             "ksight's own fork/exec/exit programs, verified by this kernel",
             None,
         ));
+        if let Some((outcome, detail)) = &l.net {
+            findings.push(finding(
+                format!("load.net.{}.{}", l.attach, l.transport),
+                "ksight programs",
+                format!("network programs via {} + {}", l.attach, l.transport),
+                if outcome.works() {
+                    Status::Ok
+                } else {
+                    Status::Info
+                },
+                detail
+                    .clone()
+                    .unwrap_or_else(|| "loads (not attached)".into()),
+                "ksight's TCP programs (inet_sock_set_state), verified by this kernel",
+                None,
+            ));
+        }
     }
     let mut out = Vec::new();
     let best = [
@@ -322,6 +339,24 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
             name: "process events",
             state: FeatureState::Unavailable,
             detail: "the kernel refused every configuration of ksight's programs (see the ksight programs findings)".into(),
+        },
+    });
+    let net_works = |a: AttachMode, t: TransportMode| {
+        loads.iter().any(|l| {
+            l.attach == a && l.transport == t && l.net.as_ref().is_some_and(|(o, _)| o.works())
+        })
+    };
+    out.push(match best {
+        Some((a, t)) if net_works(a, t) => Feature {
+            name: "TCP events",
+            state: FeatureState::Active,
+            detail: format!("connect, accept, listen, tcp_close, tcp_state via {a}"),
+        },
+        _ => Feature {
+            name: "TCP events",
+            state: FeatureState::Unavailable,
+            detail: "the kernel refused the network programs (see the ksight programs findings)"
+                .into(),
         },
     });
     let cgroup_filter = findings

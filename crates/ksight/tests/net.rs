@@ -1,0 +1,456 @@
+//! TCP events from the real kernel: the test owns its traffic (loopback, or
+//! network namespaces it creates and removes) and its processes, and asserts
+//! on the events ksight wrote for them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const NET_EVENTS: &str = "connect,accept,listen,tcp_close";
+
+/// Not a test: a network peer in its own process, so that each end of a
+/// connection has its own pid. KSIGHT_NET_HELPER picks the role:
+/// - `client`: connect to KS_ADDR, send KS_SEND bytes, read until EOF;
+/// - `server`: listen on KS_ADDR, say "ready", accept once, read KS_SEND bytes,
+///   write KS_RECV bytes, close;
+/// - `timeout`: connect to KS_ADDR with one SYN retry and expect ETIMEDOUT.
+#[test]
+#[ignore = "helper process for the network tests"]
+fn helper_net() {
+    let role = std::env::var("KSIGHT_NET_HELPER").unwrap();
+    let addr: SocketAddr = std::env::var("KS_ADDR").unwrap().parse().unwrap();
+    let send: usize = std::env::var("KS_SEND").map_or(0, |v| v.parse().unwrap());
+    let recv: usize = std::env::var("KS_RECV").map_or(0, |v| v.parse().unwrap());
+    match role.as_str() {
+        "client" => {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&vec![b'c'; send]).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert_eq!(got.len(), recv);
+        }
+        "server" => {
+            let l = TcpListener::bind(addr).unwrap();
+            // straight to the fd: the test harness captures println!
+            let line = format!("ready {}\n", l.local_addr().unwrap().port());
+            std::io::stdout().write_all(line.as_bytes()).unwrap();
+            std::io::stdout().flush().unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let mut got = vec![0; send];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&vec![b's'; recv]).unwrap();
+        }
+        "timeout" => {
+            let err = connect_with(addr, |fd| {
+                let one: libc::c_int = 1;
+                // SAFETY: setsockopt on our own socket with a valid int option.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_TCP,
+                        libc::TCP_SYNCNT,
+                        (&one as *const libc::c_int).cast(),
+                        4,
+                    )
+                };
+            });
+            assert_eq!(err, libc::ETIMEDOUT);
+        }
+        r => panic!("unknown role {r}"),
+    }
+}
+
+/// A blocking connect through libc, after `setup(fd)`: returns 0 or the errno.
+fn connect_with(addr: SocketAddr, setup: impl FnOnce(i32)) -> i32 {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    // SAFETY: plain socket calls on a socket this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        setup(fd);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), 16);
+        let err = if rc == 0 {
+            0
+        } else {
+            *libc::__errno_location()
+        };
+        libc::close(fd);
+        err
+    }
+}
+
+fn helper(role: &str, addr: &str, send: usize, recv: usize) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--ignored",
+        "--exact",
+        "helper_net",
+        "--test-threads",
+        "1",
+        "--nocapture",
+    ])
+    .env("KSIGHT_NET_HELPER", role)
+    .env("KS_ADDR", addr)
+    .env("KS_SEND", send.to_string())
+    .env("KS_RECV", recv.to_string());
+    c
+}
+
+/// The one event of `kind` whose socket has this local or remote port on `side`.
+fn by_port<'a>(r: &'a Run, kind: &str, side: &str, port: u16) -> Vec<&'a Value> {
+    r.events
+        .iter()
+        .filter(|e| e["type"] == kind && e["net"][side]["port"] == port)
+        .collect()
+}
+
+fn one<'a>(found: Vec<&'a Value>, what: &str) -> &'a Value {
+    assert_eq!(found.len(), 1, "{what}: {found:#?}");
+    found[0]
+}
+
+#[test]
+fn loopback_v4_and_v6_connections_report_exact_bytes_duration_and_both_pids() {
+    let k = Ksight::start(&["--events", NET_EVENTS]);
+    let me = std::process::id();
+    let mut cases = Vec::new();
+    for (host, send, recv) in [("127.0.0.1", 12_345, 67_890), ("::1", 777, 100_000)] {
+        let listener = TcpListener::bind((host, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = vec![0; send];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&vec![b's'; recv]).unwrap();
+        });
+        let addr = SocketAddr::new(host.parse().unwrap(), port).to_string();
+        let (client, status) = run(&mut helper("client", &addr, send, recv));
+        assert!(status.success());
+        server.join().unwrap();
+        cases.push((host, port, client, send, recv));
+    }
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    for (host, port, client, send, recv) in cases {
+        let family = if host.contains(':') { "ipv6" } else { "ipv4" };
+        let listen = one(by_port(&r, "listen", "local", port), "listen");
+        assert_eq!(listen["process"]["pid"], me);
+        assert_eq!(listen["net"]["local"]["addr"], host);
+        assert_eq!(listen["net"]["family"], family);
+
+        let connect = one(by_port(&r, "connect", "remote", port), "connect");
+        assert_eq!(connect["process"]["pid"], client);
+        assert_eq!(connect["connect"]["result"], "success");
+        assert_eq!(connect["net"]["remote"]["addr"], host);
+        let cport = connect["net"]["local"]["port"].as_u64().unwrap() as u16;
+        assert_ne!(cport, 0);
+
+        let accept = one(by_port(&r, "accept", "remote", cport), "accept");
+        assert_eq!(accept["process"]["pid"], me, "the listener's owner accepts");
+        assert_eq!(accept["net"]["local"]["port"], port);
+
+        let out = one(by_port(&r, "tcp_close", "local", cport), "client close");
+        assert_eq!(out["process"]["pid"], client);
+        assert_eq!(out["tcp"]["direction"], "out");
+        assert_eq!(out["tcp"]["bytes_sent"], send);
+        assert_eq!(out["tcp"]["bytes_received"], recv);
+        assert_eq!(out["net"]["sock"], connect["net"]["sock"]);
+        assert!(out["tcp"]["duration_ns"].as_u64().unwrap() > 0);
+
+        let inb = one(by_port(&r, "tcp_close", "remote", cport), "server close");
+        assert_eq!(inb["process"]["pid"], me);
+        assert_eq!(inb["tcp"]["direction"], "in");
+        assert_eq!(inb["tcp"]["bytes_sent"], recv);
+        assert_eq!(inb["tcp"]["bytes_received"], send);
+        assert_eq!(inb["net"]["sock"], accept["net"]["sock"]);
+        // order: connect before its close, accept before its close
+        assert!(r.index(connect) < r.index(out) && r.index(accept) < r.index(inb));
+    }
+}
+
+#[test]
+fn refused_and_non_blocking_connects_report_their_outcome() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead: SocketAddr = closed.local_addr().unwrap();
+    drop(closed);
+    let live = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live_addr = live.local_addr().unwrap();
+
+    let k = Ksight::start(&["--events", "connect"]);
+    assert_eq!(connect_with(dead, |_| {}), libc::ECONNREFUSED);
+    // non-blocking: EINPROGRESS, then the outcome
+    let SocketAddr::V4(v4) = live_addr else {
+        unreachable!()
+    };
+    // SAFETY: a socket this test owns; poll waits for it to become writable.
+    let (rc, so_error) = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), 16);
+        let errno = *libc::__errno_location();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        libc::poll(&mut pfd, 1, 5000);
+        let mut err: libc::c_int = -1;
+        let mut len: libc::socklen_t = 4;
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        libc::close(fd);
+        ((rc, errno), err)
+    };
+    assert_eq!(rc, (-1, libc::EINPROGRESS));
+    assert_eq!(so_error, 0);
+    let _ = live.accept();
+    let r = k.stop();
+
+    let refused = one(by_port(&r, "connect", "remote", dead.port()), "refused");
+    assert_eq!(refused["connect"]["result"], "refused");
+    assert_eq!(refused["connect"]["error"], "ECONNREFUSED");
+    assert_eq!(refused["process"]["pid"], std::process::id());
+    let ok = one(
+        by_port(&r, "connect", "remote", live_addr.port()),
+        "non-blocking",
+    );
+    assert_eq!(ok["connect"]["result"], "success");
+    assert_eq!(ok["process"]["pid"], std::process::id());
+}
+
+/// A network namespace of the test's own, removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("ks-{tag}-{}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name]).expect("ip netns add (iproute2)");
+        ip(&["-n", &name, "link", "set", "lo", "up"]).unwrap();
+        Netns(name)
+    }
+
+    fn inode(&self) -> u64 {
+        std::fs::metadata(format!("/run/netns/{}", self.0))
+            .unwrap()
+            .ino()
+    }
+
+    /// `cmd`, run inside this namespace by `ip netns exec` (which execs it: same pid).
+    fn exec(&self, cmd: Command) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        c.envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn a_connect_to_an_unrouted_address_times_out() {
+    // inside a namespace of our own, 192.0.2.2 is reached over a veth pair
+    // through a neighbour entry naming a MAC nobody has: the peer end drops
+    // every SYN, nothing leaves the namespace, the connect times out
+    let ns = Netns::new("timeout");
+    ip(&[
+        "-n", &ns.0, "link", "add", "kst0", "type", "veth", "peer", "name", "kst1",
+    ])
+    .unwrap();
+    ip(&["-n", &ns.0, "addr", "add", "192.0.2.1/24", "dev", "kst0"]).unwrap();
+    ip(&["-n", &ns.0, "link", "set", "kst0", "up"]).unwrap();
+    ip(&["-n", &ns.0, "link", "set", "kst1", "up"]).unwrap();
+    ip(&[
+        "-n",
+        &ns.0,
+        "neigh",
+        "add",
+        "192.0.2.2",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "kst0",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    let k = Ksight::start(&["--events", "connect"]);
+    let (pid, status) = run(&mut ns.exec(helper("timeout", "192.0.2.2:9", 0, 0)));
+    assert!(status.success(), "the helper saw ETIMEDOUT");
+    let r = k.stop();
+    let c = one(r.of("connect", pid), "timed-out connect");
+    assert_eq!(c["connect"]["result"], "timeout");
+    assert_eq!(c["connect"]["error"], "ETIMEDOUT");
+    assert_eq!(c["net"]["remote"]["addr"], "192.0.2.2");
+    assert_eq!(c["net"]["netns"], ns.inode());
+    assert!(
+        c["connect"]["latency_ns"].as_u64().unwrap() >= 1_000_000_000,
+        "at least one SYN retry"
+    );
+}
+
+#[test]
+fn two_namespaces_joined_by_a_veth_pair_carry_their_own_netns_and_addresses() {
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    let (va, vb) = (
+        format!("ksa{}", std::process::id() % 100_000),
+        format!("ksb{}", std::process::id() % 100_000),
+    );
+    ip(&[
+        "-n", &a.0, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &b.0,
+    ])
+    .unwrap();
+    ip(&["-n", &a.0, "addr", "add", "10.213.0.1/24", "dev", &va]).unwrap();
+    ip(&["-n", &b.0, "addr", "add", "10.213.0.2/24", "dev", &vb]).unwrap();
+    ip(&["-n", &a.0, "link", "set", &va, "up"]).unwrap();
+    ip(&["-n", &b.0, "link", "set", &vb, "up"]).unwrap();
+
+    let k = Ksight::start(&["--events", NET_EVENTS]);
+    let mut server = b
+        .exec(helper("server", "10.213.0.2:7070", 3000, 4000))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the test harness prints its own text around it; never wait forever
+    let out = server.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(out).lines().map_while(Result::ok);
+        let ready = lines.any(|l| l.contains("ready "));
+        let _ = tx.send(ready);
+        lines.for_each(drop); // keep reading: a closed pipe would fail the helper
+    });
+    if rx.recv_timeout(Duration::from_secs(20)) != Ok(true) {
+        let _ = server.kill();
+        panic!("the server helper did not start");
+    }
+    let (client, status) = run(&mut a.exec(helper("client", "10.213.0.2:7070", 3000, 4000)));
+    assert!(status.success());
+    assert!(wait_timeout(&mut server, Duration::from_secs(10)).success());
+    let r = k.stop();
+
+    let listen = one(r.of("listen", server.id()), "listen");
+    assert_eq!(listen["net"]["netns"], b.inode());
+    let connect = one(r.of("connect", client), "connect");
+    assert_eq!(connect["net"]["netns"], a.inode());
+    assert_eq!(connect["net"]["local"]["addr"], "10.213.0.1");
+    assert_eq!(connect["net"]["remote"]["addr"], "10.213.0.2");
+    let accept = one(r.of("accept", server.id()), "accept");
+    assert_eq!(accept["net"]["netns"], b.inode());
+    assert_eq!(accept["net"]["remote"]["addr"], "10.213.0.1");
+    let closes = r.of("tcp_close", client);
+    let out = one(closes, "client close");
+    assert_eq!(
+        (
+            out["tcp"]["bytes_sent"].as_u64(),
+            out["tcp"]["bytes_received"].as_u64()
+        ),
+        (Some(3000), Some(4000))
+    );
+    let inb = one(r.of("tcp_close", server.id()), "server close");
+    assert_eq!(inb["net"]["netns"], b.inode());
+    assert_eq!(
+        (
+            inb["tcp"]["bytes_sent"].as_u64(),
+            inb["tcp"]["bytes_received"].as_u64()
+        ),
+        (Some(4000), Some(3000))
+    );
+}
+
+#[test]
+fn tcp_state_transitions_are_opt_in() {
+    let k = Ksight::start(&["--events", "tcp_state"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    c.write_all(b"x").unwrap();
+    drop(c);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(50));
+    let r = k.stop();
+    assert!(r
+        .events
+        .iter()
+        .all(|e| e["type"] == "tcp_state" || e["type"] == "lost"));
+    let client: Vec<(&str, &str)> = r
+        .events
+        .iter()
+        .filter(|e| e["net"]["remote"]["port"] == port && e["process"]["pid"] == std::process::id())
+        .map(|e| {
+            (
+                e["state"]["old"].as_str().unwrap(),
+                e["state"]["new"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(client.len() >= 4, "{client:?}");
+    assert_eq!(client[0], ("CLOSE", "SYN_SENT"));
+    assert_eq!(client[1], ("SYN_SENT", "ESTABLISHED"));
+    assert_eq!(client.last().unwrap().1, "CLOSE");
+    let timed = r
+        .events
+        .iter()
+        .filter(|e| e["net"]["remote"]["port"] == port && e["state"]["old"] == "ESTABLISHED")
+        .count();
+    assert_eq!(timed, 1, "the client leaves ESTABLISHED once");
+
+    // not asked for: none
+    let k = Ksight::start(&["--events", "connect"]);
+    drop(TcpStream::connect(("127.0.0.1", port)));
+    let r = k.stop();
+    assert!(r.events.iter().all(|e| e["type"] != "tcp_state"));
+}
