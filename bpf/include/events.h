@@ -32,6 +32,7 @@ enum ks_event_kind {
 	KS_EVENT_LISTEN = 6,
 	KS_EVENT_TCP_CLOSE = 7,
 	KS_EVENT_TCP_STATE = 8,
+	KS_EVENT_UDP_CLOSE = 9,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -193,6 +194,46 @@ struct ks_tcp_event {
 	__u32 old_state;	/* TCP_* states, as in include/net/tcp_states.h */
 	__u32 new_state;
 	__u32 flags;		/* enum ks_net_flags */
+	__u32 _pad;
+};
+
+/*
+ * UDP is counted, not streamed: per flow (socket, remote address and port)
+ * in the ks_udp_flows map, which userspace reads. A socket's release sends
+ * one ks_udp_close_event; userspace then reports and removes its flows.
+ */
+struct ks_udp_flow_key {
+	__u64 cookie;		/* the socket's cookie */
+	__u8 raddr[16];		/* network byte order, IPv4 in the first 4 bytes */
+	__u16 rport;		/* host byte order */
+	__u16 family;
+	__u32 _pad;
+};
+
+struct ks_udp_flow {
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 packets_out;
+	__u64 bytes_out;	/* UDP payload bytes */
+	__u64 packets_in;
+	__u64 bytes_in;
+	__u8 laddr[16];
+	__u16 lport;
+	__u16 _pad[3];
+};
+
+/* Who owns a UDP socket: captured when it was created, in process context. */
+struct ks_udp_sock {
+	struct ks_task owner;
+	__u32 netns;
+	__u32 _pad;
+};
+
+struct ks_udp_close_event {
+	struct ks_event_hdr hdr;
+	struct ks_udp_sock sock;
+	__u64 cookie;
+	__u32 flags;		/* KS_NET_OWNER when `sock` is known */
 	__u32 _pad;
 };
 

@@ -21,10 +21,13 @@ use libbpf_rs::{
     Link, MapCore, MapFlags, MapType, OpenObject, PerfBufferBuilder, PrintLevel, RingBufferBuilder,
 };
 
+use crate::decode;
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
 use crate::skel_net::{NetSkel, NetSkelBuilder, OpenNetSkel};
+use crate::skel_udp::{OpenUdpSkel, UdpSkel, UdpSkelBuilder};
 use crate::transport::{Stream, TransportMode};
 use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
+use ksight_core::raw::{RawUdpFlow, TaskFacts};
 
 /// Which flavour of tracepoint program to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,10 @@ pub struct Config {
     pub net: bool,
     /// Report every TCP state transition (tcp_state events).
     pub tcp_states: bool,
+    /// Count UDP flows (cgroup programs on `cgroup_root`, or on `cgroups` when given).
+    pub udp: bool,
+    /// The cgroup v2 mount: where the UDP programs attach when no cgroup filter is set.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,6 +92,8 @@ impl Default for Config {
             cgroups: Vec::new(),
             net: true,
             tcp_states: false,
+            udp: true,
+            cgroup_root: None,
         }
     }
 }
@@ -209,6 +218,9 @@ pub struct Agent {
     /// The network programs; `None` when not asked for or refused (see `net_error`).
     net: Option<NetSkel<'static>>,
     net_error: Option<String>,
+    /// The UDP programs; `None` when not asked for or refused (see `udp_error`).
+    udp: Option<UdpSkel<'static>>,
+    udp_error: Option<String>,
     links: Vec<Link>,
     mode: AttachMode,
     transport: TransportMode,
@@ -318,10 +330,23 @@ impl Agent {
         } else {
             (None, None)
         };
+        let (udp, udp_error) = if cfg.udp {
+            match load_udp(cfg, &skel).and_then(|u| {
+                attach_cgroups(u.object(), cfg, &mut links)?;
+                Ok(u)
+            }) {
+                Ok(u) => (Some(u), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
+        };
         Ok(Agent {
             skel,
             net,
             net_error,
+            udp,
+            udp_error,
             links,
             mode,
             transport: cfg.transport,
@@ -333,6 +358,53 @@ impl Agent {
     /// Why the network programs are not running, when they were asked for.
     pub fn net_error(&self) -> Option<&str> {
         self.net_error.as_deref()
+    }
+
+    /// Why the UDP programs are not running, when they were asked for.
+    pub fn udp_error(&self) -> Option<&str> {
+        self.udp_error.as_deref()
+    }
+
+    /// The UDP flows the kernel has counted: all, or those of the given
+    /// sockets, which are then removed (their sockets are gone). A flow that
+    /// cannot be decoded is skipped.
+    pub fn udp_flows(&self, only: Option<&std::collections::HashSet<u64>>) -> Vec<RawUdpFlow> {
+        let Some(udp) = &self.udp else {
+            return Vec::new();
+        };
+        let map = &udp.maps.ks_udp_flows;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            // the cookie leads the key (ks_udp_flow_key)
+            let Some(cookie) = key
+                .get(..8)
+                .map(|b| u64::from_ne_bytes(b.try_into().expect("8")))
+            else {
+                continue;
+            };
+            if only.is_some_and(|set| !set.contains(&cookie)) {
+                continue;
+            }
+            let Ok(Some(value)) = map.lookup(&key, MapFlags::ANY) else {
+                continue;
+            };
+            if let Ok(flow) = decode::udp_flow(&key, &value) {
+                out.push(flow);
+            }
+            if only.is_some() {
+                let _ = map.delete(&key);
+            }
+        }
+        out
+    }
+
+    /// The owner the kernel recorded for a UDP socket, and its netns.
+    pub fn udp_owner(&self, cookie: u64) -> Option<(TaskFacts, u32)> {
+        let udp = self.udp.as_ref()?;
+        let value = (udp.maps.ks_udp_socks)
+            .lookup(&cookie.to_ne_bytes(), MapFlags::ANY)
+            .ok()??;
+        decode::udp_owner(&value).ok()
     }
 
     pub fn mode(&self) -> AttachMode {
@@ -394,6 +466,7 @@ impl Agent {
     pub fn kernel_ids(&self) -> (Vec<u32>, Vec<u32>) {
         let mut objects = vec![self.skel.object()];
         objects.extend(self.net.as_ref().map(|n| n.object()));
+        objects.extend(self.udp.as_ref().map(|u| u.object()));
         let mut progs = Vec::new();
         let mut maps = Vec::new();
         for obj in objects {
@@ -483,6 +556,85 @@ fn load_net(
     share(&mut open).map_err(LoadError::Open)?;
     open.load().map_err(|source| LoadError::Load {
         mode,
+        source,
+        log: take_log_tail(30),
+    })
+}
+
+/// Attach the cgroup programs to the filtered cgroups, or to the cgroup v2 root.
+fn attach_cgroups(
+    obj: &libbpf_rs::Object,
+    cfg: &Config,
+    links: &mut Vec<Link>,
+) -> Result<(), LoadError> {
+    let targets: Vec<PathBuf> = if cfg.cgroups.is_empty() {
+        cfg.cgroup_root.iter().cloned().collect()
+    } else {
+        cfg.cgroups.clone()
+    };
+    if targets.is_empty() {
+        return Err(LoadError::Config(
+            "UDP flows need cgroup v2, and no cgroup2 file system is mounted".into(),
+        ));
+    }
+    for path in &targets {
+        let dir = File::open(path).map_err(|source| LoadError::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+        for prog in obj.progs_mut() {
+            let link = prog
+                .attach_cgroup(dir.as_raw_fd())
+                .map_err(|source| LoadError::Attach {
+                    prog: prog.name().to_string_lossy().into_owned(),
+                    target: format!("cgroup {}", path.display()),
+                    source,
+                })?;
+            links.push(link);
+        }
+    }
+    Ok(())
+}
+
+/// Load udp.bpf.c into the process object's maps, like `load_net`.
+fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'static>, LoadError> {
+    take_log_tail(0);
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut builder = UdpSkelBuilder::default();
+    if let Some(btf) = &cfg.btf {
+        builder
+            .obj_builder
+            .btf_custom_path(btf)
+            .map_err(LoadError::Open)?;
+    }
+    let mut open = builder.open(storage).map_err(LoadError::Open)?;
+    let share = |open: &mut OpenUdpSkel<'static>| -> libbpf_rs::Result<()> {
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("common.bpf.h has const volatile knobs, so .rodata exists");
+        let perf = cfg.transport == TransportMode::Perf;
+        ro.ks_cfg_perf = perf.into();
+        ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
+        open.maps.ks_events.set_autocreate(!perf)?;
+        open.maps.ks_perf.set_autocreate(perf)?;
+        if perf {
+            open.maps.ks_perf.reuse_fd(process.maps.ks_perf.as_fd())?;
+        } else {
+            open.maps
+                .ks_events
+                .reuse_fd(process.maps.ks_events.as_fd())?;
+        }
+        open.maps.ks_stats.reuse_fd(process.maps.ks_stats.as_fd())?;
+        open.maps
+            .ks_cgroups
+            .reuse_fd(process.maps.ks_cgroups.as_fd())?;
+        Ok(())
+    };
+    share(&mut open).map_err(LoadError::Open)?;
+    open.load().map_err(|source| LoadError::Load {
+        mode: AttachMode::Auto,
         source,
         log: take_log_tail(30),
     })

@@ -10,7 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use ksight_core::event::Kind;
 use ksight_core::raw::{
-    Header, RawEvent, RawExec, RawExit, RawFork, RawTcp, TaskFacts, TcpKind, Tuple,
+    Header, RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpClose, RawUdpFlow, TaskFacts,
+    TcpKind, Tuple,
 };
 
 use crate::wire::*;
@@ -127,8 +128,58 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 new_state: e.new_state,
             }))
         }
+        ks_event_kind::KS_EVENT_UDP_CLOSE => {
+            let e: ks_udp_close_event = copy(buf, 0, "udp close")?;
+            let off = offset_of!(ks_udp_close_event, sock) + offset_of!(ks_udp_sock, owner);
+            let owner: ks_task = copy(buf, off, "udp owner")?;
+            Ok(RawEvent::UdpClose(RawUdpClose {
+                hdr: header,
+                cookie: e.cookie,
+                owner: (e.flags & ks_net_flags::KS_NET_OWNER.0 != 0).then(|| task(&owner)),
+                netns: e.sock.netns,
+            }))
+        }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),
     }
+}
+
+/// A flow from the kernel's ks_udp_flows map (key and value bytes).
+pub fn udp_flow(key: &[u8], value: &[u8]) -> Result<RawUdpFlow, DecodeError> {
+    let k: ks_udp_flow_key = copy(key, 0, "udp flow key")?;
+    let v: ks_udp_flow = copy(value, 0, "udp flow")?;
+    let ip = |b: &[u8; 16]| -> Result<IpAddr, DecodeError> {
+        match k.family {
+            AF_INET => Ok(IpAddr::from([b[0], b[1], b[2], b[3]])),
+            AF_INET6 => Ok(IpAddr::from(*b)),
+            f => Err(DecodeError::Family(f)),
+        }
+    };
+    Ok(RawUdpFlow {
+        cookie: k.cookie,
+        local: SocketAddr::new(ip(&v.laddr)?, v.lport),
+        remote: SocketAddr::new(ip(&k.raddr)?, k.rport),
+        first_ns: v.first_ns,
+        last_ns: v.last_ns,
+        packets_sent: v.packets_out,
+        bytes_sent: v.bytes_out,
+        packets_received: v.packets_in,
+        bytes_received: v.bytes_in,
+    })
+}
+
+/// The owner recorded for a UDP socket (a ks_udp_socks value): the task and its netns.
+pub fn udp_owner(value: &[u8]) -> Result<(TaskFacts, u32), DecodeError> {
+    let owner: ks_task = copy(value, offset_of!(ks_udp_sock, owner), "udp owner")?;
+    let netns: u32 = {
+        let off = offset_of!(ks_udp_sock, netns);
+        let b = value.get(off..off + 4).ok_or(DecodeError::Short {
+            what: "udp owner",
+            len: value.len(),
+            need: off + 4,
+        })?;
+        u32::from_ne_bytes(b.try_into().expect("4 bytes"))
+    };
+    Ok((task(&owner), netns))
 }
 
 const AF_INET: u16 = 2;
@@ -161,6 +212,7 @@ pub fn kind(wire: u32) -> Option<Kind> {
         ks_event_kind::KS_EVENT_LISTEN => Some(Kind::Listen),
         ks_event_kind::KS_EVENT_TCP_CLOSE => Some(Kind::TcpClose),
         ks_event_kind::KS_EVENT_TCP_STATE => Some(Kind::TcpState),
+        ks_event_kind::KS_EVENT_UDP_CLOSE => Some(Kind::Udp),
         _ => None,
     }
 }

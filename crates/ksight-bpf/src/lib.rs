@@ -23,6 +23,11 @@ mod skel_net {
     include!(concat!(env!("OUT_DIR"), "/net.skel.rs"));
 }
 
+mod skel_udp {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/udp.skel.rs"));
+}
+
 mod skel_probe {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));

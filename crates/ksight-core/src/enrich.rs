@@ -11,11 +11,11 @@ use std::sync::Arc;
 use crate::cgroup::{container_id, CgroupResolver};
 use crate::event::{
     signal_name, tcp_state_name, Ancestor, Child, ConnectDetail, Detail, Event, ExecDetail,
-    ExitDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, WallTime,
+    ExitDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, UdpDetail, WallTime,
 };
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
-use crate::raw::{RawEvent, RawExec, RawExit, RawFork, RawTcp, TaskFacts, TcpKind};
+use crate::raw::{RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpFlow, TaskFacts, TcpKind};
 use crate::text::Text;
 
 /// Converts kernel clocks. Refresh it periodically: NTP moves the wall clock.
@@ -207,6 +207,8 @@ impl Enricher {
             RawEvent::Fork(f) => some(self.fork(f)),
             RawEvent::Exit(x) => some(self.exit(x)?),
             RawEvent::Tcp(t) => self.tcp(t),
+            // reported with its flows: see `udp`
+            RawEvent::UdpClose(_) => return None,
         };
         Some(Event {
             time: self.clock.wall(hdr.ktime_ns),
@@ -216,6 +218,44 @@ impl Enricher {
             process,
             detail,
         })
+    }
+
+    /// A UDP flow, read from the kernel's counters at `ktime`; `closed` when
+    /// its socket is gone (these are its totals).
+    pub fn udp(
+        &mut self,
+        owner: Option<&TaskFacts>,
+        netns: u32,
+        flow: &RawUdpFlow,
+        closed: bool,
+        ktime: u64,
+    ) -> Event {
+        let process = owner.map(|o| self.process(o));
+        let net = NetInfo {
+            protocol: "udp",
+            family: if flow.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            netns,
+            local: flow.local.into(),
+            remote: flow.remote.into(),
+            sock: format!("{:x}", flow.cookie),
+        };
+        let udp = UdpDetail {
+            packets_sent: flow.packets_sent,
+            bytes_sent: flow.bytes_sent,
+            packets_received: flow.packets_received,
+            bytes_received: flow.bytes_received,
+            first_time: self.clock.wall(flow.first_ns),
+            last_time: self.clock.wall(flow.last_ns),
+            closed,
+        };
+        Event {
+            time: self.clock.wall(ktime),
+            ktime,
+            cpu: 0,
+            seq: None,
+            process,
+            detail: Detail::Udp { net, udp },
+        }
     }
 
     /// A TCP record: its owner (captured in process context by the kernel side) is the process.

@@ -30,11 +30,12 @@ pub enum Kind {
     Listen,
     TcpClose,
     TcpState,
+    Udp,
     Lost,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,
@@ -43,6 +44,7 @@ impl Kind {
         Kind::Listen,
         Kind::TcpClose,
         Kind::TcpState,
+        Kind::Udp,
         Kind::Lost,
     ];
 
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Listen => "listen",
             Kind::TcpClose => "tcp_close",
             Kind::TcpState => "tcp_state",
+            Kind::Udp => "udp",
             Kind::Lost => "lost",
         }
     }
@@ -64,7 +67,12 @@ impl Kind {
     pub fn is_network(self) -> bool {
         matches!(
             self,
-            Kind::Connect | Kind::Accept | Kind::Listen | Kind::TcpClose | Kind::TcpState
+            Kind::Connect
+                | Kind::Accept
+                | Kind::Listen
+                | Kind::TcpClose
+                | Kind::TcpState
+                | Kind::Udp
         )
     }
 
@@ -255,6 +263,22 @@ pub struct TcpStateDetail {
     pub time_in_old_ns: Option<u64>,
 }
 
+/// A UDP flow: one socket's traffic with one remote address and port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UdpDetail {
+    pub packets_sent: u64,
+    /// UDP payload bytes.
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub first_time: WallTime,
+    pub last_time: WallTime,
+    /// The socket is closed: these are the flow's totals. Otherwise the totals
+    /// so far of a flow still open (reported every --udp-interval).
+    #[serde(rename = "final")]
+    pub closed: bool,
+}
+
 /// Linux TCP state names (include/net/tcp_states.h).
 pub fn tcp_state_name(state: u32) -> &'static str {
     match state {
@@ -355,6 +379,10 @@ pub enum Detail {
         net: NetInfo,
         state: TcpStateDetail,
     },
+    Udp {
+        net: NetInfo,
+        udp: UdpDetail,
+    },
     Lost {
         lost: LostDetail,
     },
@@ -385,6 +413,7 @@ impl Event {
             Detail::Listen { .. } => Kind::Listen,
             Detail::TcpClose { .. } => Kind::TcpClose,
             Detail::TcpState { .. } => Kind::TcpState,
+            Detail::Udp { .. } => Kind::Udp,
             Detail::Lost { .. } => Kind::Lost,
         }
     }
@@ -396,7 +425,8 @@ impl Event {
             | Detail::Accept { net }
             | Detail::Listen { net }
             | Detail::TcpClose { net, .. }
-            | Detail::TcpState { net, .. } => Some(net),
+            | Detail::TcpState { net, .. }
+            | Detail::Udp { net, .. } => Some(net),
             _ => None,
         }
     }
@@ -433,6 +463,10 @@ impl Serialize for Event {
             Detail::TcpState { net, state } => {
                 m.serialize_entry("net", net)?;
                 m.serialize_entry("state", state)?;
+            }
+            Detail::Udp { net, udp } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("udp", udp)?;
             }
             Detail::Lost { lost } => m.serialize_entry("lost", lost)?,
         }

@@ -142,12 +142,38 @@ pub struct RawTcp {
     pub new_state: u32,
 }
 
+/// A UDP socket was released: its flows are final.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawUdpClose {
+    pub hdr: Header,
+    pub cookie: u64,
+    /// The socket's owner, captured at socket creation; `None` when unknown.
+    pub owner: Option<TaskFacts>,
+    pub netns: u32,
+}
+
+/// One UDP flow's counters, as read from the kernel's flow map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawUdpFlow {
+    pub cookie: u64,
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets_sent: u64,
+    /// UDP payload bytes.
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(RawExec),
     Fork(RawFork),
     Exit(RawExit),
     Tcp(RawTcp),
+    UdpClose(RawUdpClose),
 }
 
 impl RawEvent {
@@ -157,6 +183,7 @@ impl RawEvent {
             RawEvent::Fork(e) => &e.hdr,
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Tcp(e) => &e.hdr,
+            RawEvent::UdpClose(e) => &e.hdr,
         }
     }
 }

@@ -162,7 +162,7 @@ impl<W: Write> Sink for TableSink<W> {
             Detail::Connect { connect, .. } if connect.result != "success" => RED,
             Detail::Connect { .. } | Detail::Accept { .. } => BLUE,
             Detail::Listen { .. } => BLUE,
-            Detail::TcpClose { .. } | Detail::TcpState { .. } => "",
+            Detail::TcpClose { .. } | Detail::TcpState { .. } | Detail::Udp { .. } => "",
             Detail::Lost { .. } => MAGENTA,
             #[allow(unreachable_patterns)]
             _ => "",
@@ -275,6 +275,19 @@ impl<W: Write> Sink for TableSink<W> {
                     state.new
                 );
             }
+            Detail::Udp { net, udp } => {
+                let _ = write!(
+                    line,
+                    "{} ⇄ {}  sent {} pkt/{} B, received {} pkt/{} B{}",
+                    ep(&net.local),
+                    ep(&net.remote),
+                    udp.packets_sent,
+                    udp.bytes_sent,
+                    udp.packets_received,
+                    udp.bytes_received,
+                    if udp.closed { "" } else { " (open)" }
+                );
+            }
             Detail::Lost { lost } => {
                 let _ = write!(
                     line,
@@ -354,7 +367,11 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("TIME(UTC)"));
-        assert!(lines[1].starts_with("01:02:03.004 exit       42       1     0 sle\\u{1b}ep"));
+        let want = format!(
+            "01:02:03.004 {:<9} {:>7} {:>7} {:>5} sle\\u{{1b}}ep",
+            "exit", 42, 1, 0
+        );
+        assert!(lines[1].starts_with(&want), "{:?}", lines[1]);
         assert!(
             lines[1].contains("SIGKILL (core dumped)  after 1.5ms"),
             "{}",

@@ -71,7 +71,7 @@ pub struct RunArgs {
     pub format: Format,
 
     /// Event kinds to show, comma-separated: exec, fork, exit, connect, accept, listen,
-    /// tcp_close, tcp_state (default: all but tcp_state; lost events are always shown).
+    /// tcp_close, tcp_state, udp (default: all but tcp_state; lost events are always shown).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub events: Vec<Kind>,
 
@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// (busy hosts wake ksight earlier, at 1/32 of the ring buffer).
     #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+
+    /// How often open UDP flows with new traffic are reported (closed ones are reported at once).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub udp_interval: Duration,
 
     /// How long exited processes stay in the process table.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

@@ -10,8 +10,10 @@
 //! and any increase becomes a `lost` event, and the exit summary totals them.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::{Detail, Event, Kind, LostDetail};
 use ksight_core::filter::Filter;
 use ksight_core::procfs::ProcFs;
+use ksight_core::raw::{RawEvent, RawUdpClose};
 use ksight_core::sink::{JsonSink, Sink, TableSink};
 
 use crate::cli::{Attach, Color, Format, RunArgs, Transport};
@@ -50,6 +53,8 @@ struct Pipeline {
     stats: Stats,
     /// A write failed: the poll loop stops and reports it.
     error: Option<io::Error>,
+    /// UDP sockets released since the last poll: their flows are reported after it.
+    udp_closed: Vec<RawUdpClose>,
 }
 
 impl Pipeline {
@@ -66,6 +71,10 @@ impl Pipeline {
                 return 0;
             }
         };
+        if let RawEvent::UdpClose(c) = raw {
+            self.udp_closed.push(c);
+            return 0;
+        }
         match self.enricher.enrich(raw) {
             Some(ev) => self.emit(&ev),
             None => {
@@ -86,6 +95,67 @@ impl Pipeline {
         }
         self.stats.written[ev.kind() as usize] += 1;
         0
+    }
+}
+
+/// Reports UDP flows: those of released sockets after each poll (final), and
+/// every `interval` those of open sockets that saw traffic since.
+struct UdpReport {
+    interval: Duration,
+    last: Instant,
+    /// last_ns of each open flow when it was last reported
+    reported: HashMap<(u64, SocketAddr), u64>,
+}
+
+impl UdpReport {
+    fn new(interval: Duration) -> Self {
+        UdpReport {
+            interval,
+            last: Instant::now(),
+            reported: HashMap::new(),
+        }
+    }
+
+    fn closed(&mut self, agent: &Agent, p: &mut Pipeline) {
+        if p.udp_closed.is_empty() {
+            return;
+        }
+        let closes = std::mem::take(&mut p.udp_closed);
+        let cookies: HashSet<u64> = closes.iter().map(|c| c.cookie).collect();
+        let flows = agent.udp_flows(Some(&cookies));
+        for c in &closes {
+            for f in flows.iter().filter(|f| f.cookie == c.cookie) {
+                self.reported.remove(&(f.cookie, f.remote));
+                let ev = p
+                    .enricher
+                    .udp(c.owner.as_ref(), c.netns, f, true, c.hdr.ktime_ns);
+                p.emit(&ev);
+            }
+        }
+    }
+
+    fn open(&mut self, agent: &Agent, p: &mut Pipeline, force: bool) {
+        if !force && self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = Instant::now();
+        let now = ktime_now();
+        let mut seen = HashMap::new();
+        for f in agent.udp_flows(None) {
+            let key = (f.cookie, f.remote);
+            seen.insert(key, f.last_ns);
+            if self.reported.get(&key) == Some(&f.last_ns) {
+                continue; // no traffic since the last report
+            }
+            let owner = agent.udp_owner(f.cookie);
+            let (task, netns) = match &owner {
+                Some((t, n)) => (Some(t), *n),
+                None => (None, 0),
+            };
+            let ev = p.enricher.udp(task, netns, &f, false, now);
+            p.emit(&ev);
+        }
+        self.reported = seen;
     }
 }
 
@@ -189,7 +259,7 @@ fn cgroup_dirs(args: &RunArgs, cgroups: &CgroupResolver) -> Result<Vec<PathBuf>>
         .collect()
 }
 
-fn config(args: &RunArgs, cgroups: Vec<PathBuf>) -> Config {
+fn config(args: &RunArgs, cgroups: Vec<PathBuf>, cgroup_root: Option<PathBuf>) -> Config {
     Config {
         ringbuf_bytes: args.ringbuf_size,
         wakeup_bytes: u64::from(args.ringbuf_size / 32),
@@ -211,6 +281,8 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>) -> Config {
         // network programs only when some network kind is wanted
         net: args.events.is_empty() || args.events.iter().any(|k| k.is_network()),
         tcp_states: args.events.contains(&Kind::TcpState),
+        udp: args.events.is_empty() || args.events.contains(&Kind::Udp),
+        cgroup_root,
     }
 }
 
@@ -245,12 +317,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
 
     let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
-    let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?))?;
+    let root = cgroups.mount().map(PathBuf::from);
+    let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?, root))?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
     }
     if let Some(why) = agent.net_error() {
-        eprintln!("ksight: degraded: network events unavailable: {why}");
+        eprintln!("ksight: degraded: TCP events unavailable: {why}");
+    }
+    if let Some(why) = agent.udp_error() {
+        eprintln!("ksight: degraded: UDP flows unavailable: {why}");
     }
     if args.transport == Transport::Auto && agent.transport() == TransportMode::Perf {
         eprintln!(
@@ -281,6 +357,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         sink,
         stats: Stats::default(),
         error: None,
+        udp_closed: Vec::new(),
     });
     let mut stream = agent
         .stream(
@@ -289,6 +366,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
     let mut loss = LossWatch::new(&agent)?;
+    let mut udp = UdpReport::new(args.udp_interval);
     eprintln!(
         "ksight: watching: {} programs attached via {}, records through {}, {known} processes known, in {} ms",
         agent.links(),
@@ -315,6 +393,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             return Err(e).context("writing events");
         }
         polled.context("reading records from the kernel")?;
+        udp.closed(&agent, &mut p);
+        udp.open(&agent, &mut p, false);
         loss.check(&agent, &mut p)?;
         if last_clock.elapsed() >= Duration::from_secs(1) {
             p.enricher.set_clock(clock_now());
@@ -328,6 +408,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let drained = stream.drain();
     let mut p = pipeline.borrow_mut();
     drained.context("reading records from the kernel")?;
+    // closed sockets' flows, then the open ones' totals so far
+    udp.closed(&agent, &mut p);
+    udp.open(&agent, &mut p, true);
     if let Some(e) = p.error.take() {
         return Err(e).context("writing events");
     }

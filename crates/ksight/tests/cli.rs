@@ -40,7 +40,7 @@ fn assert_all_gone(k_progs: &[u32], k_maps: &[u32]) {
 fn detach_after(signal: i32) {
     let k = Ksight::start(&[]);
     let (progs, maps) = (k.prog_ids.clone(), k.map_ids.clone());
-    assert_eq!(progs.len(), 4, "fork, exec, exit and TCP state programs");
+    assert!(progs.len() >= 8, "process, TCP and UDP programs: {progs:?}");
     assert!(maps.len() >= 3);
     for &id in &progs {
         assert!(

@@ -454,3 +454,94 @@ fn tcp_state_transitions_are_opt_in() {
     let r = k.stop();
     assert!(r.events.iter().all(|e| e["type"] != "tcp_state"));
 }
+
+/// Datagrams of known size each way between two sockets of this process.
+fn udp_exchange(host: &str, out: (usize, usize), back: (usize, usize)) -> (SocketAddr, SocketAddr) {
+    let a = std::net::UdpSocket::bind((host, 0)).unwrap();
+    let b = std::net::UdpSocket::bind((host, 0)).unwrap();
+    let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.connect(ba).unwrap(); // a connected socket: send(), not sendto()
+    let mut buf = [0u8; 2048];
+    for _ in 0..out.0 {
+        a.send(&vec![1u8; out.1]).unwrap();
+        assert_eq!(b.recv_from(&mut buf).unwrap().0, out.1);
+    }
+    for _ in 0..back.0 {
+        b.send_to(&vec![2u8; back.1], aa).unwrap();
+        assert_eq!(a.recv(&mut buf).unwrap(), back.1);
+    }
+    (aa, ba)
+}
+
+fn udp_flows(r: &Run, local: SocketAddr) -> Vec<&Value> {
+    r.events
+        .iter()
+        .filter(|e| {
+            e["type"] == "udp"
+                && e["net"]["local"]["port"] == local.port()
+                && e["net"]["local"]["addr"] == local.ip().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn udp_datagrams_are_counted_per_flow_exactly_in_v4_and_v6() {
+    let k = Ksight::start(&["--events", "udp"]);
+    let v4 = udp_exchange("127.0.0.1", (7, 123), (4, 321));
+    let v6 = udp_exchange("::1", (3, 1000), (9, 10));
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    for ((a, b), (out, back)) in [
+        (v4, ((7u64, 123u64), (4u64, 321u64))),
+        (v6, ((3, 1000), (9, 10))),
+    ] {
+        let fa = udp_flows(&r, a);
+        assert_eq!(
+            fa.len(),
+            1,
+            "one flow record per (socket, remote), not one per datagram: {fa:#?}"
+        );
+        let fa = fa[0];
+        assert_eq!(fa["udp"]["final"], true);
+        assert_eq!(fa["process"]["pid"], std::process::id());
+        assert_eq!(fa["net"]["protocol"], "udp");
+        assert_eq!(fa["net"]["remote"]["port"], b.port());
+        assert_eq!(fa["udp"]["packets_sent"], out.0);
+        assert_eq!(fa["udp"]["bytes_sent"], out.0 * out.1);
+        assert_eq!(fa["udp"]["packets_received"], back.0);
+        assert_eq!(fa["udp"]["bytes_received"], back.0 * back.1);
+        let fb = one(udp_flows(&r, b), "the other end");
+        assert_eq!(fb["udp"]["packets_sent"], back.0);
+        assert_eq!(fb["udp"]["bytes_received"], out.0 * out.1);
+        assert_eq!(fb["net"]["remote"]["port"], a.port());
+    }
+}
+
+#[test]
+fn long_lived_udp_flows_are_reported_while_open() {
+    let k = Ksight::start(&["--events", "udp", "--udp-interval", "200ms"]);
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.send_to(&[0; 10], ba).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    a.send_to(&[0; 20], ba).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    drop(a);
+    drop(b);
+    let r = k.stop();
+    let flows = udp_flows(&r, aa);
+    let open: Vec<_> = flows
+        .iter()
+        .filter(|f| f["udp"]["final"] == false)
+        .collect();
+    assert!(
+        open.len() >= 2,
+        "reported while open, once per change: {flows:#?}"
+    );
+    assert_eq!(open[0]["udp"]["bytes_sent"], 10);
+    let last = flows.last().unwrap();
+    assert_eq!(last["udp"]["final"], true);
+    assert_eq!(last["udp"]["bytes_sent"], 30);
+    assert_eq!(last["udp"]["packets_sent"], 2);
+}

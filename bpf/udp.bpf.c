@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * udp.bpf.c: UDP flows, counted per (socket, remote) in the kernel.
+ *
+ * cgroup_skb egress/ingress (4.10+) on the cgroup v2 root see every packet of
+ * every socket; they leave non-UDP packets at once and add UDP ones to their
+ * flow's counters (no record per datagram). cgroup/sock_create (4.10+) runs in
+ * the creating process: it records the socket's owner. cgroup/sock_release
+ * (5.9+) sends one record when the socket goes, so userspace can report its
+ * flows. All of these run only for sockets, not for every syscall.
+ *
+ * A separate object from net.bpf.c: a kernel that refuses these program
+ * types loses UDP flows only.
+ */
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define KS_IPPROTO_UDP 17
+#define KS_ETH_P_IP 0x0800
+#define KS_ETH_P_IPV6 0x86DD
+
+/* One entry per live UDP socket, freed at release. LRU bounds a socket whose
+ * release we miss. 65536 x (~104 B + 8 B + ~64 B) ~ 11 MiB at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ks_udp_sock);
+} ks_udp_socks SEC(".maps");
+
+/* One entry per flow; userspace deletes them when it reports a closed
+ * socket. LRU: a busy server's oldest idle flows make way.
+ * 65536 x (~72 B + 32 B + ~64 B) ~ 11 MiB at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ks_udp_flow_key);
+	__type(value, struct ks_udp_flow);
+} ks_udp_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_udp_close_event);
+} ks_udp_scratch SEC(".maps");
+
+struct ks_udp_close_event ks_type_udp_close = {};
+struct ks_udp_flow_key ks_type_udp_key = {};
+struct ks_udp_flow ks_type_udp_flow = {};
+
+/* Socket creation, in the creating process: remember the owner. */
+SEC("cgroup/sock_create")
+int ks_udp_create(struct bpf_sock *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct ks_udp_sock s = {};
+	__u64 cookie;
+
+	if (ctx->protocol != KS_IPPROTO_UDP)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	ks_fill_task(&s.owner, task);
+	s.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	bpf_map_update_elem(&ks_udp_socks, &cookie, &s, BPF_ANY);
+	return 1;
+}
+
+/* Socket release: tell userspace to report (and forget) its flows. */
+SEC("cgroup/sock_release")
+int ks_udp_release(struct bpf_sock *ctx)
+{
+	__u32 zero = 0;
+	struct ks_udp_close_event *e;
+	struct ks_udp_sock *s;
+	__u64 cookie;
+
+	if (ctx->protocol != KS_IPPROTO_UDP)
+		return 1;
+	e = bpf_map_lookup_elem(&ks_udp_scratch, &zero);
+	if (!e)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	e->hdr.ktime = bpf_ktime_get_ns();
+	e->hdr.kind = KS_EVENT_UDP_CLOSE;
+	e->cookie = cookie;
+	e->flags = 0;
+	s = bpf_map_lookup_elem(&ks_udp_socks, &cookie);
+	if (s) {
+		e->sock = *s;
+		e->flags = KS_NET_OWNER;
+	} else {
+		__builtin_memset(&e->sock, 0, sizeof(e->sock));
+	}
+	ks_emit(ctx, &e->hdr, sizeof(*e));
+	bpf_map_delete_elem(&ks_udp_socks, &cookie);
+	return 1;
+}
+
+static __always_inline int count(struct __sk_buff *skb, int egress)
+{
+	struct ks_udp_flow_key key = {};
+	struct ks_udp_flow *f;
+	__u8 laddr[16] = {};
+	__u16 ports[2];
+	__u32 hlen, len = skb->len;
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk); /* skb->sk may be a request or timewait sock */
+	if (!sk || sk->protocol != KS_IPPROTO_UDP)
+		return 1;
+	if (skb->protocol == bpf_htons(KS_ETH_P_IP)) {
+		__u8 vihl;
+		__u8 proto;
+
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
+			return 1;
+		if (proto != KS_IPPROTO_UDP)
+			return 1;
+		hlen = (vihl & 0xf) * 4;
+		key.family = 2;
+		if (bpf_skb_load_bytes(skb, egress ? 16 : 12, key.raddr, 4) ||
+		    bpf_skb_load_bytes(skb, egress ? 12 : 16, laddr, 4))
+			return 1;
+	} else if (skb->protocol == bpf_htons(KS_ETH_P_IPV6)) {
+		__u8 next;
+
+		if (bpf_skb_load_bytes(skb, 6, &next, 1) || next != KS_IPPROTO_UDP)
+			return 1; /* extension headers: not followed */
+		hlen = 40;
+		key.family = 10;
+		if (bpf_skb_load_bytes(skb, egress ? 24 : 8, key.raddr, 16) ||
+		    bpf_skb_load_bytes(skb, egress ? 8 : 24, laddr, 16))
+			return 1;
+	} else {
+		return 1;
+	}
+	if (hlen < 20 || hlen > 60 || bpf_skb_load_bytes(skb, hlen, ports, 4))
+		return 1;
+	key.rport = bpf_ntohs(egress ? ports[1] : ports[0]);
+	key.cookie = bpf_get_socket_cookie(skb);
+	len = len > hlen + 8 ? len - hlen - 8 : 0;
+
+	f = bpf_map_lookup_elem(&ks_udp_flows, &key);
+	if (!f) {
+		struct ks_udp_flow init = {};
+
+		init.first_ns = bpf_ktime_get_ns();
+		init.lport = bpf_ntohs(egress ? ports[0] : ports[1]);
+		__builtin_memcpy(init.laddr, laddr, 16);
+		bpf_map_update_elem(&ks_udp_flows, &key, &init, BPF_NOEXIST);
+		f = bpf_map_lookup_elem(&ks_udp_flows, &key);
+		if (!f)
+			return 1;
+	}
+	f->last_ns = bpf_ktime_get_ns();
+	if (egress) {
+		__sync_fetch_and_add(&f->packets_out, 1);
+		__sync_fetch_and_add(&f->bytes_out, len);
+	} else {
+		__sync_fetch_and_add(&f->packets_in, 1);
+		__sync_fetch_and_add(&f->bytes_in, len);
+	}
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int ks_udp_egress(struct __sk_buff *skb)
+{
+	return count(skb, 1);
+}
+
+SEC("cgroup_skb/ingress")
+int ks_udp_ingress(struct __sk_buff *skb)
+{
+	return count(skb, 0);
+}
