@@ -13,6 +13,7 @@
  * softirq, so it is attributed to the owner of its listening port.
  */
 #include "common.bpf.h"
+#include "netfilter.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -135,7 +136,12 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 
 	/* process context: the caller of connect() or listen() */
 	if (new == KS_TCP_SYN_SENT || new == KS_TCP_LISTEN) {
-		if (!ks_wanted())
+		/* a listener is judged by its port alone; a connect by both ends */
+		if (!ks_wanted() ||
+		    (new == KS_TCP_SYN_SENT && !ks_net_wanted(e->tuple.sport, e->tuple.dport,
+							       e->tuple.daddr, e->tuple.family)) ||
+		    (new == KS_TCP_LISTEN && !ks_net_wanted(e->tuple.sport, e->tuple.sport,
+							     e->tuple.saddr, e->tuple.family)))
 			return 0;
 		ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
 		e->flags = KS_NET_OWNER;
@@ -176,6 +182,8 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 
 		if (!owner)
 			return 0; /* a listener ksight did not see, or filtered out */
+		if (!ks_net_wanted(e->tuple.sport, e->tuple.dport, e->tuple.daddr, e->tuple.family))
+			return 0;
 		c.owner = *owner;
 		c.tuple = e->tuple;
 		c.flags = KS_NET_INBOUND | KS_NET_OWNER;

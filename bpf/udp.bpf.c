@@ -13,6 +13,7 @@
  * types loses UDP flows only.
  */
 #include "common.bpf.h"
+#include "netfilter.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -141,6 +142,9 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 	if (hlen < 20 || hlen > 60 || bpf_skb_load_bytes(skb, hlen, ports, 4))
 		return 1;
 	key.rport = bpf_ntohs(egress ? ports[1] : ports[0]);
+	if (!ks_net_wanted(bpf_ntohs(egress ? ports[0] : ports[1]), key.rport, key.raddr,
+			   key.family))
+		return 1;
 	key.cookie = bpf_get_socket_cookie(skb);
 	len = len > hlen + 8 ? len - hlen - 8 : 0;
 

@@ -76,6 +76,10 @@ pub struct Config {
     pub udp: bool,
     /// The cgroup v2 mount: where the UDP programs attach when no cgroup filter is set.
     pub cgroup_root: Option<PathBuf>,
+    /// Network events only for these ports (local or remote); empty = all. At most 64.
+    pub ports: Vec<u16>,
+    /// No network events whose remote end is a loopback address.
+    pub no_loopback: bool,
 }
 
 impl Default for Config {
@@ -94,6 +98,8 @@ impl Default for Config {
             tcp_states: false,
             udp: true,
             cgroup_root: None,
+            ports: Vec::new(),
+            no_loopback: false,
         }
     }
 }
@@ -530,6 +536,8 @@ fn load_net(
         ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
         ro.ks_cfg_cgroups = cfg.cgroups.len() as u32;
         ro.ks_cfg_tcp_states = cfg.tcp_states.into();
+        ro.ks_cfg_ports = cfg.ports.len() as u32;
+        ro.ks_cfg_no_loopback = cfg.no_loopback.into();
         open.maps.ks_events.set_autocreate(!perf)?;
         open.maps.ks_perf.set_autocreate(perf)?;
         if perf {
@@ -554,11 +562,22 @@ fn load_net(
         Ok(())
     };
     share(&mut open).map_err(LoadError::Open)?;
-    open.load().map_err(|source| LoadError::Load {
+    let skel = open.load().map_err(|source| LoadError::Load {
         mode,
         source,
         log: take_log_tail(30),
-    })
+    })?;
+    fill_ports(&skel.maps.ks_ports, &cfg.ports)?;
+    Ok(skel)
+}
+
+/// The --port filter's map (read by netfilter.bpf.h).
+fn fill_ports(map: &impl MapCore, ports: &[u16]) -> Result<(), LoadError> {
+    for p in ports {
+        map.update(&p.to_ne_bytes(), &[1], MapFlags::ANY)
+            .map_err(|e| LoadError::Config(format!("--port {p}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Attach the cgroup programs to the filtered cgroups, or to the cgroup v2 root.
@@ -617,6 +636,8 @@ fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'sta
         let perf = cfg.transport == TransportMode::Perf;
         ro.ks_cfg_perf = perf.into();
         ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
+        ro.ks_cfg_ports = cfg.ports.len() as u32;
+        ro.ks_cfg_no_loopback = cfg.no_loopback.into();
         open.maps.ks_events.set_autocreate(!perf)?;
         open.maps.ks_perf.set_autocreate(perf)?;
         if perf {
@@ -633,11 +654,13 @@ fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'sta
         Ok(())
     };
     share(&mut open).map_err(LoadError::Open)?;
-    open.load().map_err(|source| LoadError::Load {
+    let skel = open.load().map_err(|source| LoadError::Load {
         mode: AttachMode::Auto,
         source,
         log: take_log_tail(30),
-    })
+    })?;
+    fill_ports(&skel.maps.ks_ports, &cfg.ports)?;
+    Ok(skel)
 }
 
 fn validate(cfg: &Config) -> Result<(), LoadError> {
@@ -651,6 +674,12 @@ fn validate(cfg: &Config) -> Result<(), LoadError> {
         return Err(LoadError::Config(format!(
             "perf buffer pages per CPU ({}) must be a power of two",
             cfg.perf_pages
+        )));
+    }
+    if cfg.ports.len() > 64 {
+        return Err(LoadError::Config(format!(
+            "at most 64 ports can be filtered on, {} given",
+            cfg.ports.len()
         )));
     }
     if cfg.cgroups.len() > MAX_CGROUPS {

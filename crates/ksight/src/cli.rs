@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Attach to the kernel and stream events until interrupted (or --duration).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Can this kernel run ksight? Each finding with its meaning and fix.
     /// Exit code: 0 runs fully, 1 runs degraded, 2 cannot run.
     Doctor(crate::doctor::DoctorArgs),
@@ -78,6 +78,14 @@ pub struct RunArgs {
     /// Only events of these pids (a fork also matches on its child's pid).
     #[arg(long, value_delimiter = ',')]
     pub pid: Vec<u32>,
+
+    /// Network events only for these ports, local or remote (decided in the kernel; at most 64).
+    #[arg(long, value_delimiter = ',')]
+    pub port: Vec<u16>,
+
+    /// No network events whose remote end is a loopback address (decided in the kernel).
+    #[arg(long)]
+    pub no_loopback: bool,
 
     /// Only events of processes with this comm (exact).
     #[arg(long)]

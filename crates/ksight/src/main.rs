@@ -15,7 +15,7 @@ mod run;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Run(args) => run::run(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => doctor::doctor(args),
     };

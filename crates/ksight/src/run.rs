@@ -283,6 +283,8 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>, cgroup_root: Option<PathBuf>) -
         tcp_states: args.events.contains(&Kind::TcpState),
         udp: args.events.is_empty() || args.events.contains(&Kind::Udp),
         cgroup_root,
+        ports: args.port.clone(),
+        no_loopback: args.no_loopback,
     }
 }
 

@@ -298,6 +298,113 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Two namespaces of the test's own joined by a veth pair: `<net>.1` in the
+/// first, `<net>.2` in the second.
+fn joined(ta: &str, tb: &str, net: &str) -> (Netns, Netns) {
+    let a = Netns::new(ta);
+    let b = Netns::new(tb);
+    let id = std::process::id() % 100_000;
+    let (va, vb) = (format!("ks{ta}{id}"), format!("ks{tb}{id}"));
+    ip(&[
+        "-n", &a.0, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &b.0,
+    ])
+    .unwrap();
+    ip(&[
+        "-n",
+        &a.0,
+        "addr",
+        "add",
+        &format!("{net}.1/24"),
+        "dev",
+        &va,
+    ])
+    .unwrap();
+    ip(&[
+        "-n",
+        &b.0,
+        "addr",
+        "add",
+        &format!("{net}.2/24"),
+        "dev",
+        &vb,
+    ])
+    .unwrap();
+    ip(&["-n", &a.0, "link", "set", &va, "up"]).unwrap();
+    ip(&["-n", &b.0, "link", "set", &vb, "up"]).unwrap();
+    (a, b)
+}
+
+/// Run a server helper in `ns` and a client helper in `client_ns`; returns their pids.
+fn serve_once(ns: &Netns, client_ns: &Netns, addr: &str) -> (u32, u32) {
+    let mut server = ns
+        .exec(helper("server", addr, 10, 20))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = server.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(out).lines().map_while(Result::ok);
+        let _ = tx.send(lines.any(|l| l.contains("ready ")));
+        lines.for_each(drop);
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)),
+        Ok(true),
+        "server helper"
+    );
+    let (client, st) = run(&mut client_ns.exec(helper("client", addr, 10, 20)));
+    assert!(st.success());
+    assert!(wait_timeout(&mut server, Duration::from_secs(10)).success());
+    (server.id(), client)
+}
+
+#[test]
+fn port_and_loopback_filters_apply_in_the_kernel() {
+    // --port: only the chosen port's connection
+    let wanted = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (wp, op) = (
+        wanted.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    let k = Ksight::start(&["--events", NET_EVENTS, "--port", &wp.to_string()]);
+    let l1 = TcpListener::bind("127.0.0.1:0").unwrap(); // a listener on another port
+    drop(TcpStream::connect(("127.0.0.1", wp)).unwrap());
+    drop(TcpStream::connect(("127.0.0.1", op)).unwrap());
+    drop(wanted.accept().unwrap());
+    drop(other.accept().unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    let r = k.stop();
+    drop(l1);
+    assert!(!r.events.is_empty());
+    for e in r.events.iter().filter(|e| e["type"] != "lost") {
+        let ports = [&e["net"]["local"]["port"], &e["net"]["remote"]["port"]];
+        assert!(ports.contains(&&Value::from(wp)), "only port {wp}: {e}");
+    }
+    assert_eq!(by_port(&r, "connect", "remote", wp).len(), 1);
+
+    // --no-loopback: the loopback exchange disappears, the veth one stays
+    let (a, b) = joined("la", "lb", "10.214.0");
+    let k = Ksight::start(&["--events", "connect,accept,tcp_close,udp", "--no-loopback"]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    drop(TcpStream::connect(l.local_addr().unwrap()).unwrap());
+    drop(l.accept().unwrap());
+    let (ua, _) = udp_exchange("127.0.0.1", (2, 10), (2, 10));
+    let (server, client) = serve_once(&b, &a, "10.214.0.2:7071");
+    let r = k.stop();
+    for e in r.events.iter().filter(|e| e["type"] != "lost") {
+        let remote = e["net"]["remote"]["addr"].as_str().unwrap();
+        assert!(
+            !remote.starts_with("127.") && remote != "::1",
+            "loopback kept: {e}"
+        );
+    }
+    assert!(udp_flows(&r, ua).is_empty());
+    assert_eq!(r.of("connect", client).len(), 1);
+    assert_eq!(r.of("accept", server).len(), 1);
+}
+
 #[test]
 fn a_connect_to_an_unrouted_address_times_out() {
     // inside a namespace of our own, 192.0.2.2 is reached over a veth pair
@@ -342,21 +449,7 @@ fn a_connect_to_an_unrouted_address_times_out() {
 
 #[test]
 fn two_namespaces_joined_by_a_veth_pair_carry_their_own_netns_and_addresses() {
-    let a = Netns::new("a");
-    let b = Netns::new("b");
-    let (va, vb) = (
-        format!("ksa{}", std::process::id() % 100_000),
-        format!("ksb{}", std::process::id() % 100_000),
-    );
-    ip(&[
-        "-n", &a.0, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &b.0,
-    ])
-    .unwrap();
-    ip(&["-n", &a.0, "addr", "add", "10.213.0.1/24", "dev", &va]).unwrap();
-    ip(&["-n", &b.0, "addr", "add", "10.213.0.2/24", "dev", &vb]).unwrap();
-    ip(&["-n", &a.0, "link", "set", &va, "up"]).unwrap();
-    ip(&["-n", &b.0, "link", "set", &vb, "up"]).unwrap();
-
+    let (a, b) = joined("a", "b", "10.213.0");
     let k = Ksight::start(&["--events", NET_EVENTS]);
     let mut server = b
         .exec(helper("server", "10.213.0.2:7070", 3000, 4000))
