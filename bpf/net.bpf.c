@@ -124,6 +124,17 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != KS_IPPROTO_TCP)
 		return 0;
+	/* A connection makes ~10 transitions; most only move its state clock.
+	 * Those take one map lookup, not a record (the hot path of a connect
+	 * storm: see docs/performance.md). */
+	if (!ks_cfg_tcp_states && new != KS_TCP_SYN_SENT && new != KS_TCP_LISTEN &&
+	    new != KS_TCP_CLOSE && old != KS_TCP_SYN_SENT &&
+	    !(old == KS_TCP_SYN_RECV && new == KS_TCP_ESTABLISHED)) {
+		conn = bpf_map_lookup_elem(&ks_tcp_conns, &key);
+		if (conn)
+			conn->state_ns = now;
+		return 0;
+	}
 	e = bpf_map_lookup_elem(&ks_tcp_scratch, &zero);
 	if (!e)
 		return 0;

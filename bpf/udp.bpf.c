@@ -22,7 +22,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define KS_ETH_P_IPV6 0x86DD
 
 /* One entry per live UDP socket, freed at release. LRU bounds a socket whose
- * release we miss. 65536 x (~104 B + 8 B + ~64 B) ~ 11 MiB at most. */
+ * release we miss. 65536 x (~200 B + 8 B + ~64 B) ~ 17 MiB at most. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -50,6 +50,7 @@ struct {
 struct ks_udp_close_event ks_type_udp_close = {};
 struct ks_udp_flow_key ks_type_udp_key = {};
 struct ks_udp_flow ks_type_udp_flow = {};
+enum ks_udp_limits ks_type_udp_limits = KS_UDP_REMOTES;
 
 /* Socket creation, in the creating process: remember the owner. */
 SEC("cgroup/sock_create")
@@ -155,7 +156,20 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 		init.first_ns = bpf_ktime_get_ns();
 		init.lport = bpf_ntohs(egress ? ports[0] : ports[1]);
 		__builtin_memcpy(init.laddr, laddr, 16);
-		bpf_map_update_elem(&ks_udp_flows, &key, &init, BPF_NOEXIST);
+		if (bpf_map_update_elem(&ks_udp_flows, &key, &init, BPF_NOEXIST) == 0) {
+			/* a new flow: its socket remembers it, for the release */
+			struct ks_udp_sock *s = bpf_map_lookup_elem(&ks_udp_socks, &key.cookie);
+
+			if (s) {
+				__u32 n = __sync_fetch_and_add(&s->nremotes, 1);
+
+				if (n < KS_UDP_REMOTES) {
+					__builtin_memcpy(s->remotes[n].raddr, key.raddr, 16);
+					s->remotes[n].rport = key.rport;
+					s->remotes[n].family = key.family;
+				}
+			}
+		}
 		f = bpf_map_lookup_elem(&ks_udp_flows, &key);
 		if (!f)
 			return 1;

@@ -222,11 +222,27 @@ struct ks_udp_flow {
 	__u16 _pad[3];
 };
 
-/* Who owns a UDP socket: captured when it was created, in process context. */
+/* A flow's remote end, as in ks_udp_flow_key. */
+struct ks_udp_remote {
+	__u8 raddr[16];
+	__u16 rport;
+	__u16 family;
+	__u32 _pad;
+};
+
+enum ks_udp_limits {
+	/* remotes a socket remembers: enough for clients (DNS: one); a socket
+	 * with more (a server) is marked overflowed and its flows found by scan */
+	KS_UDP_REMOTES = 4,
+};
+
+/* Who owns a UDP socket (captured when it was created, in process context),
+ * and the remotes of its flows, so that its release finds them directly. */
 struct ks_udp_sock {
 	struct ks_task owner;
+	struct ks_udp_remote remotes[KS_UDP_REMOTES];
 	__u32 netns;
-	__u32 _pad;
+	__u32 nremotes;		/* > KS_UDP_REMOTES: overflowed */
 };
 
 struct ks_udp_close_event {

@@ -404,6 +404,42 @@ impl Agent {
         out
     }
 
+    /// The flows of a released socket with these remotes, removed from the
+    /// kernel's map: a lookup each, no scan.
+    pub fn udp_flows_of(&self, cookie: u64, remotes: &[std::net::SocketAddr]) -> Vec<RawUdpFlow> {
+        let Some(udp) = &self.udp else {
+            return Vec::new();
+        };
+        let map = &udp.maps.ks_udp_flows;
+        let mut out = Vec::new();
+        for r in remotes {
+            let mut key = crate::wire::ks_udp_flow_key {
+                cookie,
+                rport: r.port(),
+                ..Default::default()
+            };
+            match r.ip() {
+                std::net::IpAddr::V4(v4) => {
+                    key.family = 2;
+                    key.raddr[..4].copy_from_slice(&v4.octets());
+                }
+                std::net::IpAddr::V6(v6) => {
+                    key.family = 10;
+                    key.raddr = v6.octets();
+                }
+            }
+            // SAFETY: ks_udp_flow_key is Plain (see wire.rs): its bytes are initialised.
+            let bytes = unsafe { plain::as_bytes(&key) };
+            if let Ok(Some(value)) = map.lookup(bytes, MapFlags::ANY) {
+                if let Ok(flow) = decode::udp_flow(bytes, &value) {
+                    out.push(flow);
+                }
+                let _ = map.delete(bytes);
+            }
+        }
+        out
+    }
+
     /// The owner the kernel recorded for a UDP socket, and its netns.
     pub fn udp_owner(&self, cookie: u64) -> Option<(TaskFacts, u32)> {
         let udp = self.udp.as_ref()?;

@@ -297,3 +297,50 @@ fn produce(
         }
     }
 }
+
+/// ksight's hooks with do-nothing programs attached (bpf/floor.bpf.c): the
+/// floor of `ksight bench overhead`. Detached when dropped.
+pub struct Floor {
+    _links: Vec<libbpf_rs::Link>,
+    _skel: crate::skel_floor::FloorSkel<'static>,
+}
+
+impl Floor {
+    pub fn attach(cgroup_root: &std::path::Path) -> libbpf_rs::Result<Floor> {
+        use std::os::fd::AsRawFd;
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let skel = crate::skel_floor::FloorSkelBuilder::default()
+            .open(storage)?
+            .load()?;
+        let cgroup = std::fs::File::open(cgroup_root).map_err(libbpf_rs::Error::from)?;
+        let mut links = Vec::new();
+        for prog in libbpf_rs::skel::Skel::object(&skel).progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            links.push(if section.starts_with("cgroup") {
+                prog.attach_cgroup(cgroup.as_raw_fd())?
+            } else {
+                prog.attach()?
+            });
+        }
+        Ok(Floor {
+            _links: links,
+            _skel: skel,
+        })
+    }
+}
+
+/// Name, run count and total run time of the given programs (run counts and
+/// times need kernel.bpf_stats_enabled=1 while they run).
+pub fn prog_stats(ids: &[u32]) -> Vec<(String, u64, u64)> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| ids.contains(&p.id))
+        .map(|p| {
+            (
+                p.name.to_string_lossy().into_owned(),
+                p.run_cnt,
+                p.run_time_ns,
+            )
+        })
+        .collect()
+}

@@ -132,11 +132,29 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             let e: ks_udp_close_event = copy(buf, 0, "udp close")?;
             let off = offset_of!(ks_udp_close_event, sock) + offset_of!(ks_udp_sock, owner);
             let owner: ks_task = copy(buf, off, "udp owner")?;
+            let known = e.flags & ks_net_flags::KS_NET_OWNER.0 != 0;
+            let n = e.sock.nremotes as usize;
+            let remotes = (known && n <= e.sock.remotes.len()).then(|| {
+                e.sock.remotes[..n]
+                    .iter()
+                    .filter_map(|r| {
+                        let ip = match r.family {
+                            AF_INET => {
+                                IpAddr::from([r.raddr[0], r.raddr[1], r.raddr[2], r.raddr[3]])
+                            }
+                            AF_INET6 => IpAddr::from(r.raddr),
+                            _ => return None,
+                        };
+                        Some(SocketAddr::new(ip, r.rport))
+                    })
+                    .collect()
+            });
             Ok(RawEvent::UdpClose(RawUdpClose {
                 hdr: header,
                 cookie: e.cookie,
-                owner: (e.flags & ks_net_flags::KS_NET_OWNER.0 != 0).then(|| task(&owner)),
+                owner: known.then(|| task(&owner)),
                 netns: e.sock.netns,
+                remotes,
             }))
         }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),

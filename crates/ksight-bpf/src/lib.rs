@@ -28,6 +28,11 @@ mod skel_udp {
     include!(concat!(env!("OUT_DIR"), "/udp.skel.rs"));
 }
 
+mod skel_floor {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
+}
+
 mod skel_probe {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));

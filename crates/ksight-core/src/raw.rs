@@ -150,6 +150,9 @@ pub struct RawUdpClose {
     /// The socket's owner, captured at socket creation; `None` when unknown.
     pub owner: Option<TaskFacts>,
     pub netns: u32,
+    /// The remotes of the socket's flows, when the kernel could list them all;
+    /// `None`: look for its flows by scanning.
+    pub remotes: Option<Vec<std::net::SocketAddr>>,
 }
 
 /// One UDP flow's counters, as read from the kernel's flow map.

@@ -121,8 +121,23 @@ impl UdpReport {
             return;
         }
         let closes = std::mem::take(&mut p.udp_closed);
-        let cookies: HashSet<u64> = closes.iter().map(|c| c.cookie).collect();
-        let flows = agent.udp_flows(Some(&cookies));
+        // most sockets name their flows' remotes: a lookup each; the rest
+        // (servers with many peers, sockets older than ksight) share one scan
+        let scan: HashSet<u64> = closes
+            .iter()
+            .filter(|c| c.remotes.is_none())
+            .map(|c| c.cookie)
+            .collect();
+        let mut flows = if scan.is_empty() {
+            Vec::new()
+        } else {
+            agent.udp_flows(Some(&scan))
+        };
+        for c in &closes {
+            if let Some(remotes) = &c.remotes {
+                flows.extend(agent.udp_flows_of(c.cookie, remotes));
+            }
+        }
         for c in &closes {
             for f in flows.iter().filter(|f| f.cookie == c.cookie) {
                 self.reported.remove(&(f.cookie, f.remote));

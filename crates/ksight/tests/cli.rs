@@ -396,3 +396,43 @@ fn pipeline_benchmark_times_each_stage_on_real_records() {
         .unwrap_or(0);
     assert!(records >= 150, "fork, exec and exit of 50 processes: {err}");
 }
+
+#[test]
+fn overhead_benchmark_runs_every_setup_and_counts_events() {
+    require_root();
+    let dir = temp_dir("overhead");
+    let json = dir.join("o.json");
+    let out = ksight(&[
+        "bench",
+        "overhead",
+        "--runs",
+        "1",
+        "--scale",
+        "0.02",
+        "--workloads",
+        "exec,dns",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8, "2 workloads x 4 setups");
+    for r in results {
+        assert!(r["ops_per_s"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        if r["setup"] == "ksight" {
+            assert_eq!(r["lost"], 0, "{r}");
+            if r["workload"] == "exec" {
+                assert!(r["events"]["exec"].as_u64().unwrap() >= 20, "{r}");
+            } else {
+                assert!(r["events"]["udp"].as_u64().unwrap() >= 100, "{r}");
+            }
+        }
+    }
+    assert!(!v["programs"].as_array().unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}

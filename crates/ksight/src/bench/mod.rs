@@ -23,6 +23,9 @@ use serde_json::json;
 
 use crate::{preflight, run};
 
+mod overhead;
+mod workload;
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -35,6 +38,11 @@ pub enum Bench {
     Transport(TransportArgs),
     /// Where ksight's userspace time goes per event: decode, enrich, serialise, write.
     Pipeline(PipelineArgs),
+    /// What ksight costs exec, connect, DNS and syscall storms, against no ksight and a no-op floor.
+    Overhead(overhead::OverheadArgs),
+    /// One workload of the overhead benchmark, timed (run by it in a child process).
+    #[command(hide = true)]
+    Workload(workload::WorkloadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -155,10 +163,15 @@ pub fn machine() -> serde_json::Value {
 }
 
 pub fn run_bench(args: BenchArgs) -> Result<()> {
+    if let Bench::Workload(w) = args.which {
+        return workload::run(w);
+    }
     preflight::check_privileges()?;
     match args.which {
         Bench::Transport(t) => transport(t),
         Bench::Pipeline(p) => pipeline(p),
+        Bench::Overhead(o) => overhead::overhead(o),
+        Bench::Workload(_) => unreachable!("handled above"),
     }
 }
 

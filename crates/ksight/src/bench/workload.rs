@@ -1,0 +1,135 @@
+//! Workload generators for `ksight bench overhead`, run as
+//! `ksight bench workload KIND --count N` in a child process (inside the
+//! benchmark's network namespace), so that they can be timed alike with and
+//! without ksight. Each prints `{"ops": N, "secs": S}`. Loopback only, bounded
+//! in count.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// fork + exec of /bin/true
+    Exec,
+    /// TCP connect/accept/1-byte exchange/close on 127.0.0.1
+    Connect,
+    /// DNS query over UDP with sendto/recvfrom to the resolver on 127.0.0.1:53, a new socket each
+    Dns,
+    /// glibc getaddrinfo of a name the resolver answers
+    Gai,
+    /// getppid in a tight loop: the tax on every process, traced or not
+    Syscall,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [
+        Workload::Exec,
+        Workload::Connect,
+        Workload::Dns,
+        Workload::Gai,
+        Workload::Syscall,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Exec => "exec",
+            Workload::Connect => "connect",
+            Workload::Dns => "dns",
+            Workload::Gai => "gai",
+            Workload::Syscall => "syscall",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    #[arg(value_enum)]
+    pub kind: Workload,
+    /// Operations to perform.
+    #[arg(long)]
+    pub count: u64,
+    /// Name to resolve (dns, gai).
+    #[arg(long, default_value = "bench.ksight.test")]
+    pub name: String,
+}
+
+/// A DNS query for `name`, type A, class IN, with recursion desired.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+pub fn run(a: WorkloadArgs) -> Result<()> {
+    let n = a.count;
+    let t = Instant::now();
+    match a.kind {
+        Workload::Exec => {
+            for _ in 0..n {
+                let st = std::process::Command::new("/bin/true").status()?;
+                if !st.success() {
+                    bail!("/bin/true failed");
+                }
+            }
+        }
+        Workload::Connect => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let server = std::thread::spawn(move || -> std::io::Result<()> {
+                for _ in 0..n {
+                    let (mut s, _) = listener.accept()?;
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b)?;
+                    s.write_all(&b)?;
+                }
+                Ok(())
+            });
+            for _ in 0..n {
+                let mut c = TcpStream::connect(addr)?;
+                c.write_all(b"x")?;
+                let mut b = [0u8; 1];
+                c.read_exact(&mut b)?;
+            }
+            server.join().expect("server thread")?;
+        }
+        Workload::Dns => {
+            let mut buf = [0u8; 512];
+            for i in 0..n {
+                let s = UdpSocket::bind("127.0.0.1:0")?;
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                s.send_to(&query(i as u16, &a.name), "127.0.0.1:53")?;
+                s.recv_from(&mut buf)
+                    .context("no answer from the resolver on 127.0.0.1:53")?;
+            }
+        }
+        Workload::Gai => {
+            for _ in 0..n {
+                let found = std::net::ToSocketAddrs::to_socket_addrs(&(a.name.as_str(), 80))
+                    .with_context(|| format!("getaddrinfo({})", a.name))?
+                    .count();
+                if found == 0 {
+                    bail!("getaddrinfo({}) found nothing", a.name);
+                }
+            }
+        }
+        Workload::Syscall => {
+            for _ in 0..n {
+                // SAFETY: getppid has no preconditions.
+                std::hint::black_box(unsafe { libc::getppid() });
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!("{{\"ops\": {n}, \"secs\": {secs}}}");
+    Ok(())
+}
