@@ -90,22 +90,47 @@ struct {
 struct ks_tcp_event ks_type_tcp = {};
 enum ks_net_flags ks_type_net_flags = KS_NET_OUTBOUND;
 
-static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct sock *sk)
+/*
+ * `direct`: tp_btf hands us a BTF-typed socket, which the verifier lets us
+ * read with plain loads (CO-RE-relocated through vmlinux.h) instead of one
+ * bpf_probe_read call per field; raw_tp hands a bare address, read with
+ * probe reads. `direct` is a constant at each call, so each program keeps
+ * only its own branch. (A connect storm builds five of these per connection.)
+ */
+static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct sock *sk,
+				       const int direct)
 {
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	/* by CLOSE the port is given back (skc_num = 0), but inet_sport keeps it */
+	if (direct) {
+		t->family = sk->__sk_common.skc_family;
+		t->sport = sk->__sk_common.skc_num;
+		t->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+		t->netns = sk->__sk_common.skc_net.net->ns.inum;
+		if (t->family == KS_AF_INET6) {
+			__builtin_memcpy(t->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+			__builtin_memcpy(t->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+		} else {
+			__u32 s4 = sk->__sk_common.skc_rcv_saddr, d4 = sk->__sk_common.skc_daddr;
+
+			__builtin_memcpy(t->saddr, &s4, 4);
+			__builtin_memcpy(t->daddr, &d4, 4);
+		}
+	} else {
+		t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		if (t->family == KS_AF_INET6) {
+			BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+			BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		} else {
+			bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+			bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
+		}
+	}
+	/* by CLOSE the port is given back (skc_num = 0), but inet_sport keeps it
+	 * (inet_sock lies beyond struct sock: a probe read either way) */
 	if (!t->sport)
 		t->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	if (t->family == KS_AF_INET6) {
-		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
-	}
 }
 
 static __always_inline void send(void *ctx, struct ks_tcp_event *e, __u32 kind)
@@ -114,7 +139,8 @@ static __always_inline void send(void *ctx, struct ks_tcp_event *e, __u32 kind)
 	ks_emit(ctx, &e->hdr, sizeof(*e));
 }
 
-static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new)
+static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new,
+				    const int direct)
 {
 	__u32 zero = 0;
 	__u64 key = (__u64)sk;
@@ -122,7 +148,8 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 	struct ks_tcp_conn *conn;
 	struct ks_tcp_event *e;
 
-	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != KS_IPPROTO_TCP)
+	if ((direct ? sk->sk_protocol : BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol)) !=
+	    KS_IPPROTO_TCP)
 		return 0;
 	/* A connection makes ~10 transitions; most only move its state clock.
 	 * Those take one map lookup, not a record (the hot path of a connect
@@ -143,7 +170,7 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 	e->sock = key;
 	e->old_state = old;
 	e->new_state = new;
-	fill_tuple(&e->tuple, sk);
+	fill_tuple(&e->tuple, sk, direct);
 
 	/* process context: the caller of connect() or listen() */
 	if (new == KS_TCP_SYN_SENT || new == KS_TCP_LISTEN) {
@@ -154,7 +181,12 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		    (new == KS_TCP_LISTEN && !ks_net_wanted(e->tuple.sport, e->tuple.sport,
 							     e->tuple.saddr, e->tuple.family)))
 			return 0;
-		ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
+		struct task_struct *cur = direct ? ks_current_btf() : 0;
+
+		if (cur)
+			ks_fill_task_any(&e->task, cur, 1);
+		else
+			ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
 		e->flags = KS_NET_OWNER;
 		if (new == KS_TCP_LISTEN) {
 			struct ks_listen_key lk = { .netns = e->tuple.netns,
@@ -274,11 +306,11 @@ state:
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(ks_tcp_btf, const struct sock *sk, const int oldstate, const int newstate)
 {
-	return on_state(ctx, sk, oldstate, newstate);
+	return on_state(ctx, sk, oldstate, newstate, 1);
 }
 
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(ks_tcp_raw, const struct sock *sk, const int oldstate, const int newstate)
 {
-	return on_state(ctx, sk, oldstate, newstate);
+	return on_state(ctx, sk, oldstate, newstate, 0);
 }

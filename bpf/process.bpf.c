@@ -55,7 +55,7 @@ enum ks_abi ks_type_abi = KS_ABI_VERSION;
 /* ---- exec ---- */
 
 static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t old_pid,
-				   struct linux_binprm *bprm)
+				   struct linux_binprm *bprm, const int direct)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct ks_exec_scratch *s = bpf_map_lookup_elem(&ks_scratch, &cpu);
@@ -68,7 +68,7 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 	e = &s->ev;
 	e->hdr.ktime = bpf_ktime_get_ns();
 	e->hdr.kind = KS_EVENT_EXEC;
-	ks_fill_task(&e->task, task);
+	ks_fill_task_any(&e->task, task, direct);
 	e->info.flags = 0;
 	e->info.old_tid = old_pid;
 
@@ -149,19 +149,19 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ks_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(ctx, p, old_pid, bprm);
+	return on_exec(ctx, p, old_pid, bprm, 1);
 }
 
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(ks_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(ctx, p, old_pid, bprm);
+	return on_exec(ctx, p, old_pid, bprm, 0);
 }
 
 /* ---- fork ---- */
 
 static __always_inline int on_fork(void *ctx, struct task_struct *parent,
-				   struct task_struct *child)
+				   struct task_struct *child, const int direct)
 {
 	struct ks_fork_event e = {};
 	__u32 child_pid = BPF_CORE_READ(child, tgid);
@@ -172,7 +172,7 @@ static __always_inline int on_fork(void *ctx, struct task_struct *parent,
 		return 0;
 	e.hdr.ktime = bpf_ktime_get_ns();
 	e.hdr.kind = KS_EVENT_FORK;
-	ks_fill_task(&e.task, parent);
+	ks_fill_task_any(&e.task, parent, direct);
 	e.child_pid = child_pid;
 	e.child_tid = child_tid;
 	e.child_start_ns = BPF_CORE_READ(child, group_leader, start_time);
@@ -192,18 +192,18 @@ static __always_inline int on_fork(void *ctx, struct task_struct *parent,
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ks_fork_btf, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(ctx, parent, child);
+	return on_fork(ctx, parent, child, 1);
 }
 
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(ks_fork_raw, struct task_struct *parent, struct task_struct *child)
 {
-	return on_fork(ctx, parent, child);
+	return on_fork(ctx, parent, child, 0);
 }
 
 /* ---- exit ---- */
 
-static __always_inline int on_exit(void *ctx, struct task_struct *task)
+static __always_inline int on_exit(void *ctx, struct task_struct *task, const int direct)
 {
 	struct ks_exit_event e = {};
 	/* do_exit() decremented signal->live before this tracepoint: zero means
@@ -215,7 +215,7 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task)
 		return 0;
 	e.hdr.ktime = bpf_ktime_get_ns();
 	e.hdr.kind = KS_EVENT_EXIT;
-	ks_fill_task(&e.task, task);
+	ks_fill_task_any(&e.task, task, direct);
 	e.exit_code = BPF_CORE_READ(task, exit_code);
 	if (!last)
 		e.flags |= KS_EXIT_THREAD;
@@ -232,11 +232,11 @@ static __always_inline int on_exit(void *ctx, struct task_struct *task)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(ks_exit_btf, struct task_struct *p)
 {
-	return on_exit(ctx, p);
+	return on_exit(ctx, p, 1);
 }
 
 SEC("raw_tp/sched_process_exit")
 int BPF_PROG(ks_exit_raw, struct task_struct *p)
 {
-	return on_exit(ctx, p);
+	return on_exit(ctx, p, 0);
 }

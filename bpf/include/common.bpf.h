@@ -173,6 +173,49 @@ static __always_inline void ks_fill_task(struct ks_task *out, struct task_struct
 	BPF_CORE_READ_STR_INTO(&out->comm, t, comm);
 }
 
+/*
+ * ks_fill_task for a BTF-typed task pointer (tp_btf arguments,
+ * bpf_get_current_task_btf): plain loads, relocated by CO-RE and checked by
+ * the verifier, instead of a bpf_probe_read per field. `direct` is a constant
+ * at every call site, so each program keeps only its own branch.
+ */
+static __always_inline void ks_fill_task_any(struct ks_task *out, struct task_struct *t,
+					     const int direct)
+{
+	if (!direct) {
+		ks_fill_task(out, t);
+		return;
+	}
+	struct task_struct *leader = t->group_leader;
+	struct task_struct *parent = t->real_parent;
+	const struct cred *cred = t->cred;
+
+	out->pid = t->tgid;
+	out->tid = t->pid;
+	out->ppid = parent->tgid;
+	out->start_ns = leader->start_time;
+	out->parent_start_ns = parent->group_leader->start_time;
+	out->uid = cred->uid.val;
+	out->gid = cred->gid.val;
+	out->euid = cred->euid.val;
+	out->egid = cred->egid.val;
+	out->auid = 0xffffffff;
+	if (bpf_core_field_exists(t->loginuid))
+		out->auid = t->loginuid.val;
+	out->ns_pid = ks_ns_nr(leader, &out->pidns_ino);
+	out->ns_tid = ks_ns_nr(t, 0);
+	out->cgroup_id = bpf_get_current_cgroup_id();
+	__builtin_memcpy(out->comm, t->comm, sizeof(out->comm));
+}
+
+/* The current task as a BTF pointer where the kernel offers one (5.11+). */
+static __always_inline struct task_struct *ks_current_btf(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return bpf_get_current_task_btf();
+	return 0;
+}
+
 /* ---- path walk ---- */
 
 /*
