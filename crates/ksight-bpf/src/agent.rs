@@ -23,8 +23,8 @@ use libbpf_rs::{
 
 use crate::decode;
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
-use crate::skel_net::{NetSkel, NetSkelBuilder, OpenNetSkel};
-use crate::skel_udp::{OpenUdpSkel, UdpSkel, UdpSkelBuilder};
+use crate::skel_net::{NetSkel, NetSkelBuilder};
+use crate::skel_udp::{UdpSkel, UdpSkelBuilder};
 use crate::transport::{Stream, TransportMode};
 use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
 use ksight_core::raw::{RawUdpFlow, TaskFacts};
@@ -544,60 +544,76 @@ fn attach_all(obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), Load
     Ok(())
 }
 
-/// Load net.bpf.c into the maps of the loaded process object: one ring (or
-/// perf buffer), one sequence space, one drop count, one cgroup filter.
+/// Open one of the network objects with its shared maps (ring or perf
+/// buffer, per-CPU counters, cgroup filter) pointed at the process object's,
+/// and the knobs of common.bpf.h and netfilter.bpf.h set: one ordered stream,
+/// one sequence space, one drop count. A macro: every skeleton has its own
+/// generated types for the same maps.
+macro_rules! open_shared {
+    ($builder:ty, $cfg:expr, $process:expr) => {{
+        take_log_tail(0);
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut builder = <$builder>::default();
+        if let Some(btf) = &$cfg.btf {
+            builder
+                .obj_builder
+                .btf_custom_path(btf)
+                .map_err(LoadError::Open)?;
+        }
+        let mut open = builder.open(storage).map_err(LoadError::Open)?;
+        let shared = (|| -> libbpf_rs::Result<()> {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("common.bpf.h has const volatile knobs, so .rodata exists");
+            let perf = $cfg.transport == TransportMode::Perf;
+            ro.ks_cfg_perf = perf.into();
+            ro.ks_cfg_wakeup_bytes = $cfg.wakeup_bytes;
+            ro.ks_cfg_cgroups = $cfg.cgroups.len() as u32;
+            ro.ks_cfg_ports = $cfg.ports.len() as u32;
+            ro.ks_cfg_no_loopback = $cfg.no_loopback.into();
+            open.maps.ks_events.set_autocreate(!perf)?;
+            open.maps.ks_perf.set_autocreate(perf)?;
+            if perf {
+                open.maps.ks_perf.reuse_fd($process.maps.ks_perf.as_fd())?;
+            } else {
+                open.maps
+                    .ks_events
+                    .reuse_fd($process.maps.ks_events.as_fd())?;
+            }
+            open.maps
+                .ks_stats
+                .reuse_fd($process.maps.ks_stats.as_fd())?;
+            open.maps
+                .ks_cgroups
+                .reuse_fd($process.maps.ks_cgroups.as_fd())?;
+            Ok(())
+        })();
+        shared.map_err(LoadError::Open)?;
+        open
+    }};
+}
+
+/// Load net.bpf.c (TCP) in the given hook flavour, sharing the process object's maps.
 fn load_net(
     cfg: &Config,
     mode: AttachMode,
     process: &ProcessSkel<'static>,
 ) -> Result<NetSkel<'static>, LoadError> {
-    take_log_tail(0);
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut builder = NetSkelBuilder::default();
-    if let Some(btf) = &cfg.btf {
-        builder
-            .obj_builder
-            .btf_custom_path(btf)
-            .map_err(LoadError::Open)?;
-    }
-    let mut open = builder.open(storage).map_err(LoadError::Open)?;
-    let share = |open: &mut OpenNetSkel<'static>| -> libbpf_rs::Result<()> {
-        let ro = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("net.bpf.c has const volatile knobs, so .rodata exists");
-        let perf = cfg.transport == TransportMode::Perf;
-        ro.ks_cfg_perf = perf.into();
-        ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
-        ro.ks_cfg_cgroups = cfg.cgroups.len() as u32;
+    let mut open = open_shared!(NetSkelBuilder, cfg, process);
+    if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
         ro.ks_cfg_tcp_states = cfg.tcp_states.into();
-        ro.ks_cfg_ports = cfg.ports.len() as u32;
-        ro.ks_cfg_no_loopback = cfg.no_loopback.into();
-        open.maps.ks_events.set_autocreate(!perf)?;
-        open.maps.ks_perf.set_autocreate(perf)?;
-        if perf {
-            open.maps.ks_perf.reuse_fd(process.maps.ks_perf.as_fd())?;
-        } else {
-            open.maps
-                .ks_events
-                .reuse_fd(process.maps.ks_events.as_fd())?;
-        }
-        open.maps.ks_stats.reuse_fd(process.maps.ks_stats.as_fd())?;
-        open.maps
-            .ks_cgroups
-            .reuse_fd(process.maps.ks_cgroups.as_fd())?;
-        let want = match mode {
-            AttachMode::RawTp => "raw_tp/",
-            _ => "tp_btf/",
-        };
-        for mut prog in open.open_object_mut().progs_mut() {
-            let section = prog.section().to_string_lossy().into_owned();
-            prog.set_autoload(section.starts_with(want));
-        }
-        Ok(())
+    }
+    let want = match mode {
+        AttachMode::RawTp => "raw_tp/",
+        _ => "tp_btf/",
     };
-    share(&mut open).map_err(LoadError::Open)?;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        prog.set_autoload(section.starts_with(want));
+    }
     let skel = open.load().map_err(|source| LoadError::Load {
         mode,
         source,
@@ -651,45 +667,9 @@ fn attach_cgroups(
     Ok(())
 }
 
-/// Load udp.bpf.c into the process object's maps, like `load_net`.
+/// Load udp.bpf.c (cgroup programs), sharing the process object's maps.
 fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'static>, LoadError> {
-    take_log_tail(0);
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut builder = UdpSkelBuilder::default();
-    if let Some(btf) = &cfg.btf {
-        builder
-            .obj_builder
-            .btf_custom_path(btf)
-            .map_err(LoadError::Open)?;
-    }
-    let mut open = builder.open(storage).map_err(LoadError::Open)?;
-    let share = |open: &mut OpenUdpSkel<'static>| -> libbpf_rs::Result<()> {
-        let ro = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("common.bpf.h has const volatile knobs, so .rodata exists");
-        let perf = cfg.transport == TransportMode::Perf;
-        ro.ks_cfg_perf = perf.into();
-        ro.ks_cfg_wakeup_bytes = cfg.wakeup_bytes;
-        ro.ks_cfg_ports = cfg.ports.len() as u32;
-        ro.ks_cfg_no_loopback = cfg.no_loopback.into();
-        open.maps.ks_events.set_autocreate(!perf)?;
-        open.maps.ks_perf.set_autocreate(perf)?;
-        if perf {
-            open.maps.ks_perf.reuse_fd(process.maps.ks_perf.as_fd())?;
-        } else {
-            open.maps
-                .ks_events
-                .reuse_fd(process.maps.ks_events.as_fd())?;
-        }
-        open.maps.ks_stats.reuse_fd(process.maps.ks_stats.as_fd())?;
-        open.maps
-            .ks_cgroups
-            .reuse_fd(process.maps.ks_cgroups.as_fd())?;
-        Ok(())
-    };
-    share(&mut open).map_err(LoadError::Open)?;
+    let open = open_shared!(UdpSkelBuilder, cfg, process);
     let skel = open.load().map_err(|source| LoadError::Load {
         mode: AttachMode::Auto,
         source,

@@ -67,6 +67,17 @@ fn helper_net() {
     }
 }
 
+fn sockaddr_in(v4: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
 /// A blocking connect through libc, after `setup(fd)`: returns 0 or the errno.
 fn connect_with(addr: SocketAddr, setup: impl FnOnce(i32)) -> i32 {
     let SocketAddr::V4(v4) = addr else {
@@ -77,14 +88,7 @@ fn connect_with(addr: SocketAddr, setup: impl FnOnce(i32)) -> i32 {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
         assert!(fd >= 0);
         setup(fd);
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
+        let sa = sockaddr_in(v4);
         let rc = libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), 16);
         let err = if rc == 0 {
             0
@@ -203,14 +207,7 @@ fn refused_and_non_blocking_connects_report_their_outcome() {
     // SAFETY: a socket this test owns; poll waits for it to become writable.
     let (rc, so_error) = unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
+        let sa = sockaddr_in(v4);
         let rc = libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), 16);
         let errno = *libc::__errno_location();
         let mut pfd = libc::pollfd {
