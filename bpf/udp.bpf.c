@@ -47,6 +47,91 @@ struct {
 	__type(value, struct ks_udp_close_event);
 } ks_udp_scratch SEC(".maps");
 
+/* Record the current task as the owner of a socket ksight did not see
+ * created (egress runs in the sending process's context). Its flows are not
+ * listed, so its release scans for them. */
+static __always_inline void ks_udp_adopt(__u64 cookie)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct ks_udp_sock fresh = {};
+
+	ks_fill_task(&fresh.owner, task);
+	fresh.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	fresh.nremotes = KS_UDP_REMOTES + 1;
+	bpf_map_update_elem(&ks_udp_socks, &cookie, &fresh, BPF_NOEXIST);
+}
+
+/* DNS ports whose datagrams are copied to userspace (0 = unused slot) */
+const volatile __u16 ks_cfg_dns_ports[KS_DNS_PORTS] = { 53 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_dns_event);
+} ks_dns_scratch SEC(".maps");
+
+struct ks_dns_event ks_type_dns = {};
+enum ks_dns_limits ks_type_dns_limits = KS_DNS_MAX;
+
+static __always_inline int ks_dns_port(__u16 port)
+{
+	for (int i = 0; i < KS_DNS_PORTS; i++)
+		if (ks_cfg_dns_ports[i] && ks_cfg_dns_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+/* Copy a DNS datagram's payload (at most KS_DNS_MAX bytes) into a record. */
+static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 len, __u64 cookie,
+					__u16 family, int egress)
+{
+	__u32 zero = 0;
+	struct ks_dns_event *e = bpf_map_lookup_elem(&ks_dns_scratch, &zero);
+	struct ks_udp_sock *s;
+	__u32 caplen = len;
+	__u16 ports[2];
+
+	if (!e || !len)
+		return;
+	if (caplen > KS_DNS_MAX)
+		caplen = KS_DNS_MAX;
+	if (bpf_skb_load_bytes(skb, off - 8, ports, 4) || bpf_skb_load_bytes(skb, off, e->data, caplen))
+		return;
+	e->hdr.ktime = bpf_ktime_get_ns();
+	e->hdr.kind = KS_EVENT_DNS;
+	e->cookie = cookie;
+	e->family = family;
+	e->egress = egress;
+	e->sport = bpf_ntohs(ports[0]);
+	e->dport = bpf_ntohs(ports[1]);
+	e->len = len;
+	e->caplen = caplen;
+	__builtin_memset(e->saddr, 0, 16);
+	__builtin_memset(e->daddr, 0, 16);
+	if (family == 2) {
+		bpf_skb_load_bytes(skb, 12, e->saddr, 4);
+		bpf_skb_load_bytes(skb, 16, e->daddr, 4);
+	} else {
+		bpf_skb_load_bytes(skb, 8, e->saddr, 16);
+		bpf_skb_load_bytes(skb, 24, e->daddr, 16);
+	}
+	e->flags = 0;
+	e->netns = 0;
+	s = bpf_map_lookup_elem(&ks_udp_socks, &cookie);
+	if (!s && egress) {
+		/* a resolver's socket older than ksight: named by what it sends */
+		ks_udp_adopt(cookie);
+		s = bpf_map_lookup_elem(&ks_udp_socks, &cookie);
+	}
+	if (s) {
+		e->task = s->owner;
+		e->netns = s->netns;
+		e->flags = KS_NET_OWNER;
+	}
+	ks_emit(skb, &e->hdr, offsetof(struct ks_dns_event, data) + caplen);
+}
+
 struct ks_udp_close_event ks_type_udp_close = {};
 struct ks_udp_flow_key ks_type_udp_key = {};
 struct ks_udp_flow ks_type_udp_flow = {};
@@ -160,6 +245,13 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 			/* a new flow: its socket remembers it, for the release */
 			struct ks_udp_sock *s = bpf_map_lookup_elem(&ks_udp_socks, &key.cookie);
 
+			/* a socket older than ksight has no owner yet: egress runs in
+			 * the sender's context, so its first new flow names it */
+			if (!s && egress) {
+				ks_udp_adopt(key.cookie);
+				s = 0;
+			}
+
 			if (s) {
 				__u32 n = __sync_fetch_and_add(&s->nremotes, 1);
 
@@ -182,6 +274,8 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 		__sync_fetch_and_add(&f->packets_in, 1);
 		__sync_fetch_and_add(&f->bytes_in, len);
 	}
+	if (ks_dns_port(bpf_ntohs(ports[0])) || ks_dns_port(bpf_ntohs(ports[1])))
+		ks_dns_emit(skb, hlen + 8, len, key.cookie, key.family, egress);
 	return 1;
 }
 

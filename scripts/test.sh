@@ -14,6 +14,6 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-e2e=(--test process --test cli --test transport --test net)
+e2e=(--test process --test cli --test transport --test net --test dns)
 KSIGHT_TEST_ARGS="--attach raw_tp" cargo test --locked -p ksight "${e2e[@]}"
 KSIGHT_TEST_ARGS="--transport perf" cargo test --locked -p ksight "${e2e[@]}"

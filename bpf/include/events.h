@@ -33,6 +33,7 @@ enum ks_event_kind {
 	KS_EVENT_TCP_CLOSE = 7,
 	KS_EVENT_TCP_STATE = 8,
 	KS_EVENT_UDP_CLOSE = 9,
+	KS_EVENT_DNS = 10,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -251,6 +252,30 @@ struct ks_udp_close_event {
 	__u64 cookie;
 	__u32 flags;		/* KS_NET_OWNER when `sock` is known */
 	__u32 _pad;
+};
+
+enum ks_dns_limits {
+	/* DNS payload bytes copied per packet (a classic UDP DNS message) */
+	KS_DNS_MAX = 512,
+	KS_DNS_PORTS = 4,
+};
+
+/* A UDP datagram to or from a DNS port: its payload, parsed only in userspace. */
+struct ks_dns_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;	/* the socket's owner when known (KS_NET_OWNER) */
+	__u64 cookie;		/* the socket */
+	__u8 saddr[16];		/* the datagram's source and destination, */
+	__u8 daddr[16];		/* network byte order, IPv4 in the first 4 bytes */
+	__u16 sport;		/* host byte order */
+	__u16 dport;
+	__u16 family;
+	__u16 egress;		/* 1: sent by this host's socket, 0: received */
+	__u32 len;		/* UDP payload length */
+	__u32 caplen;		/* bytes copied into data */
+	__u32 flags;		/* KS_NET_OWNER */
+	__u32 netns;		/* the owner's network namespace, when known */
+	__u8 data[KS_DNS_MAX];
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

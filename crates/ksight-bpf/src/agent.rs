@@ -80,6 +80,8 @@ pub struct Config {
     pub ports: Vec<u16>,
     /// No network events whose remote end is a loopback address.
     pub no_loopback: bool,
+    /// UDP ports whose datagrams are DNS (at most 4; empty: none captured).
+    pub dns_ports: Vec<u16>,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             cgroup_root: None,
             ports: Vec::new(),
             no_loopback: false,
+            dns_ports: vec![53],
         }
     }
 }
@@ -669,7 +672,13 @@ fn attach_cgroups(
 
 /// Load udp.bpf.c (cgroup programs), sharing the process object's maps.
 fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'static>, LoadError> {
-    let open = open_shared!(UdpSkelBuilder, cfg, process);
+    let mut open = open_shared!(UdpSkelBuilder, cfg, process);
+    if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+        ro.ks_cfg_dns_ports = [0; 4];
+        for (slot, port) in ro.ks_cfg_dns_ports.iter_mut().zip(&cfg.dns_ports) {
+            *slot = *port;
+        }
+    }
     let skel = open.load().map_err(|source| LoadError::Load {
         mode: AttachMode::Auto,
         source,
@@ -696,6 +705,12 @@ fn validate(cfg: &Config) -> Result<(), LoadError> {
         return Err(LoadError::Config(format!(
             "at most 64 ports can be filtered on, {} given",
             cfg.ports.len()
+        )));
+    }
+    if cfg.dns_ports.len() > 4 {
+        return Err(LoadError::Config(format!(
+            "at most 4 DNS ports, {} given",
+            cfg.dns_ports.len()
         )));
     }
     if cfg.cgroups.len() > MAX_CGROUPS {

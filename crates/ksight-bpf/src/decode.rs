@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use ksight_core::event::Kind;
 use ksight_core::raw::{
-    Header, RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpClose, RawUdpFlow, TaskFacts,
-    TcpKind, Tuple,
+    Header, RawDns, RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpClose, RawUdpFlow,
+    TaskFacts, TcpKind, Tuple,
 };
 
 use crate::wire::*;
@@ -157,6 +157,47 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 remotes,
             }))
         }
+        ks_event_kind::KS_EVENT_DNS => {
+            let data_off = offset_of!(ks_dns_event, data);
+            if buf.len() < data_off {
+                return Err(DecodeError::Short {
+                    what: "dns",
+                    len: buf.len(),
+                    need: data_off,
+                });
+            }
+            // the record is cut at its payload: read it as a zero-padded full one
+            let mut full = vec![0u8; size_of::<ks_dns_event>()];
+            let n = buf.len().min(full.len());
+            full[..n].copy_from_slice(&buf[..n]);
+            let e: ks_dns_event = copy(&full, 0, "dns")?;
+            let owner: ks_task = copy(buf, offset_of!(ks_dns_event, task), "dns owner")?;
+            let caplen = e.caplen as usize;
+            let data = buf
+                .get(data_off..data_off + caplen)
+                .ok_or(DecodeError::Overrun {
+                    sum: caplen,
+                    len: buf.len().saturating_sub(data_off),
+                })?;
+            let ip = |b: &[u8; 16]| -> Result<IpAddr, DecodeError> {
+                match e.family {
+                    AF_INET => Ok(IpAddr::from([b[0], b[1], b[2], b[3]])),
+                    AF_INET6 => Ok(IpAddr::from(*b)),
+                    f => Err(DecodeError::Family(f)),
+                }
+            };
+            Ok(RawEvent::Dns(RawDns {
+                hdr: header,
+                owner: (e.flags & ks_net_flags::KS_NET_OWNER.0 != 0).then(|| task(&owner)),
+                netns: e.netns,
+                cookie: e.cookie,
+                src: SocketAddr::new(ip(&e.saddr)?, e.sport),
+                dst: SocketAddr::new(ip(&e.daddr)?, e.dport),
+                egress: e.egress != 0,
+                len: e.len,
+                data: data.to_vec(),
+            }))
+        }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),
     }
 }
@@ -231,6 +272,7 @@ pub fn kind(wire: u32) -> Option<Kind> {
         ks_event_kind::KS_EVENT_TCP_CLOSE => Some(Kind::TcpClose),
         ks_event_kind::KS_EVENT_TCP_STATE => Some(Kind::TcpState),
         ks_event_kind::KS_EVENT_UDP_CLOSE => Some(Kind::Udp),
+        ks_event_kind::KS_EVENT_DNS => Some(Kind::Dns),
         _ => None,
     }
 }

@@ -9,7 +9,9 @@ pub use crate::skel::types::{
     ks_exit_event, ks_exit_flags, ks_fork_event, ks_fork_flags, ks_limits, ks_task,
 };
 pub use crate::skel_net::types::{ks_net_flags, ks_sock_tuple, ks_tcp_event};
-pub use crate::skel_udp::types::{ks_udp_close_event, ks_udp_flow, ks_udp_flow_key, ks_udp_sock};
+pub use crate::skel_udp::types::{
+    ks_dns_event, ks_udp_close_event, ks_udp_flow, ks_udp_flow_key, ks_udp_sock,
+};
 
 // SAFETY: #[repr(C)] structs of integers and integer arrays with explicit padding
 // fields (events.h rules: no pointers, bool, enums-as-fields or bitfields), so every
@@ -33,3 +35,5 @@ unsafe impl plain::Plain for ks_udp_close_event {}
 unsafe impl plain::Plain for ks_udp_flow_key {}
 // SAFETY: as above.
 unsafe impl plain::Plain for ks_udp_flow {}
+// SAFETY: as above.
+unsafe impl plain::Plain for ks_dns_event {}

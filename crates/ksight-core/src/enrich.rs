@@ -209,6 +209,8 @@ impl Enricher {
             RawEvent::Tcp(t) => self.tcp(t),
             // reported with its flows: see `udp`
             RawEvent::UdpClose(_) => return None,
+            // made into transactions first: see `dns`
+            RawEvent::Dns(_) => return None,
         };
         Some(Event {
             time: self.clock.wall(hdr.ktime_ns),
@@ -255,6 +257,30 @@ impl Enricher {
             seq: None,
             process,
             detail: Detail::Udp { net, udp },
+        }
+    }
+
+    /// A DNS transaction (or an unanswered query).
+    pub fn dns(&mut self, tx: crate::dns::Transaction) -> Event {
+        let process = tx.owner.as_ref().map(|o| self.process(o));
+        let net = NetInfo {
+            protocol: "udp",
+            family: if tx.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            netns: tx.netns,
+            local: tx.local.into(),
+            remote: tx.remote.into(),
+            sock: format!("{:x}", tx.cookie),
+        };
+        Event {
+            time: self.clock.wall(tx.ktime),
+            ktime: tx.ktime,
+            cpu: 0,
+            seq: None,
+            process,
+            detail: Detail::Dns {
+                net,
+                dns: tx.detail,
+            },
         }
     }
 

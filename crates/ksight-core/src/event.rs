@@ -31,11 +31,12 @@ pub enum Kind {
     TcpClose,
     TcpState,
     Udp,
+    Dns,
     Lost,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,
@@ -45,6 +46,7 @@ impl Kind {
         Kind::TcpClose,
         Kind::TcpState,
         Kind::Udp,
+        Kind::Dns,
         Kind::Lost,
     ];
 
@@ -59,6 +61,7 @@ impl Kind {
             Kind::TcpClose => "tcp_close",
             Kind::TcpState => "tcp_state",
             Kind::Udp => "udp",
+            Kind::Dns => "dns",
             Kind::Lost => "lost",
         }
     }
@@ -73,6 +76,7 @@ impl Kind {
                 | Kind::TcpClose
                 | Kind::TcpState
                 | Kind::Udp
+                | Kind::Dns
         )
     }
 
@@ -383,6 +387,10 @@ pub enum Detail {
         net: NetInfo,
         udp: UdpDetail,
     },
+    Dns {
+        net: NetInfo,
+        dns: crate::dns::DnsDetail,
+    },
     Lost {
         lost: LostDetail,
     },
@@ -414,6 +422,7 @@ impl Event {
             Detail::TcpClose { .. } => Kind::TcpClose,
             Detail::TcpState { .. } => Kind::TcpState,
             Detail::Udp { .. } => Kind::Udp,
+            Detail::Dns { .. } => Kind::Dns,
             Detail::Lost { .. } => Kind::Lost,
         }
     }
@@ -426,7 +435,8 @@ impl Event {
             | Detail::Listen { net }
             | Detail::TcpClose { net, .. }
             | Detail::TcpState { net, .. }
-            | Detail::Udp { net, .. } => Some(net),
+            | Detail::Udp { net, .. }
+            | Detail::Dns { net, .. } => Some(net),
             _ => None,
         }
     }
@@ -467,6 +477,10 @@ impl Serialize for Event {
             Detail::Udp { net, udp } => {
                 m.serialize_entry("net", net)?;
                 m.serialize_entry("udp", udp)?;
+            }
+            Detail::Dns { net, dns } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("dns", dns)?;
             }
             Detail::Lost { lost } => m.serialize_entry("lost", lost)?,
         }

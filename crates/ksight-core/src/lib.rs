@@ -5,6 +5,7 @@
 //! `event` (the typed model) -> `filter` -> `sink` (JSON Lines, table).
 
 pub mod cgroup;
+pub mod dns;
 pub mod doctor;
 pub mod enrich;
 pub mod event;

@@ -170,6 +170,23 @@ pub struct RawUdpFlow {
     pub bytes_received: u64,
 }
 
+/// A datagram to or from a DNS port, as captured (payload not parsed yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDns {
+    pub hdr: Header,
+    /// The socket's owner, captured at socket creation; `None` when unknown.
+    pub owner: Option<TaskFacts>,
+    pub netns: u32,
+    pub cookie: u64,
+    pub src: std::net::SocketAddr,
+    pub dst: std::net::SocketAddr,
+    /// Sent by this host's socket (else received).
+    pub egress: bool,
+    /// The full UDP payload length; `data` may hold less.
+    pub len: u32,
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(RawExec),
@@ -177,6 +194,7 @@ pub enum RawEvent {
     Exit(RawExit),
     Tcp(RawTcp),
     UdpClose(RawUdpClose),
+    Dns(RawDns),
 }
 
 impl RawEvent {
@@ -187,6 +205,7 @@ impl RawEvent {
             RawEvent::Exit(e) => &e.hdr,
             RawEvent::Tcp(e) => &e.hdr,
             RawEvent::UdpClose(e) => &e.hdr,
+            RawEvent::Dns(e) => &e.hdr,
         }
     }
 }

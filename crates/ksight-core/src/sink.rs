@@ -163,6 +163,8 @@ impl<W: Write> Sink for TableSink<W> {
             Detail::Connect { .. } | Detail::Accept { .. } => BLUE,
             Detail::Listen { .. } => BLUE,
             Detail::TcpClose { .. } | Detail::TcpState { .. } | Detail::Udp { .. } => "",
+            Detail::Dns { dns, .. } if dns.status != "answered" => YELLOW,
+            Detail::Dns { .. } => CYAN,
             Detail::Lost { .. } => MAGENTA,
             #[allow(unreachable_patterns)]
             _ => "",
@@ -287,6 +289,24 @@ impl<W: Write> Sink for TableSink<W> {
                     udp.bytes_received,
                     if udp.closed { "" } else { " (open)" }
                 );
+            }
+            Detail::Dns { dns, .. } => {
+                let q = dns.question.as_ref();
+                let _ = write!(
+                    line,
+                    "{} {} {} → {} {}",
+                    dns.role,
+                    q.map_or("?", |q| q.qtype.as_str()),
+                    q.map_or("?", |q| q.name.as_str()),
+                    dns.resolver,
+                    dns.rcode.as_deref().unwrap_or(dns.status)
+                );
+                for a in &dns.answers {
+                    let _ = write!(line, " {}", a.data);
+                }
+                if let Some(ns) = dns.latency_ns {
+                    let _ = write!(line, " ({})", human_duration(ns));
+                }
             }
             Detail::Lost { lost } => {
                 let _ = write!(

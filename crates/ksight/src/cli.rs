@@ -71,7 +71,7 @@ pub struct RunArgs {
     pub format: Format,
 
     /// Event kinds to show, comma-separated: exec, fork, exit, connect, accept, listen,
-    /// tcp_close, tcp_state, udp (default: all but tcp_state; lost events are always shown).
+    /// tcp_close, tcp_state, udp, dns (default: all but tcp_state; lost events are always shown).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub events: Vec<Kind>,
 
@@ -161,6 +161,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub udp_interval: Duration,
 
+    /// UDP ports whose datagrams are parsed as DNS (at most 4).
+    #[arg(long, value_delimiter = ',', default_value = "53")]
+    pub dns_port: Vec<u16>,
+
+    /// A DNS query with no response after this long is reported as unanswered.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub dns_timeout: Duration,
+
     /// How long exited processes stay in the process table.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -175,7 +183,7 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
         Some(Kind::Lost) => Err("lost events are always shown".into()),
         Some(k) => Ok(k),
         None => Err(format!(
-            "unknown event kind {s:?}: expected exec, fork or exit"
+            "unknown event kind {s:?}: expected exec, fork, exit, connect, accept, listen, tcp_close, tcp_state, udp or dns"
         )),
     }
 }

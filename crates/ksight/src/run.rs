@@ -24,6 +24,7 @@ use ksight_bpf::agent::KINDS;
 use ksight_bpf::sys::{clock_now, ktime_now};
 use ksight_bpf::{decode, Agent, AttachMode, Config, StreamStats, TransportMode};
 use ksight_core::cgroup::CgroupResolver;
+use ksight_core::dns::DnsTracker;
 use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::{Detail, Event, Kind, LostDetail};
 use ksight_core::filter::Filter;
@@ -55,6 +56,8 @@ struct Pipeline {
     error: Option<io::Error>,
     /// UDP sockets released since the last poll: their flows are reported after it.
     udp_closed: Vec<RawUdpClose>,
+    /// DNS queries waiting for their responses.
+    dns: DnsTracker,
 }
 
 impl Pipeline {
@@ -71,10 +74,22 @@ impl Pipeline {
                 return 0;
             }
         };
-        if let RawEvent::UdpClose(c) = raw {
-            self.udp_closed.push(c);
-            return 0;
-        }
+        let raw = match raw {
+            RawEvent::UdpClose(c) => {
+                self.udp_closed.push(c);
+                return 0;
+            }
+            RawEvent::Dns(d) => {
+                return match self.dns.packet(d) {
+                    Some(tx) => {
+                        let ev = self.enricher.dns(tx);
+                        self.emit(&ev)
+                    }
+                    None => 0,
+                };
+            }
+            other => other,
+        };
         match self.enricher.enrich(raw) {
             Some(ev) => self.emit(&ev),
             None => {
@@ -296,10 +311,17 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>, cgroup_root: Option<PathBuf>) -
         // network programs only when some network kind is wanted
         net: args.events.is_empty() || args.events.iter().any(|k| k.is_network()),
         tcp_states: args.events.contains(&Kind::TcpState),
-        udp: args.events.is_empty() || args.events.contains(&Kind::Udp),
+        udp: args.events.is_empty()
+            || args.events.contains(&Kind::Udp)
+            || args.events.contains(&Kind::Dns),
         cgroup_root,
         ports: args.port.clone(),
         no_loopback: args.no_loopback,
+        dns_ports: if args.events.is_empty() || args.events.contains(&Kind::Dns) {
+            args.dns_port.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -375,6 +397,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         stats: Stats::default(),
         error: None,
         udp_closed: Vec::new(),
+        dns: DnsTracker::new(args.dns_timeout.as_nanos() as u64),
     });
     let mut stream = agent
         .stream(
@@ -412,6 +435,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         polled.context("reading records from the kernel")?;
         udp.closed(&agent, &mut p);
         udp.open(&agent, &mut p, false);
+        for tx in p.dns.expire(ktime_now()) {
+            let ev = p.enricher.dns(tx);
+            p.emit(&ev);
+        }
         loss.check(&agent, &mut p)?;
         if last_clock.elapsed() >= Duration::from_secs(1) {
             p.enricher.set_clock(clock_now());
@@ -434,6 +461,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     loss.check(&agent, &mut p)?;
     p.sink.flush().context("writing events")?;
     summary(&p.stats, stream.stats(), started.elapsed());
+    if p.dns.malformed > 0 {
+        eprintln!(
+            "ksight: {} datagrams on DNS ports did not parse as DNS and were skipped",
+            p.dns.malformed
+        );
+    }
     Ok(())
 }
 

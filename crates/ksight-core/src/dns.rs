@@ -1,0 +1,381 @@
+//! DNS: captured datagrams -> transactions (query, answers, latency).
+//!
+//! The kernel side copies the payload of UDP datagrams to or from a DNS port
+//! (at most 512 bytes) and parses nothing. Here hickory-proto parses them; it
+//! bounds what it reads by the buffer, refuses compression loops and lying
+//! counts, and returns an error rather than panicking, so a malformed packet
+//! is counted and skipped. A query seen leaving a socket waits (bounded in
+//! number and time) for the response with the same id on the same socket;
+//! a query seen arriving is the resolver's side of a transaction and is
+//! matched the same way against its reply.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Message, MessageType};
+use serde::Serialize;
+
+use crate::raw::{RawDns, TaskFacts};
+
+/// The question of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Question {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    pub class: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub ttl: u32,
+    /// The record's data in presentation form (an address, a name, "10 mx.example.", ...).
+    pub data: String,
+}
+
+/// One DNS transaction, or a query that got no answer in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsDetail {
+    /// `client`: a process of this host asked; `server`: it answered (a local resolver).
+    pub role: &'static str,
+    pub id: u16,
+    pub question: Option<Question>,
+    /// answered or timeout
+    pub status: &'static str,
+    /// NOERROR, NXDOMAIN, SERVFAIL, ... (`null` without an answer)
+    pub rcode: Option<String>,
+    pub answers: Vec<Answer>,
+    /// The server's address and port.
+    pub resolver: SocketAddr,
+    pub transport: &'static str,
+    /// From the query leaving (or arriving at) the socket to the response.
+    pub latency_ns: Option<u64>,
+    /// The response said TC (truncated: the client should retry over TCP).
+    pub truncated: bool,
+}
+
+/// What the tracker makes of a datagram or a timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub ktime: u64,
+    pub owner: Option<TaskFacts>,
+    pub netns: u32,
+    pub cookie: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub detail: DnsDetail,
+}
+
+struct Pending {
+    ktime: u64,
+    owner: Option<TaskFacts>,
+    netns: u32,
+    local: SocketAddr,
+    remote: SocketAddr,
+    role: &'static str,
+    question: Option<Question>,
+}
+
+/// Matches queries to responses.
+pub struct DnsTracker {
+    pending: HashMap<(u64, u16, SocketAddr), Pending>,
+    timeout_ns: u64,
+    max_pending: usize,
+    /// Datagrams that did not parse as DNS.
+    pub malformed: u64,
+}
+
+fn question(m: &Message) -> Option<Question> {
+    m.queries.first().map(|q| Question {
+        name: q.name.to_string(),
+        qtype: q.query_type.to_string(),
+        class: q.query_class.to_string(),
+    })
+}
+
+impl DnsTracker {
+    pub fn new(timeout_ns: u64) -> Self {
+        DnsTracker {
+            pending: HashMap::new(),
+            timeout_ns,
+            max_pending: 65_536,
+            malformed: 0,
+        }
+    }
+
+    /// A captured datagram: a completed transaction when it answers a pending query.
+    pub fn packet(&mut self, p: RawDns) -> Option<Transaction> {
+        let Ok(m) = Message::from_vec(&p.data) else {
+            self.malformed += 1;
+            return None;
+        };
+        // this socket's end, and the other
+        let (local, remote) = if p.egress {
+            (p.src, p.dst)
+        } else {
+            (p.dst, p.src)
+        };
+        let id = m.metadata.id;
+        match m.metadata.message_type {
+            MessageType::Query => {
+                if self.pending.len() >= self.max_pending {
+                    return None; // bounded: a flood of unanswered queries
+                }
+                let role = if p.egress { "client" } else { "server" };
+                self.pending.insert(
+                    (p.cookie, id, remote),
+                    Pending {
+                        ktime: p.hdr.ktime_ns,
+                        owner: p.owner,
+                        netns: p.netns,
+                        local,
+                        remote,
+                        role,
+                        question: question(&m),
+                    },
+                );
+                None
+            }
+            MessageType::Response => {
+                let q = self.pending.remove(&(p.cookie, id, remote));
+                let answers = m
+                    .answers
+                    .iter()
+                    .map(|r| Answer {
+                        name: r.name.to_string(),
+                        rtype: r.record_type().to_string(),
+                        ttl: r.ttl,
+                        data: r.data.to_string(),
+                    })
+                    .collect();
+                let (owner, netns, role, asked, latency) = match q {
+                    // the response may know the owner when the query did not
+                    // (a socket older than ksight, named by its first send)
+                    Some(q) => (
+                        q.owner.or(p.owner),
+                        if q.netns != 0 { q.netns } else { p.netns },
+                        q.role,
+                        q.question,
+                        Some(p.hdr.ktime_ns.saturating_sub(q.ktime)),
+                    ),
+                    // a response whose query we did not see (ksight started in between)
+                    None => (
+                        p.owner,
+                        p.netns,
+                        if p.egress { "server" } else { "client" },
+                        None,
+                        None,
+                    ),
+                };
+                let resolver = if role == "client" { remote } else { local };
+                Some(Transaction {
+                    ktime: p.hdr.ktime_ns,
+                    owner,
+                    netns,
+                    cookie: p.cookie,
+                    local,
+                    remote,
+                    detail: DnsDetail {
+                        role,
+                        id,
+                        question: asked.or_else(|| question(&m)),
+                        status: "answered",
+                        rcode: Some(m.metadata.response_code.to_string()),
+                        answers,
+                        resolver,
+                        transport: "udp",
+                        latency_ns: latency,
+                        truncated: m.metadata.truncation,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Queries that waited longer than the timeout at `now_ktime`, as unanswered transactions.
+    pub fn expire(&mut self, now_ktime: u64) -> Vec<Transaction> {
+        let timeout = self.timeout_ns;
+        let late: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ktime.saturating_sub(p.ktime) >= timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        late.into_iter()
+            .filter_map(|k| {
+                let p = self.pending.remove(&k)?;
+                Some(Transaction {
+                    ktime: now_ktime,
+                    owner: p.owner,
+                    netns: p.netns,
+                    cookie: k.0,
+                    local: p.local,
+                    remote: p.remote,
+                    detail: DnsDetail {
+                        role: p.role,
+                        id: k.1,
+                        question: p.question,
+                        status: "timeout",
+                        rcode: None,
+                        answers: Vec::new(),
+                        resolver: if p.role == "client" {
+                            p.remote
+                        } else {
+                            p.local
+                        },
+                        transport: "udp",
+                        latency_ns: None,
+                        truncated: false,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::Header;
+
+    fn name(n: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        for l in n.split('.').filter(|l| !l.is_empty()) {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    }
+
+    fn query(id: u16, n: &str) -> Vec<u8> {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend(name(n));
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    }
+
+    /// A response with one A record (name by compression pointer to the question).
+    fn answer(id: u16, n: &str, ip: [u8; 4], rcode: u8) -> Vec<u8> {
+        let mut r = id.to_be_bytes().to_vec();
+        r.extend_from_slice(&[
+            0x81,
+            0x80 | rcode,
+            0,
+            1,
+            0,
+            if rcode == 0 { 1 } else { 0 },
+            0,
+            0,
+            0,
+            0,
+        ]);
+        r.extend(name(n));
+        r.extend_from_slice(&[0, 1, 0, 1]);
+        if rcode == 0 {
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&ip);
+        }
+        r
+    }
+
+    fn raw(data: Vec<u8>, egress: bool, ktime: u64) -> RawDns {
+        let host: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        RawDns {
+            hdr: Header {
+                ktime_ns: ktime,
+                seq: 0,
+                cpu: 0,
+            },
+            owner: None,
+            netns: 7,
+            cookie: 99,
+            src: if egress { host } else { server },
+            dst: if egress { server } else { host },
+            egress,
+            len: data.len() as u32,
+            data,
+        }
+    }
+
+    #[test]
+    fn a_query_and_its_answer_make_a_transaction() {
+        let mut t = DnsTracker::new(5_000);
+        assert!(t.packet(raw(query(7, "a.test"), true, 100)).is_none());
+        let tx = t
+            .packet(raw(answer(7, "a.test", [10, 1, 1, 1], 0), false, 350))
+            .unwrap();
+        let d = &tx.detail;
+        assert_eq!((d.role, d.id, d.status), ("client", 7, "answered"));
+        assert_eq!(d.question.as_ref().unwrap().name, "a.test.");
+        assert_eq!(d.question.as_ref().unwrap().qtype, "A");
+        assert_eq!(d.rcode.as_deref(), Some("No Error"));
+        assert_eq!(d.answers[0].data, "10.1.1.1");
+        assert_eq!(d.answers[0].ttl, 60);
+        assert_eq!(d.latency_ns, Some(250));
+        assert_eq!(d.resolver.to_string(), "127.0.0.1:53");
+    }
+
+    #[test]
+    fn nxdomain_and_timeouts() {
+        let mut t = DnsTracker::new(1_000);
+        t.packet(raw(query(1, "nx.test"), true, 0));
+        let tx = t
+            .packet(raw(answer(1, "nx.test", [0; 4], 3), false, 10))
+            .unwrap();
+        assert!(tx.detail.answers.is_empty());
+        assert_ne!(tx.detail.rcode.as_deref(), Some("No Error"));
+        t.packet(raw(query(2, "slow.test"), true, 0));
+        assert!(t.expire(999).is_empty());
+        let late = t.expire(1_000);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].detail.status, "timeout");
+        assert!(t.expire(5_000).is_empty());
+    }
+
+    #[test]
+    fn hostile_input_is_counted_not_fatal() {
+        let mut t = DnsTracker::new(1_000);
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0; 11],
+            // a compression pointer to itself
+            vec![
+                0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
+            ],
+            // counts that lie
+            vec![0, 1, 0x81, 0x80, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+            // an oversize label
+            [
+                &[0u8, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f][..],
+                &[b'a'; 300][..],
+            ]
+            .concat(),
+        ];
+        let good = answer(9, "a.test", [1, 2, 3, 4], 0);
+        for n in 0..good.len() {
+            inputs.push(good[..n].to_vec());
+        }
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        for _ in 0..3000 {
+            let mut b = good.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % b.len();
+                b[i] = (x >> 24) as u8;
+            }
+            inputs.push(b);
+        }
+        for data in inputs {
+            let _ = t.packet(raw(data, false, 1));
+        }
+        assert!(t.malformed > 10);
+    }
+}

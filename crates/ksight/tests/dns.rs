@@ -1,0 +1,245 @@
+//! DNS events against a real resolver: dnsmasq on 127.0.0.1:53 inside a
+//! network namespace the test creates, with an /etc/netns resolv.conf so
+//! glibc inside it asks that resolver. Clients: a raw sendto/recvfrom client
+//! (our own helper process) and glibc via `getent ahosts`.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Not a test: a raw DNS client in its own process: one A query for $KS_NAME
+/// to 127.0.0.1:53 with sendto/recvfrom, after sending $KS_GARBAGE junk datagrams.
+#[test]
+#[ignore = "helper process for the DNS tests"]
+fn helper_dns_client() {
+    let name = std::env::var("KS_NAME").unwrap();
+    let garbage: usize = std::env::var("KS_GARBAGE").map_or(0, |g| g.parse().unwrap());
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for i in 0..garbage {
+        s.send_to(&[0xff, i as u8, 0x00], "127.0.0.1:53").unwrap();
+    }
+    let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    s.send_to(&q, "127.0.0.1:53").unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert!(n > 12);
+}
+
+/// A namespace with dnsmasq serving known records; removed when dropped.
+struct Resolver {
+    ns: String,
+    dnsmasq: Child,
+}
+
+impl Resolver {
+    fn start() -> Resolver {
+        // tests run in parallel: one namespace each
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ns = format!("ks-dns-{}-{n}", std::process::id());
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let etc = format!("/etc/netns/{ns}");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            format!("{etc}/resolv.conf"),
+            "nameserver 127.0.0.1\noptions attempts:1\n",
+        )
+        .unwrap();
+        let dnsmasq = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file",
+            ])
+            .args(["--address=/a.test/10.1.1.1", "--address=/a.test/fd00::1"])
+            .args([
+                "--cname=alias.test,a.test",
+                "--local=/nx.test/",
+                "--log-facility=/dev/null",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        let r = Resolver { ns, dnsmasq };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !r.getent("a.test").status.success() {
+            assert!(Instant::now() < deadline, "dnsmasq does not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn getent(&self, name: &str) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "getent", "ahosts", name])
+            .output()
+            .unwrap()
+    }
+
+    fn raw_client(&self, name: &str, garbage: usize) -> u32 {
+        let (pid, st) = run(Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "helper_dns_client",
+                "--test-threads",
+                "1",
+            ])
+            .env("KS_NAME", name)
+            .env("KS_GARBAGE", garbage.to_string()));
+        assert!(st.success(), "the raw client got an answer");
+        pid
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = self.dnsmasq.kill();
+        let _ = self.dnsmasq.wait();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns));
+    }
+}
+
+fn dns_of(r: &Run, pid: u32) -> Vec<&Value> {
+    r.events
+        .iter()
+        .filter(|e| {
+            e["type"] == "dns" && e["process"]["pid"] == pid && e["dns"]["role"] == "client"
+        })
+        .collect()
+}
+
+#[test]
+fn raw_queries_report_names_types_answers_rcode_latency_and_the_asking_pid() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let a = res.raw_client("a.test", 0);
+    let alias = res.raw_client("alias.test", 0);
+    let nx = res.raw_client("nx.test", 0);
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    let ev = &dns_of(&r, a)[0];
+    let d = &ev["dns"];
+    assert_eq!(d["question"]["name"], "a.test.");
+    assert_eq!(d["question"]["type"], "A");
+    assert_eq!(d["status"], "answered");
+    assert_eq!(d["rcode"], "No Error");
+    assert_eq!(d["answers"][0]["data"], "10.1.1.1");
+    assert_eq!(d["resolver"], "127.0.0.1:53");
+    assert_eq!(d["transport"], "udp");
+    assert!(d["latency_ns"].as_u64().unwrap() > 0);
+    assert_eq!(d["id"], 0xabcd);
+
+    let chain = &dns_of(&r, alias)[0]["dns"]["answers"];
+    let types: Vec<&str> = chain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    // dnsmasq answers a --cname to an --address target with the CNAME alone
+    assert_eq!(types[0], "CNAME", "{chain}");
+    assert_eq!(chain[0]["name"], "alias.test.");
+    assert_eq!(chain[0]["data"], "a.test.");
+
+    let nxd = &dns_of(&r, nx)[0]["dns"];
+    assert_ne!(nxd["rcode"], "No Error");
+    assert!(nxd["answers"].as_array().unwrap().is_empty());
+
+    // the resolver's side of the same transactions, attributed to dnsmasq
+    let served = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "dns" && e["dns"]["role"] == "server")
+        .filter(|e| e["process"]["comm"] == "dnsmasq")
+        .count();
+    let servers: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "dns" && e["dns"]["role"] == "server")
+        .collect();
+    assert!(
+        served >= 3,
+        "dnsmasq answered our three queries: {servers:#?}"
+    );
+}
+
+#[test]
+fn glibc_getaddrinfo_is_seen_with_both_queries() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns,exec"]);
+    let out = res.getent("a.test");
+    assert!(out.status.success());
+    let r = k.stop();
+    let getent = r
+        .events
+        .iter()
+        .find(|e| e["type"] == "exec" && e["process"]["comm"] == "getent")
+        .expect("exec of getent");
+    let pid = getent["process"]["pid"].as_u64().unwrap() as u32;
+    let mut types: Vec<String> = dns_of(&r, pid)
+        .iter()
+        .map(|e| e["dns"]["question"]["type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["A", "AAAA"],
+        "glibc asks both over one socket (sendmmsg)"
+    );
+    let aaaa = dns_of(&r, pid)
+        .into_iter()
+        .find(|e| e["dns"]["question"]["type"] == "AAAA")
+        .unwrap();
+    assert_eq!(aaaa["dns"]["answers"][0]["data"], "fd00::1");
+}
+
+#[test]
+fn malformed_datagrams_are_skipped_and_ksight_keeps_going() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let pid = res.raw_client("a.test", 5);
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stderr.contains("did not parse as DNS"), "{}", r.stderr);
+    assert_eq!(
+        dns_of(&r, pid).len(),
+        1,
+        "the good query after the junk is still reported"
+    );
+}
