@@ -6,6 +6,7 @@
 //! always knows a parent before its child's events arrive.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
@@ -69,7 +70,12 @@ struct CgroupInfo {
     container: Option<Arc<str>>,
 }
 
+/// How long after a DNS answer a connection to one of its addresses is named by it.
+const NAME_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
+
 pub struct Enricher {
+    /// Addresses seen in DNS answers: the name asked, and when.
+    names: HashMap<IpAddr, (String, u64)>,
     cfg: EnrichConfig,
     clock: Clock,
     table: ProcessTable,
@@ -88,6 +94,7 @@ impl Enricher {
     ) -> Self {
         let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
         Enricher {
+            names: HashMap::new(),
             cfg,
             clock,
             table,
@@ -240,6 +247,7 @@ impl Enricher {
             local: flow.local.into(),
             remote: flow.remote.into(),
             sock: format!("{:x}", flow.cookie),
+            remote_name: self.name_of(flow.remote.ip(), ktime),
         };
         let udp = UdpDetail {
             packets_sent: flow.packets_sent,
@@ -260,6 +268,28 @@ impl Enricher {
         }
     }
 
+    /// Remember which name the addresses of a DNS answer belong to.
+    fn learn_names(&mut self, tx: &crate::dns::Transaction) {
+        let Some(q) = &tx.detail.question else {
+            return;
+        };
+        let name = q.name.trim_end_matches('.');
+        for a in &tx.detail.answers {
+            if let Ok(ip) = a.data.parse::<IpAddr>() {
+                if self.names.len() >= 65_536 {
+                    self.names.clear();
+                }
+                self.names.insert(ip, (name.to_string(), tx.ktime));
+            }
+        }
+    }
+
+    /// The name resolved for `ip` within NAME_WINDOW_NS before `ktime`, if any.
+    fn name_of(&self, ip: IpAddr, ktime: u64) -> Option<String> {
+        let (name, at) = self.names.get(&ip)?;
+        (ktime.saturating_sub(*at) <= NAME_WINDOW_NS).then(|| name.clone())
+    }
+
     /// A DNS transaction (or an unanswered query).
     pub fn dns(&mut self, tx: crate::dns::Transaction) -> Event {
         let process = tx.owner.as_ref().map(|o| self.process(o));
@@ -270,7 +300,9 @@ impl Enricher {
             local: tx.local.into(),
             remote: tx.remote.into(),
             sock: format!("{:x}", tx.cookie),
+            remote_name: None,
         };
+        self.learn_names(&tx);
         Event {
             time: self.clock.wall(tx.ktime),
             ktime: tx.ktime,
@@ -298,6 +330,7 @@ impl Enricher {
             local: t.tuple.local.into(),
             remote: t.tuple.remote.into(),
             sock: format!("{:x}", t.sock),
+            remote_name: self.name_of(t.tuple.remote.ip(), t.hdr.ktime_ns),
         };
         let since = |from: u64| (from != 0).then(|| t.hdr.ktime_ns.saturating_sub(from));
         let detail = match t.kind {

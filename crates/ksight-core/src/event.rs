@@ -230,6 +230,10 @@ pub struct NetInfo {
     pub remote: Endpoint,
     /// Opaque id shared by all events of one connection.
     pub sock: String,
+    /// The name a DNS answer seen shortly before gave for the remote address
+    /// (the name that was asked: `www.example.com`, not its CNAME target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -34,6 +34,10 @@ fn helper_dns_client() {
     let mut buf = [0u8; 512];
     let (n, _) = s.recv_from(&mut buf).unwrap();
     assert!(n > 12);
+    if std::env::var_os("KS_CONNECT").is_some() {
+        // dnsmasq also listens on TCP 53: a connection to the address just resolved
+        drop(std::net::TcpStream::connect("127.0.0.1:53").unwrap());
+    }
 }
 
 /// A namespace with dnsmasq serving known records; removed when dropped.
@@ -86,6 +90,7 @@ impl Resolver {
                 "--cname=alias.test,a.test",
                 "--local=/nx.test/",
                 "--log-facility=/dev/null",
+                "--address=/local.test/127.0.0.1",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,7 +113,15 @@ impl Resolver {
     }
 
     fn raw_client(&self, name: &str, garbage: usize) -> u32 {
-        let (pid, st) = run(Command::new("ip")
+        self.client(name, garbage, false)
+    }
+
+    fn client(&self, name: &str, garbage: usize, connect: bool) -> u32 {
+        let mut cmd = Command::new("ip");
+        if connect {
+            cmd.env("KS_CONNECT", "1");
+        }
+        let (pid, st) = run(cmd
             .args(["netns", "exec", &self.ns])
             .arg(std::env::current_exe().unwrap())
             .args([
@@ -203,15 +216,16 @@ fn raw_queries_report_names_types_answers_rcode_latency_and_the_asking_pid() {
 fn glibc_getaddrinfo_is_seen_with_both_queries() {
     let res = Resolver::start();
     let k = Ksight::start(&["--events", "dns,exec"]);
-    let out = res.getent("a.test");
-    assert!(out.status.success());
+    // `ip netns exec` execs getent: same pid (other tests run getent too)
+    let (pid, st) =
+        run(Command::new("ip").args(["netns", "exec", &res.ns, "getent", "ahosts", "a.test"]));
+    assert!(st.success());
     let r = k.stop();
-    let getent = r
-        .events
+    // two execs of one pid: ip, then the getent it runs
+    assert!(r
+        .of("exec", pid)
         .iter()
-        .find(|e| e["type"] == "exec" && e["process"]["comm"] == "getent")
-        .expect("exec of getent");
-    let pid = getent["process"]["pid"].as_u64().unwrap() as u32;
+        .any(|e| e["process"]["comm"] == "getent"));
     let mut types: Vec<String> = dns_of(&r, pid)
         .iter()
         .map(|e| e["dns"]["question"]["type"].as_str().unwrap().to_string())
@@ -242,4 +256,19 @@ fn malformed_datagrams_are_skipped_and_ksight_keeps_going() {
         1,
         "the good query after the junk is still reported"
     );
+}
+
+#[test]
+fn a_connection_to_a_resolved_address_carries_the_name() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns,connect,tcp_close"]);
+    let pid = res.client("local.test", 0, true);
+    // the orphaned socket closes when dnsmasq acknowledges its FIN: a moment later
+    std::thread::sleep(Duration::from_millis(200));
+    let r = k.stop();
+    let connect = r.one("connect", pid);
+    assert_eq!(connect["net"]["remote"]["addr"], "127.0.0.1");
+    assert_eq!(connect["net"]["remote_name"], "local.test");
+    let close = r.of("tcp_close", pid);
+    assert_eq!(close[0]["net"]["remote_name"], "local.test");
 }
