@@ -55,7 +55,7 @@ static __always_inline void ks_udp_adopt(__u64 cookie)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct ks_udp_sock fresh = {};
 
-	ks_fill_task(&fresh.owner, task);
+	ks_fill_task_cg(&fresh.owner, task, 0);
 	fresh.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	fresh.nremotes = KS_UDP_REMOTES + 1;
 	bpf_map_update_elem(&ks_udp_socks, &cookie, &fresh, BPF_NOEXIST);
@@ -89,15 +89,21 @@ static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 
 	__u32 zero = 0;
 	struct ks_dns_event *e = bpf_map_lookup_elem(&ks_dns_scratch, &zero);
 	struct ks_udp_sock *s;
-	__u32 caplen = len;
+	__u32 caplen = len > KS_DNS_MAX ? KS_DNS_MAX : len;
 	__u16 ports[2];
 
-	if (!e || !len)
+	if (!e || caplen == 0)
 		return;
-	if (caplen > KS_DNS_MAX)
-		caplen = KS_DNS_MAX;
-	if (bpf_skb_load_bytes(skb, off - 8, ports, 4) || bpf_skb_load_bytes(skb, off, e->data, caplen))
+	/* Before 6.x the verifier loses a checked bound when the compiler
+	 * copies or spills the register: give the helper a length whose bounds
+	 * [1, KS_DNS_MAX] follow from its own arithmetic (it equals caplen). */
+	__u32 n = ((caplen - 1) & (KS_DNS_MAX - 1)) + 1;
+
+	barrier_var(n);
+	if (bpf_skb_load_bytes(skb, off - 8, ports, 4) ||
+	    bpf_skb_load_bytes(skb, off, e->data, ((n - 1) & (KS_DNS_MAX - 1)) + 1))
 		return;
+	caplen = n;
 	e->hdr.ktime = bpf_ktime_get_ns();
 	e->hdr.kind = KS_EVENT_DNS;
 	e->cookie = cookie;
@@ -148,7 +154,7 @@ int ks_udp_create(struct bpf_sock *ctx)
 	if (ctx->protocol != KS_IPPROTO_UDP)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	ks_fill_task(&s.owner, task);
+	ks_fill_task_cg(&s.owner, task, 0);
 	s.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	bpf_map_update_elem(&ks_udp_socks, &cookie, &s, BPF_ANY);
 	return 1;
@@ -253,8 +259,13 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 			}
 
 			if (s) {
-				__u32 n = __sync_fetch_and_add(&s->nremotes, 1);
+				/* read, then a plain atomic add: kernels before 5.12
+				 * refuse an atomic add whose result is used (fetch-add).
+				 * Two new flows racing may share a slot; the one left out
+				 * is then reported by the periodic scan, not at release. */
+				__u32 n = s->nremotes;
 
+				__sync_fetch_and_add(&s->nremotes, 1);
 				if (n < KS_UDP_REMOTES) {
 					__builtin_memcpy(s->remotes[n].raddr, key.raddr, 16);
 					s->remotes[n].rport = key.rport;

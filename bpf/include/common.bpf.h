@@ -148,7 +148,26 @@ static __always_inline __u32 ks_ns_nr(struct task_struct *t, __u32 *ns_ino)
 	return up.nr;
 }
 
+/* The cgroup v2 id of a task (== bpf_get_current_cgroup_id() for the current
+ * one), read through the task: cgroup programs cannot call that helper on
+ * every kernel (6.1's cgroup_skb cannot). */
+static __always_inline __u64 ks_task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+static __always_inline void ks_fill_task_cg(struct ks_task *out, struct task_struct *t,
+					    const int helper_cgroup);
+
 static __always_inline void ks_fill_task(struct ks_task *out, struct task_struct *t)
+{
+	ks_fill_task_cg(out, t, 1);
+}
+
+/* ks_fill_task, taking the cgroup id from the helper (tracing programs) or
+ * from the task (cgroup programs). */
+static __always_inline void ks_fill_task_cg(struct ks_task *out, struct task_struct *t,
+					    const int helper_cgroup)
 {
 	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
 	struct task_struct *parent = BPF_CORE_READ(t, real_parent);
@@ -169,7 +188,7 @@ static __always_inline void ks_fill_task(struct ks_task *out, struct task_struct
 	out->ns_pid = ks_ns_nr(leader, &out->pidns_ino);
 	out->ns_tid = ks_ns_nr(t, 0);
 	/* every hook using this runs in t's own context */
-	out->cgroup_id = bpf_get_current_cgroup_id();
+	out->cgroup_id = helper_cgroup ? bpf_get_current_cgroup_id() : ks_task_cgroup_id(t);
 	BPF_CORE_READ_STR_INTO(&out->comm, t, comm);
 }
 

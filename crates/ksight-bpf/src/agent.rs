@@ -128,9 +128,10 @@ pub enum LoadError {
     },
     #[error("opening the BPF object: {0}")]
     Open(#[source] libbpf_rs::Error),
-    #[error("the kernel rejected ksight's {mode} programs: {source}{}", verifier_tail(.log))]
+    #[error("the kernel rejected ksight's {what} programs: {source}{}", verifier_tail(.log))]
     Load {
-        mode: AttachMode,
+        /// Which programs: "tp_btf", "raw_tp TCP", "UDP", ...
+        what: String,
         #[source]
         source: libbpf_rs::Error,
         /// The relevant tail of libbpf's log (the verifier's last words).
@@ -221,6 +222,12 @@ fn log_tail(lines: &[String], max: usize) -> Vec<String> {
     slice[slice.len().saturating_sub(max)..].to_vec()
 }
 
+/// What `Agent::load_only` made of the optional objects.
+pub struct OptionalLoads {
+    pub net: Option<Result<(), LoadError>>,
+    pub udp: Option<Result<(), LoadError>>,
+}
+
 /// The loaded, attached programs.
 pub struct Agent {
     skel: ProcessSkel<'static>,
@@ -276,13 +283,16 @@ impl Agent {
     /// Load ksight's programs as `cfg` says (an exact hook flavour and
     /// transport, not `Auto`), without attaching them, and unload them: the
     /// doctor's test of whether this kernel accepts them.
-    /// The second result is the network programs' (when `cfg.net`), loaded into
-    /// the process programs' maps as `ksight run` does.
-    pub fn load_only(cfg: &Config) -> Result<Option<Result<(), LoadError>>, LoadError> {
+    /// Also the TCP and UDP programs' results (when `cfg.net` / `cfg.udp`),
+    /// loaded into the process programs' maps as `ksight run` does.
+    pub fn load_only(cfg: &Config) -> Result<OptionalLoads, LoadError> {
         validate(cfg)?;
         capture_libbpf_log();
         let skel = Self::load(cfg, cfg.attach)?;
-        Ok(cfg.net.then(|| load_net(cfg, cfg.attach, &skel).map(drop)))
+        Ok(OptionalLoads {
+            net: cfg.net.then(|| load_net(cfg, cfg.attach, &skel).map(drop)),
+            udp: cfg.udp.then(|| load_udp(cfg, &skel).map(drop)),
+        })
     }
 
     fn load(cfg: &Config, mode: AttachMode) -> Result<ProcessSkel<'static>, LoadError> {
@@ -301,7 +311,7 @@ impl Agent {
         let mut open = builder.open(storage).map_err(LoadError::Open)?;
         configure(&mut open, cfg, mode).map_err(LoadError::Open)?;
         open.load().map_err(|source| LoadError::Load {
-            mode,
+            what: mode.to_string(),
             source,
             log: take_log_tail(30),
         })
@@ -618,7 +628,7 @@ fn load_net(
         prog.set_autoload(section.starts_with(want));
     }
     let skel = open.load().map_err(|source| LoadError::Load {
-        mode,
+        what: format!("{mode} TCP"),
         source,
         log: take_log_tail(30),
     })?;
@@ -680,7 +690,7 @@ fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'sta
         }
     }
     let skel = open.load().map_err(|source| LoadError::Load {
-        mode: AttachMode::Auto,
+        what: "UDP (cgroup)".into(),
         source,
         log: take_log_tail(30),
     })?;

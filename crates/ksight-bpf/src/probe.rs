@@ -366,8 +366,10 @@ pub struct OwnLoad {
     pub outcome: Outcome,
     /// The error in full (verifier log tail included) when refused.
     pub detail: Option<String>,
-    /// The network programs in the same configuration (`None` when the process ones failed).
+    /// The TCP programs in the same configuration (`None` when the process ones failed).
     pub net: Option<(Outcome, Option<String>)>,
+    /// The UDP (and DNS) programs with this transport.
+    pub udp: Option<(Outcome, Option<String>)>,
 }
 
 fn refused(e: &LoadError) -> (Outcome, Option<String>) {
@@ -396,17 +398,20 @@ pub fn own_programs() -> Vec<OwnLoad> {
             transport,
             ..Config::default()
         };
-        let (outcome, detail, net) = match Agent::load_only(&cfg) {
-            Ok(net) => {
-                let net = net.map(|r| match r {
-                    Ok(()) => (Outcome::Works, None),
-                    Err(e) => refused(&e),
-                });
-                (Outcome::Works, None, net)
-            }
+        let result = |r: Result<(), LoadError>| match r {
+            Ok(()) => (Outcome::Works, None),
+            Err(e) => refused(&e),
+        };
+        let (outcome, detail, net, udp) = match Agent::load_only(&cfg) {
+            Ok(loads) => (
+                Outcome::Works,
+                None,
+                loads.net.map(result),
+                loads.udp.map(result),
+            ),
             Err(e) => {
                 let (o, d) = refused(&e);
-                (o, d, None)
+                (o, d, None, None)
             }
         };
         out.push(OwnLoad {
@@ -415,6 +420,7 @@ pub fn own_programs() -> Vec<OwnLoad> {
             outcome,
             detail,
             net,
+            udp,
         });
     }
     out

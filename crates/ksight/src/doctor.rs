@@ -289,6 +289,17 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
             "ksight's own fork/exec/exit programs, verified by this kernel",
             None,
         ));
+        if let (AttachMode::TpBtf, Some((outcome, detail))) = (l.attach, &l.udp) {
+            findings.push(finding(
+                format!("load.udp.{}", l.transport),
+                "ksight programs",
+                format!("UDP/DNS programs via {}", l.transport),
+                if outcome.works() { Status::Ok } else { Status::Info },
+                detail.clone().unwrap_or_else(|| "loads (not attached)".into()),
+                "ksight's UDP flow and DNS programs (cgroup_skb, cgroup sock), verified by this kernel",
+                None,
+            ));
+        }
         if let Some((outcome, detail)) = &l.net {
             findings.push(finding(
                 format!("load.net.{}.{}", l.attach, l.transport),
@@ -359,6 +370,35 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
                 .into(),
         },
     });
+    let udp_works = |t: TransportMode| {
+        loads
+            .iter()
+            .any(|l| l.transport == t && l.udp.as_ref().is_some_and(|(o, _)| o.works()))
+    };
+    let udp_reason = loads
+        .iter()
+        .find_map(|l| match &l.udp {
+            Some((Outcome::Refused { message, .. }, _)) => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    for (name, what) in [
+        ("UDP flows", "per-flow packet and byte counts"),
+        ("DNS events", "queries, answers and latency over UDP"),
+    ] {
+        out.push(match best {
+            Some((_, t)) if udp_works(t) => Feature {
+                name,
+                state: FeatureState::Active,
+                detail: what.to_string(),
+            },
+            _ => Feature {
+                name,
+                state: FeatureState::Unavailable,
+                detail: format!("the kernel refused the UDP programs: {udp_reason}"),
+            },
+        });
+    }
     let cgroup_filter = findings
         .iter()
         .any(|f| f.id == "helper.bpf_current_task_under_cgroup" && f.status == Status::Ok)
