@@ -18,6 +18,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define KS_IPPROTO_UDP 17
+#define KS_IPPROTO_TCP 6
 #define KS_ETH_P_IP 0x0800
 #define KS_ETH_P_IPV6 0x86DD
 
@@ -82,9 +83,11 @@ static __always_inline int ks_dns_port(__u16 port)
 	return 0;
 }
 
-/* Copy a DNS datagram's payload (at most KS_DNS_MAX bytes) into a record. */
-static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 len, __u64 cookie,
-					__u16 family, int egress)
+/* Copy a DNS datagram's (or TCP segment's) payload, at most KS_DNS_MAX
+ * bytes, into a record. The ports are at ports_off, the payload at off. */
+static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 ports_off,
+					__u32 len, __u64 cookie, __u16 family, int egress,
+					__u32 tcp)
 {
 	__u32 zero = 0;
 	struct ks_dns_event *e = bpf_map_lookup_elem(&ks_dns_scratch, &zero);
@@ -100,7 +103,7 @@ static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 
 	__u32 n = ((caplen - 1) & (KS_DNS_MAX - 1)) + 1;
 
 	barrier_var(n);
-	if (bpf_skb_load_bytes(skb, off - 8, ports, 4) ||
+	if (bpf_skb_load_bytes(skb, ports_off, ports, 4) ||
 	    bpf_skb_load_bytes(skb, off, e->data, ((n - 1) & (KS_DNS_MAX - 1)) + 1))
 		return;
 	caplen = n;
@@ -122,7 +125,7 @@ static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 
 		bpf_skb_load_bytes(skb, 8, e->saddr, 16);
 		bpf_skb_load_bytes(skb, 24, e->daddr, 16);
 	}
-	e->flags = 0;
+	e->flags = tcp ? KS_NET_TCP : 0;
 	e->netns = 0;
 	s = bpf_map_lookup_elem(&ks_udp_socks, &cookie);
 	if (!s && egress) {
@@ -133,9 +136,42 @@ static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 
 	if (s) {
 		e->task = s->owner;
 		e->netns = s->netns;
-		e->flags = KS_NET_OWNER;
+		e->flags |= KS_NET_OWNER;
 	}
 	ks_emit(skb, &e->hdr, offsetof(struct ks_dns_event, data) + caplen);
+}
+
+/* A TCP segment of a DNS connection: its payload, if any, is (part of) a
+ * length-prefixed DNS message. */
+static __always_inline void ks_dns_tcp(struct __sk_buff *skb, int egress)
+{
+	__u32 hlen, doff, len = skb->len;
+	__u16 family;
+	__u8 b;
+
+	if (skb->protocol == bpf_htons(KS_ETH_P_IP)) {
+		__u8 proto;
+
+		if (bpf_skb_load_bytes(skb, 0, &b, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1) ||
+		    proto != KS_IPPROTO_TCP)
+			return;
+		hlen = (b & 0xf) * 4;
+		family = 2;
+	} else if (skb->protocol == bpf_htons(KS_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &b, 1) || b != KS_IPPROTO_TCP)
+			return;
+		hlen = 40;
+		family = 10;
+	} else {
+		return;
+	}
+	if (hlen < 20 || hlen > 60 || bpf_skb_load_bytes(skb, hlen + 12, &b, 1))
+		return;
+	doff = (b >> 4) * 4;
+	if (doff < 20 || len <= hlen + doff)
+		return; /* no payload: a SYN, an ACK, a FIN */
+	ks_dns_emit(skb, hlen + doff, hlen, len - hlen - doff, bpf_get_socket_cookie(skb), family,
+		    egress, 1);
 }
 
 struct ks_udp_close_event ks_type_udp_close = {};
@@ -203,7 +239,15 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk); /* skb->sk may be a request or timewait sock */
-	if (!sk || sk->protocol != KS_IPPROTO_UDP)
+	if (!sk)
+		return 1;
+	if (sk->protocol == KS_IPPROTO_TCP) {
+		/* DNS over TCP: other TCP sockets pay only this port check */
+		if (ks_dns_port(sk->src_port) || ks_dns_port(bpf_ntohs(sk->dst_port)))
+			ks_dns_tcp(skb, egress);
+		return 1;
+	}
+	if (sk->protocol != KS_IPPROTO_UDP)
 		return 1;
 	if (skb->protocol == bpf_htons(KS_ETH_P_IP)) {
 		__u8 vihl;
@@ -286,7 +330,7 @@ static __always_inline int count(struct __sk_buff *skb, int egress)
 		__sync_fetch_and_add(&f->bytes_in, len);
 	}
 	if (ks_dns_port(bpf_ntohs(ports[0])) || ks_dns_port(bpf_ntohs(ports[1])))
-		ks_dns_emit(skb, hlen + 8, len, key.cookie, key.family, egress);
+		ks_dns_emit(skb, hlen + 8, hlen, len, key.cookie, key.family, egress, 0);
 	return 1;
 }
 

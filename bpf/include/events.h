@@ -173,6 +173,7 @@ enum ks_net_flags {
 	KS_NET_OUTBOUND = 1 << 0,	/* we connected */
 	KS_NET_INBOUND = 1 << 1,	/* we accepted */
 	KS_NET_OWNER = 1 << 2,		/* `task` holds the socket's owner */
+	KS_NET_TCP = 1 << 3,		/* a DNS record: the segment of a TCP connection */
 };
 
 /*
@@ -255,8 +256,9 @@ struct ks_udp_close_event {
 };
 
 enum ks_dns_limits {
-	/* DNS payload bytes copied per packet (a classic UDP DNS message) */
-	KS_DNS_MAX = 512,
+	/* DNS payload bytes copied per packet: a classic UDP message (512),
+	 * and room for the larger ones that come back over TCP or EDNS */
+	KS_DNS_MAX = 1024,
 	KS_DNS_PORTS = 4,
 };
 
@@ -271,7 +273,7 @@ struct ks_dns_event {
 	__u16 dport;
 	__u16 family;
 	__u16 egress;		/* 1: sent by this host's socket, 0: received */
-	__u32 len;		/* UDP payload length */
+	__u32 len;		/* UDP payload (or TCP segment payload) length */
 	__u32 caplen;		/* bytes copied into data */
 	__u32 flags;		/* KS_NET_OWNER */
 	__u32 netns;		/* the owner's network namespace, when known */

@@ -196,6 +196,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 egress: e.egress != 0,
                 len: e.len,
                 data: data.to_vec(),
+                tcp: e.flags & ks_net_flags::KS_NET_TCP.0 != 0,
             }))
         }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),

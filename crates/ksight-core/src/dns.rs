@@ -71,6 +71,7 @@ pub struct Transaction {
 
 struct Pending {
     ktime: u64,
+    transport: &'static str,
     owner: Option<TaskFacts>,
     netns: u32,
     local: SocketAddr,
@@ -108,10 +109,28 @@ impl DnsTracker {
 
     /// A captured datagram: a completed transaction when it answers a pending query.
     pub fn packet(&mut self, p: RawDns) -> Option<Transaction> {
-        let Ok(m) = Message::from_vec(&p.data) else {
+        // over TCP a message follows its 2-byte length; only a message that
+        // starts (and ends) in this segment is read
+        let bytes = if p.tcp {
+            let n = p
+                .data
+                .get(..2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            match n.and_then(|n| p.data.get(2..2 + n)) {
+                Some(m) => m,
+                None => {
+                    self.malformed += 1;
+                    return None;
+                }
+            }
+        } else {
+            &p.data[..]
+        };
+        let Ok(m) = Message::from_vec(bytes) else {
             self.malformed += 1;
             return None;
         };
+        let transport = if p.tcp { "tcp" } else { "udp" };
         // this socket's end, and the other
         let (local, remote) = if p.egress {
             (p.src, p.dst)
@@ -129,6 +148,7 @@ impl DnsTracker {
                     (p.cookie, id, remote),
                     Pending {
                         ktime: p.hdr.ktime_ns,
+                        transport,
                         owner: p.owner,
                         netns: p.netns,
                         local,
@@ -186,7 +206,7 @@ impl DnsTracker {
                         rcode: Some(m.metadata.response_code.to_string()),
                         answers,
                         resolver,
-                        transport: "udp",
+                        transport,
                         latency_ns: latency,
                         truncated: m.metadata.truncation,
                     },
@@ -226,7 +246,7 @@ impl DnsTracker {
                         } else {
                             p.local
                         },
-                        transport: "udp",
+                        transport: p.transport,
                         latency_ns: None,
                         truncated: false,
                     },
@@ -300,6 +320,7 @@ mod tests {
             egress,
             len: data.len() as u32,
             data,
+            tcp: false,
         }
     }
 

@@ -182,9 +182,11 @@ pub struct RawDns {
     pub dst: std::net::SocketAddr,
     /// Sent by this host's socket (else received).
     pub egress: bool,
-    /// The full UDP payload length; `data` may hold less.
+    /// The full UDP payload (or TCP segment payload) length; `data` may hold less.
     pub len: u32,
     pub data: Vec<u8>,
+    /// A TCP segment: `data` starts with the message's 2-byte length.
+    pub tcp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,16 +24,31 @@ fn helper_dns_client() {
     for i in 0..garbage {
         s.send_to(&[0xff, i as u8, 0x00], "127.0.0.1:53").unwrap();
     }
+    let qtype: u8 = std::env::var("KS_QTYPE").map_or(1, |t| t.parse().unwrap());
     let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
         q.push(label.len() as u8);
         q.extend_from_slice(label.as_bytes());
     }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q.extend_from_slice(&[0, 0, qtype, 0, 1]);
     s.send_to(&q, "127.0.0.1:53").unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = s.recv_from(&mut buf).unwrap();
     assert!(n > 12);
+    if buf[2] & 0x02 != 0 {
+        // truncated (TC): ask again over TCP, as resolvers do
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect("127.0.0.1:53").unwrap();
+        q[1] = 0xce;
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        t.write_all(&framed).unwrap();
+        let mut len = [0u8; 2];
+        t.read_exact(&mut len).unwrap();
+        let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+        t.read_exact(&mut answer).unwrap();
+        assert!(answer.len() > 512);
+    }
     if std::env::var_os("KS_CONNECT").is_some() {
         // dnsmasq also listens on TCP 53: a connection to the address just resolved
         drop(std::net::TcpStream::connect("127.0.0.1:53").unwrap());
@@ -91,6 +106,11 @@ impl Resolver {
                 "--local=/nx.test/",
                 "--log-facility=/dev/null",
                 "--address=/local.test/127.0.0.1",
+                // a TXT answer too big for 512 bytes of UDP: TC, then TCP
+                &format!(
+                    "--txt-record=big.test,{}",
+                    "x".repeat(250) + "," + &"y".repeat(250) + "," + &"z".repeat(100)
+                ),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -117,7 +137,12 @@ impl Resolver {
     }
 
     fn client(&self, name: &str, garbage: usize, connect: bool) -> u32 {
+        self.client_typed(name, garbage, connect, 1)
+    }
+
+    fn client_typed(&self, name: &str, garbage: usize, connect: bool, qtype: u8) -> u32 {
         let mut cmd = Command::new("ip");
+        cmd.env("KS_QTYPE", qtype.to_string());
         if connect {
             cmd.env("KS_CONNECT", "1");
         }
@@ -271,4 +296,28 @@ fn a_connection_to_a_resolved_address_carries_the_name() {
     assert_eq!(connect["net"]["remote_name"], "local.test");
     let close = r.of("tcp_close", pid);
     assert_eq!(close[0]["net"]["remote_name"], "local.test");
+}
+
+#[test]
+fn a_large_answer_is_truncated_over_udp_and_read_over_tcp() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let pid = res.client_typed("big.test", 0, false, 16);
+    std::thread::sleep(Duration::from_millis(100));
+    let r = k.stop();
+    let mine = dns_of(&r, pid);
+    let udp = mine
+        .iter()
+        .find(|e| e["dns"]["transport"] == "udp")
+        .expect("the UDP attempt");
+    assert_eq!(udp["dns"]["truncated"], true);
+    let tcp = mine
+        .iter()
+        .find(|e| e["dns"]["transport"] == "tcp")
+        .expect("the TCP retry");
+    assert_eq!(tcp["dns"]["question"]["type"], "TXT");
+    assert_eq!(tcp["dns"]["status"], "answered");
+    let txt = tcp["dns"]["answers"][0]["data"].as_str().unwrap();
+    assert!(txt.contains(&"y".repeat(250)), "{txt}");
+    assert_eq!(tcp["net"]["remote"]["port"], 53);
 }
