@@ -359,6 +359,32 @@ mod tests {
         assert!(t.expire(5_000).is_empty());
     }
 
+    /// Every input the fuzzer kept (fuzz/corpus/dns, `scripts/fuzz.sh`), replayed
+    /// as the fuzz target does: the first byte picks UDP or TCP framing. A crash
+    /// the fuzzer finds goes into the corpus and is then tested here forever.
+    #[test]
+    fn the_fuzz_corpus_replays_without_panic() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/dns");
+        let entries = std::fs::read_dir(dir).expect("the kept fuzz corpus");
+        let mut n = 0;
+        for e in entries.flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            let (tcp, body) = match data.split_first() {
+                Some((flag, rest)) => (flag & 1 == 1, rest.to_vec()),
+                None => (false, data.clone()),
+            };
+            let mut t = DnsTracker::new(1_000);
+            for egress in [true, false] {
+                let mut p = raw(body.clone(), egress, 1);
+                p.tcp = tcp;
+                let _ = t.packet(p);
+            }
+            let _ = t.expire(u64::MAX);
+            n += 1;
+        }
+        assert!(n > 100, "the corpus is kept in the repository: {n} inputs");
+    }
+
     #[test]
     fn hostile_input_is_counted_not_fatal() {
         let mut t = DnsTracker::new(1_000);
