@@ -12,6 +12,7 @@ command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-li
 command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v dig >/dev/null || need+=(bind9-dnsutils)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()

@@ -34,6 +34,7 @@ enum ks_event_kind {
 	KS_EVENT_TCP_STATE = 8,
 	KS_EVENT_UDP_CLOSE = 9,
 	KS_EVENT_DNS = 10,
+	KS_EVENT_GAI = 11,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -278,6 +279,28 @@ struct ks_dns_event {
 	__u32 flags;		/* KS_NET_OWNER */
 	__u32 netns;		/* the owner's network namespace, when known */
 	__u8 data[KS_DNS_MAX];
+};
+
+enum ks_gai_limits {
+	KS_GAI_NAME = 256,
+	KS_GAI_ADDRS = 4,
+};
+
+enum ks_gai_phase {
+	KS_GAI_CALL = 1,	/* getaddrinfo was entered */
+	KS_GAI_RETURN = 2,	/* it returned: ret, addresses, latency */
+};
+
+/* A libc getaddrinfo call, as the application made it (uprobes). */
+struct ks_gai_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 latency_ns;		/* KS_GAI_RETURN */
+	__u8 addrs[KS_GAI_ADDRS][16];	/* network byte order, IPv4 in the first 4 bytes */
+	__u16 families[KS_GAI_ADDRS];	/* AF_INET / AF_INET6, 0 = unused */
+	__s32 ret;			/* 0 or an EAI_* code */
+	__u32 phase;			/* enum ks_gai_phase */
+	char name[KS_GAI_NAME];
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

@@ -23,6 +23,7 @@ use libbpf_rs::{
 
 use crate::decode;
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
+use crate::skel_gai::{GaiSkel, GaiSkelBuilder};
 use crate::skel_net::{NetSkel, NetSkelBuilder};
 use crate::skel_udp::{UdpSkel, UdpSkelBuilder};
 use crate::transport::{Stream, TransportMode};
@@ -82,6 +83,8 @@ pub struct Config {
     pub no_loopback: bool,
     /// UDP ports whose datagrams are DNS (at most 4; empty: none captured).
     pub dns_ports: Vec<u16>,
+    /// Trace libc getaddrinfo (uprobes on the host's libc).
+    pub gai: bool,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             ports: Vec::new(),
             no_loopback: false,
             dns_ports: vec![53],
+            gai: true,
         }
     }
 }
@@ -237,6 +241,9 @@ pub struct Agent {
     /// The UDP programs; `None` when not asked for or refused (see `udp_error`).
     udp: Option<UdpSkel<'static>>,
     udp_error: Option<String>,
+    /// The getaddrinfo uprobes; `None` when not asked for or refused.
+    gai: Option<GaiSkel<'static>>,
+    gai_error: Option<String>,
     links: Vec<Link>,
     mode: AttachMode,
     transport: TransportMode,
@@ -360,12 +367,25 @@ impl Agent {
         } else {
             (None, None)
         };
+        let (gai, gai_error) = if cfg.gai {
+            match load_gai(cfg, &skel).and_then(|g| {
+                attach_gai(g.object(), &mut links)?;
+                Ok(g)
+            }) {
+                Ok(g) => (Some(g), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
+        };
         Ok(Agent {
             skel,
             net,
             net_error,
             udp,
             udp_error,
+            gai,
+            gai_error,
             links,
             mode,
             transport: cfg.transport,
@@ -377,6 +397,11 @@ impl Agent {
     /// Why the network programs are not running, when they were asked for.
     pub fn net_error(&self) -> Option<&str> {
         self.net_error.as_deref()
+    }
+
+    /// Why the getaddrinfo uprobes are not running, when they were asked for.
+    pub fn gai_error(&self) -> Option<&str> {
+        self.gai_error.as_deref()
     }
 
     /// Why the UDP programs are not running, when they were asked for.
@@ -522,6 +547,7 @@ impl Agent {
         let mut objects = vec![self.skel.object()];
         objects.extend(self.net.as_ref().map(|n| n.object()));
         objects.extend(self.udp.as_ref().map(|u| u.object()));
+        objects.extend(self.gai.as_ref().map(|g| g.object()));
         let mut progs = Vec::new();
         let mut maps = Vec::new();
         for obj in objects {
@@ -696,6 +722,39 @@ fn load_udp(cfg: &Config, process: &ProcessSkel<'static>) -> Result<UdpSkel<'sta
     })?;
     fill_ports(&skel.maps.ks_ports, &cfg.ports)?;
     Ok(skel)
+}
+
+/// Load gai.bpf.c (libc getaddrinfo uprobes), sharing the process object's maps.
+fn load_gai(cfg: &Config, process: &ProcessSkel<'static>) -> Result<GaiSkel<'static>, LoadError> {
+    let open = open_shared!(GaiSkelBuilder, cfg, process);
+    open.load().map_err(|source| LoadError::Load {
+        what: "getaddrinfo (uprobe)".into(),
+        source,
+        log: take_log_tail(30),
+    })
+}
+
+/// Attach the entry and return probes to getaddrinfo in the host's libc, for every process.
+fn attach_gai(obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), LoadError> {
+    let libc = crate::probe::libc_path()
+        .ok_or_else(|| LoadError::Config("no libc found to attach getaddrinfo probes to".into()))?;
+    for prog in obj.progs_mut() {
+        let retprobe = prog.name() == "ks_gai_exit";
+        let opts = libbpf_rs::UprobeOpts {
+            func_name: Some("getaddrinfo".into()),
+            retprobe,
+            ..Default::default()
+        };
+        let link = prog
+            .attach_uprobe_with_opts(-1, &libc, 0, opts)
+            .map_err(|source| LoadError::Attach {
+                prog: prog.name().to_string_lossy().into_owned(),
+                target: format!("getaddrinfo in {}", libc.display()),
+                source,
+            })?;
+        links.push(link);
+    }
+    Ok(())
 }
 
 fn validate(cfg: &Config) -> Result<(), LoadError> {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ksight_core::event::Kind;
 use ksight_core::raw::{
-    Header, RawDns, RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpClose, RawUdpFlow,
+    Header, RawDns, RawEvent, RawExec, RawExit, RawFork, RawGai, RawTcp, RawUdpClose, RawUdpFlow,
     TaskFacts, TcpKind, Tuple,
 };
 
@@ -199,6 +199,31 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 tcp: e.flags & ks_net_flags::KS_NET_TCP.0 != 0,
             }))
         }
+        ks_event_kind::KS_EVENT_GAI => {
+            let e: ks_gai_event = copy(buf, 0, "getaddrinfo")?;
+            let t: ks_task = copy(buf, offset_of!(ks_gai_event, task), "getaddrinfo task")?;
+            // getaddrinfo lists an address once per socket type: keep each once
+            let mut addrs: Vec<IpAddr> = Vec::new();
+            for (a, f) in e.addrs.iter().zip(e.families) {
+                let ip = match f {
+                    AF_INET => IpAddr::from([a[0], a[1], a[2], a[3]]),
+                    AF_INET6 => IpAddr::from(*a),
+                    _ => continue,
+                };
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
+            }
+            Ok(RawEvent::Gai(RawGai {
+                hdr: header,
+                task: task(&t),
+                returned: e.phase == ks_gai_phase::KS_GAI_RETURN.0,
+                name: cstr(&e.name),
+                ret: e.ret,
+                latency_ns: e.latency_ns,
+                addrs,
+            }))
+        }
         _ => Err(DecodeError::UnknownKind(hdr.kind)),
     }
 }
@@ -274,6 +299,7 @@ pub fn kind(wire: u32) -> Option<Kind> {
         ks_event_kind::KS_EVENT_TCP_STATE => Some(Kind::TcpState),
         ks_event_kind::KS_EVENT_UDP_CLOSE => Some(Kind::Udp),
         ks_event_kind::KS_EVENT_DNS => Some(Kind::Dns),
+        ks_event_kind::KS_EVENT_GAI => Some(Kind::Getaddrinfo),
         _ => None,
     }
 }

@@ -33,6 +33,11 @@ mod skel_floor {
     include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
 }
 
+mod skel_gai {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/gai.skel.rs"));
+}
+
 mod skel_probe {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));

@@ -177,8 +177,8 @@ pub struct HookProbe {
     pub attach: Option<Outcome>,
 }
 
-/// Where an uprobe can go: getpid in this process's libc.
-fn libc_path() -> Option<PathBuf> {
+/// The libc this process runs with: where uprobes on libc functions go.
+pub(crate) fn libc_path() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))

@@ -8,6 +8,7 @@ pub use crate::skel::types::{
     ks_abi, ks_cpu_stats, ks_event_hdr, ks_event_kind, ks_exec_event, ks_exec_flags, ks_exec_info,
     ks_exit_event, ks_exit_flags, ks_fork_event, ks_fork_flags, ks_limits, ks_task,
 };
+pub use crate::skel_gai::types::{ks_gai_event, ks_gai_phase};
 pub use crate::skel_net::types::{ks_net_flags, ks_sock_tuple, ks_tcp_event};
 pub use crate::skel_udp::types::{
     ks_dns_event, ks_udp_close_event, ks_udp_flow, ks_udp_flow_key, ks_udp_sock,
@@ -37,3 +38,5 @@ unsafe impl plain::Plain for ks_udp_flow_key {}
 unsafe impl plain::Plain for ks_udp_flow {}
 // SAFETY: as above.
 unsafe impl plain::Plain for ks_dns_event {}
+// SAFETY: as above.
+unsafe impl plain::Plain for ks_gai_event {}

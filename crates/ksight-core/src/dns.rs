@@ -55,6 +55,17 @@ pub struct DnsDetail {
     pub latency_ns: Option<u64>,
     /// The response said TC (truncated: the client should retry over TCP).
     pub truncated: bool,
+    /// The application whose getaddrinfo call was waiting for this name when a
+    /// local resolver (the `process` here) asked upstream; optional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<AskedBy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AskedBy {
+    pub pid: u32,
+    pub comm: crate::text::Text,
+    pub exec_id: std::sync::Arc<str>,
 }
 
 /// What the tracker makes of a datagram or a timeout.
@@ -209,6 +220,7 @@ impl DnsTracker {
                         transport,
                         latency_ns: latency,
                         truncated: m.metadata.truncation,
+                        asked_by: None,
                     },
                 })
             }
@@ -249,6 +261,7 @@ impl DnsTracker {
                         transport: p.transport,
                         latency_ns: None,
                         truncated: false,
+                        asked_by: None,
                     },
                 })
             })

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
 use crate::event::{
-    signal_name, tcp_state_name, Ancestor, Child, ConnectDetail, Detail, Event, ExecDetail,
-    ExitDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, UdpDetail, WallTime,
+    eai_name, signal_name, tcp_state_name, Ancestor, Child, ConnectDetail, Detail, Event,
+    ExecDetail, ExitDetail, GaiDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, UdpDetail,
+    WallTime,
 };
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
-use crate::raw::{RawEvent, RawExec, RawExit, RawFork, RawTcp, RawUdpFlow, TaskFacts, TcpKind};
+use crate::raw::{
+    RawEvent, RawExec, RawExit, RawFork, RawGai, RawTcp, RawUdpFlow, TaskFacts, TcpKind,
+};
 use crate::text::Text;
 
 /// Converts kernel clocks. Refresh it periodically: NTP moves the wall clock.
@@ -74,6 +77,8 @@ struct CgroupInfo {
 const NAME_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
 
 pub struct Enricher {
+    /// getaddrinfo calls in progress: name, when, caller.
+    gai_calls: Vec<(String, u64, Process)>,
     /// Addresses seen in DNS answers: the name asked, and when.
     names: HashMap<IpAddr, (String, u64)>,
     cfg: EnrichConfig,
@@ -94,6 +99,7 @@ impl Enricher {
     ) -> Self {
         let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
         Enricher {
+            gai_calls: Vec::new(),
             names: HashMap::new(),
             cfg,
             clock,
@@ -218,6 +224,7 @@ impl Enricher {
             RawEvent::UdpClose(_) => return None,
             // made into transactions first: see `dns`
             RawEvent::Dns(_) => return None,
+            RawEvent::Gai(g) => return self.gai(g),
         };
         Some(Event {
             time: self.clock.wall(hdr.ktime_ns),
@@ -290,9 +297,58 @@ impl Enricher {
         (ktime.saturating_sub(*at) <= NAME_WINDOW_NS).then(|| name.clone())
     }
 
+    /// A getaddrinfo call: entered (remembered, for `asked_by`) or returned (an event).
+    fn gai(&mut self, g: RawGai) -> Option<Event> {
+        let name = String::from_utf8_lossy(&g.name)
+            .trim_end_matches('.')
+            .to_string();
+        let process = self.process(&g.task);
+        if !g.returned {
+            if self.gai_calls.len() >= 4096 {
+                self.gai_calls.clear();
+            }
+            self.gai_calls.push((name, g.hdr.ktime_ns, process));
+            return None;
+        }
+        self.gai_calls
+            .retain(|(n, _, p)| !(n == &name && p.pid == process.pid && p.tid == process.tid));
+        for ip in &g.addrs {
+            self.names.insert(*ip, (name.clone(), g.hdr.ktime_ns));
+        }
+        Some(Event {
+            time: self.clock.wall(g.hdr.ktime_ns),
+            ktime: g.hdr.ktime_ns,
+            cpu: g.hdr.cpu,
+            seq: Some(g.hdr.seq),
+            process: Some(process),
+            detail: Detail::Getaddrinfo {
+                getaddrinfo: GaiDetail {
+                    name: Text::from(g.name),
+                    result: eai_name(g.ret),
+                    addresses: g.addrs,
+                    latency_ns: g.latency_ns,
+                },
+            },
+        })
+    }
+
     /// A DNS transaction (or an unanswered query).
-    pub fn dns(&mut self, tx: crate::dns::Transaction) -> Event {
+    pub fn dns(&mut self, mut tx: crate::dns::Transaction) -> Event {
         let process = tx.owner.as_ref().map(|o| self.process(o));
+        // a resolver asking upstream for a name an application is waiting on
+        if let (Some(p), Some(q)) = (&process, &tx.detail.question) {
+            let name = q.name.trim_end_matches('.');
+            let waiting = self.gai_calls.iter().rev().find(|(n, at, caller)| {
+                n == name && caller.pid != p.pid && tx.ktime.saturating_sub(*at) < 10_000_000_000
+            });
+            if let Some((_, _, caller)) = waiting {
+                tx.detail.asked_by = Some(crate::dns::AskedBy {
+                    pid: caller.pid,
+                    comm: caller.comm.clone(),
+                    exec_id: caller.exec_id.clone(),
+                });
+            }
+        }
         let net = NetInfo {
             protocol: "udp",
             family: if tx.local.is_ipv4() { "ipv4" } else { "ipv6" },

@@ -32,11 +32,12 @@ pub enum Kind {
     TcpState,
     Udp,
     Dns,
+    Getaddrinfo,
     Lost,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Exec,
         Kind::Fork,
         Kind::Exit,
@@ -47,6 +48,7 @@ impl Kind {
         Kind::TcpState,
         Kind::Udp,
         Kind::Dns,
+        Kind::Getaddrinfo,
         Kind::Lost,
     ];
 
@@ -62,6 +64,7 @@ impl Kind {
             Kind::TcpState => "tcp_state",
             Kind::Udp => "udp",
             Kind::Dns => "dns",
+            Kind::Getaddrinfo => "getaddrinfo",
             Kind::Lost => "lost",
         }
     }
@@ -77,6 +80,7 @@ impl Kind {
                 | Kind::TcpState
                 | Kind::Udp
                 | Kind::Dns
+                | Kind::Getaddrinfo
         )
     }
 
@@ -287,6 +291,35 @@ pub struct UdpDetail {
     pub closed: bool,
 }
 
+/// A libc getaddrinfo call, as the application saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GaiDetail {
+    pub name: Text,
+    /// `ok`, or the EAI_* error (EAI_NONAME, EAI_AGAIN, ...).
+    pub result: String,
+    /// Up to 4 of the addresses returned.
+    pub addresses: Vec<IpAddr>,
+    pub latency_ns: u64,
+}
+
+/// glibc's EAI_* codes.
+pub fn eai_name(ret: i32) -> String {
+    match ret {
+        0 => "ok".into(),
+        -1 => "EAI_BADFLAGS".into(),
+        -2 => "EAI_NONAME".into(),
+        -3 => "EAI_AGAIN".into(),
+        -4 => "EAI_FAIL".into(),
+        -6 => "EAI_FAMILY".into(),
+        -7 => "EAI_SOCKTYPE".into(),
+        -8 => "EAI_SERVICE".into(),
+        -10 => "EAI_MEMORY".into(),
+        -11 => "EAI_SYSTEM".into(),
+        -5 => "EAI_NODATA".into(),
+        n => format!("EAI_{n}"),
+    }
+}
+
 /// Linux TCP state names (include/net/tcp_states.h).
 pub fn tcp_state_name(state: u32) -> &'static str {
     match state {
@@ -395,6 +428,9 @@ pub enum Detail {
         net: NetInfo,
         dns: crate::dns::DnsDetail,
     },
+    Getaddrinfo {
+        getaddrinfo: GaiDetail,
+    },
     Lost {
         lost: LostDetail,
     },
@@ -427,6 +463,7 @@ impl Event {
             Detail::TcpState { .. } => Kind::TcpState,
             Detail::Udp { .. } => Kind::Udp,
             Detail::Dns { .. } => Kind::Dns,
+            Detail::Getaddrinfo { .. } => Kind::Getaddrinfo,
             Detail::Lost { .. } => Kind::Lost,
         }
     }
@@ -486,6 +523,7 @@ impl Serialize for Event {
                 m.serialize_entry("net", net)?;
                 m.serialize_entry("dns", dns)?;
             }
+            Detail::Getaddrinfo { getaddrinfo } => m.serialize_entry("getaddrinfo", getaddrinfo)?,
             Detail::Lost { lost } => m.serialize_entry("lost", lost)?,
         }
         m.end()

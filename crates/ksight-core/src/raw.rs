@@ -189,6 +189,19 @@ pub struct RawDns {
     pub tcp: bool,
 }
 
+/// A libc getaddrinfo call (entered) or its result (returned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawGai {
+    pub hdr: Header,
+    pub task: TaskFacts,
+    /// `false`: the call was entered; `true`: it returned (ret, addrs, latency).
+    pub returned: bool,
+    pub name: Vec<u8>,
+    pub ret: i32,
+    pub latency_ns: u64,
+    pub addrs: Vec<std::net::IpAddr>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawEvent {
     Exec(RawExec),
@@ -197,6 +210,7 @@ pub enum RawEvent {
     Tcp(RawTcp),
     UdpClose(RawUdpClose),
     Dns(RawDns),
+    Gai(RawGai),
 }
 
 impl RawEvent {
@@ -208,6 +222,7 @@ impl RawEvent {
             RawEvent::Tcp(e) => &e.hdr,
             RawEvent::UdpClose(e) => &e.hdr,
             RawEvent::Dns(e) => &e.hdr,
+            RawEvent::Gai(e) => &e.hdr,
         }
     }
 }

@@ -165,6 +165,7 @@ impl<W: Write> Sink for TableSink<W> {
             Detail::TcpClose { .. } | Detail::TcpState { .. } | Detail::Udp { .. } => "",
             Detail::Dns { dns, .. } if dns.status != "answered" => YELLOW,
             Detail::Dns { .. } => CYAN,
+            Detail::Getaddrinfo { .. } => CYAN,
             Detail::Lost { .. } => MAGENTA,
             #[allow(unreachable_patterns)]
             _ => "",
@@ -307,6 +308,13 @@ impl<W: Write> Sink for TableSink<W> {
                 if let Some(ns) = dns.latency_ns {
                     let _ = write!(line, " ({})", human_duration(ns));
                 }
+            }
+            Detail::Getaddrinfo { getaddrinfo: g } => {
+                let _ = write!(line, "getaddrinfo({}) {}", g.name, g.result);
+                for a in &g.addresses {
+                    let _ = write!(line, " {a}");
+                }
+                let _ = write!(line, " ({})", human_duration(g.latency_ns));
             }
             Detail::Lost { lost } => {
                 let _ = write!(

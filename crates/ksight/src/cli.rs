@@ -71,7 +71,8 @@ pub struct RunArgs {
     pub format: Format,
 
     /// Event kinds to show, comma-separated: exec, fork, exit, connect, accept, listen,
-    /// tcp_close, tcp_state, udp, dns (default: all but tcp_state; lost events are always shown).
+    /// tcp_close, tcp_state, udp, dns, getaddrinfo (default: all but tcp_state; lost events
+    /// are always shown).
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub events: Vec<Kind>,
 
@@ -183,7 +184,7 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
         Some(Kind::Lost) => Err("lost events are always shown".into()),
         Some(k) => Ok(k),
         None => Err(format!(
-            "unknown event kind {s:?}: expected exec, fork, exit, connect, accept, listen, tcp_close, tcp_state, udp or dns"
+            "unknown event kind {s:?}: expected exec, fork, exit, connect, accept, listen, tcp_close, tcp_state, udp, dns or getaddrinfo"
         )),
     }
 }

@@ -90,10 +90,15 @@ impl Pipeline {
             }
             other => other,
         };
+        let exit = matches!(raw, RawEvent::Exit(_));
         match self.enricher.enrich(raw) {
             Some(ev) => self.emit(&ev),
+            // an exit already reported (two threads raced to be last); other
+            // records that make no event of their own (a getaddrinfo call) pass
             None => {
-                self.stats.duplicate_exits += 1;
+                if exit {
+                    self.stats.duplicate_exits += 1;
+                }
                 0
             }
         }
@@ -315,6 +320,7 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>, cgroup_root: Option<PathBuf>) -
             || args.events.contains(&Kind::Udp)
             || args.events.contains(&Kind::Dns),
         cgroup_root,
+        gai: args.events.is_empty() || args.events.contains(&Kind::Getaddrinfo),
         ports: args.port.clone(),
         no_loopback: args.no_loopback,
         dns_ports: if args.events.is_empty() || args.events.contains(&Kind::Dns) {
@@ -363,6 +369,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(why) = agent.net_error() {
         eprintln!("ksight: degraded: TCP events unavailable: {why}");
+    }
+    if let Some(why) = agent.gai_error() {
+        eprintln!("ksight: degraded: getaddrinfo events unavailable: {why}");
     }
     if let Some(why) = agent.udp_error() {
         eprintln!("ksight: degraded: UDP flows unavailable: {why}");

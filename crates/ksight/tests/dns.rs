@@ -321,3 +321,120 @@ fn a_large_answer_is_truncated_over_udp_and_read_over_tcp() {
     assert!(txt.contains(&"y".repeat(250)), "{txt}");
     assert_eq!(tcp["net"]["remote"]["port"], 53);
 }
+
+/// An upstream dnsmasq on 127.0.0.2 that knows up.test, and a stub dnsmasq on
+/// 127.0.0.1 (where resolv.conf points) that knows nothing and forwards to it.
+fn stub_and_upstream(res: &Resolver) -> (Child, Child) {
+    let run_dnsmasq = |args: &[&str]| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &res.ns,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-hosts",
+            ])
+            .args([
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file",
+                "--log-facility=/dev/null",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let upstream = run_dnsmasq(&[
+        "--no-resolv",
+        "--listen-address=127.0.0.2",
+        "--address=/up.test/10.7.7.7",
+    ]);
+    let stub = run_dnsmasq(&[
+        "--no-resolv",
+        "--listen-address=127.0.0.1",
+        "--port=53",
+        "--server=127.0.0.2",
+        "--cache-size=0",
+    ]);
+    (stub, upstream)
+}
+
+#[test]
+fn getaddrinfo_is_seen_as_the_application_saw_it_and_names_who_a_stub_asked_for() {
+    let mut res = Resolver::start();
+    // replace the resolver on 127.0.0.1 with a forwarding stub
+    let _ = res.dnsmasq.kill();
+    let _ = res.dnsmasq.wait();
+    let (mut stub, mut upstream) = stub_and_upstream(&res);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !res.getent("up.test").status.success() {
+        assert!(Instant::now() < deadline, "the stub does not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let k = Ksight::start(&["--events", "dns,getaddrinfo"]);
+    let (pid, st) =
+        run(Command::new("ip").args(["netns", "exec", &res.ns, "getent", "ahosts", "up.test"]));
+    assert!(st.success());
+    let r = k.stop();
+    let _ = (stub.kill(), upstream.kill(), stub.wait(), upstream.wait());
+
+    let gai = r.one("getaddrinfo", pid);
+    assert_eq!(gai["getaddrinfo"]["name"], "up.test");
+    assert_eq!(gai["getaddrinfo"]["result"], "ok");
+    assert_eq!(gai["getaddrinfo"]["addresses"][0], "10.7.7.7");
+    assert!(gai["getaddrinfo"]["latency_ns"].as_u64().unwrap() > 0);
+    // the stub's own query upstream names the application it asked for
+    let upstream_q = r
+        .events
+        .iter()
+        .find(|e| {
+            e["type"] == "dns"
+                && e["dns"]["role"] == "client"
+                && e["dns"]["resolver"] == "127.0.0.2:53"
+        })
+        .expect("the stub's query to the upstream resolver");
+    assert_eq!(upstream_q["process"]["comm"], "dnsmasq");
+    assert_eq!(upstream_q["dns"]["asked_by"]["pid"], pid);
+    assert_eq!(upstream_q["dns"]["asked_by"]["comm"], "getent");
+}
+
+#[test]
+fn dig_over_udp_and_tcp() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let dig = |args: &[&str]| {
+        let (pid, st) = run(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &res.ns,
+                "dig",
+                "+tries=1",
+                "+time=2",
+                "@127.0.0.1",
+            ])
+            .args(args));
+        assert!(st.success(), "dig {args:?}");
+        pid
+    };
+    let udp = dig(&["a.test", "A"]);
+    let tcp = dig(&["+tcp", "a.test", "AAAA"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let r = k.stop();
+    let u = &dns_of(&r, udp)[0]["dns"];
+    assert_eq!(
+        (u["transport"].as_str(), u["question"]["type"].as_str()),
+        (Some("udp"), Some("A"))
+    );
+    assert_eq!(u["answers"][0]["data"], "10.1.1.1");
+    let t = &dns_of(&r, tcp)[0]["dns"];
+    assert_eq!(
+        (t["transport"].as_str(), t["question"]["type"].as_str()),
+        (Some("tcp"), Some("AAAA"))
+    );
+    assert_eq!(t["answers"][0]["data"], "fd00::1");
+    assert!(t["latency_ns"].as_u64().unwrap() > 0);
+}
