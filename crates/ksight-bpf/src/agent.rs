@@ -343,41 +343,23 @@ impl Agent {
         }
         let mut links = Vec::new();
         attach_all(skel.object(), &mut links)?;
-        // network programs are optional: if this kernel refuses them, process
-        // events still run and the reason is reported
-        let (net, net_error) = if cfg.net {
-            match load_net(cfg, mode, &skel).and_then(|n| {
-                attach_all(n.object(), &mut links)?;
-                Ok(n)
-            }) {
-                Ok(n) => (Some(n), None),
-                Err(e) => (None, Some(e.to_string())),
-            }
-        } else {
-            (None, None)
-        };
-        let (udp, udp_error) = if cfg.udp {
-            match load_udp(cfg, &skel).and_then(|u| {
-                attach_cgroups(u.object(), cfg, &mut links)?;
-                Ok(u)
-            }) {
-                Ok(u) => (Some(u), None),
-                Err(e) => (None, Some(e.to_string())),
-            }
-        } else {
-            (None, None)
-        };
-        let (gai, gai_error) = if cfg.gai {
-            match load_gai(cfg, &skel).and_then(|g| {
-                attach_gai(g.object(), &mut links)?;
-                Ok(g)
-            }) {
-                Ok(g) => (Some(g), None),
-                Err(e) => (None, Some(e.to_string())),
-            }
-        } else {
-            (None, None)
-        };
+        // the network objects are optional: if this kernel refuses one,
+        // the rest runs and the reason is reported
+        let (net, net_error) = optional(cfg.net, || {
+            let n = load_net(cfg, mode, &skel)?;
+            attach_all(n.object(), &mut links)?;
+            Ok(n)
+        });
+        let (udp, udp_error) = optional(cfg.udp, || {
+            let u = load_udp(cfg, &skel)?;
+            attach_cgroups(u.object(), cfg, &mut links)?;
+            Ok(u)
+        });
+        let (gai, gai_error) = optional(cfg.gai, || {
+            let g = load_gai(cfg, &skel)?;
+            attach_gai(g.object(), &mut links)?;
+            Ok(g)
+        });
         Ok(Agent {
             skel,
             net,
@@ -561,6 +543,20 @@ impl Agent {
         maps.sort_unstable();
         maps.dedup();
         (progs, maps)
+    }
+}
+
+/// An optional object: loaded and attached when wanted, or the reason it is not.
+fn optional<T>(
+    wanted: bool,
+    start: impl FnOnce() -> Result<T, LoadError>,
+) -> (Option<T>, Option<String>) {
+    if !wanted {
+        return (None, None);
+    }
+    match start() {
+        Ok(t) => (Some(t), None),
+        Err(e) => (None, Some(e.to_string())),
     }
 }
 

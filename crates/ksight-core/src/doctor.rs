@@ -1515,35 +1515,11 @@ fn check_memlock(root: &Path, version: Option<Version>) -> Finding {
 
 // ---- mounts ----
 
-/// Undoes the kernel's `\ooo` escaping of space, tab, newline and backslash in mountinfo.
+/// Undoes the kernel's `\ooo` escaping in mountinfo (shared with the cgroup reader).
 fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let escaped = if c == b'\\' {
-            b.get(i + 1..i + 4).and_then(|digits| {
-                let text = std::str::from_utf8(digits).ok()?;
-                if !text.bytes().all(|d| (b'0'..=b'7').contains(&d)) {
-                    return None;
-                }
-                u8::from_str_radix(text, 8).ok()
-            })
-        } else {
-            None
-        };
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::cgroup::unescape_octal(s)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// (fs type, mount point) for each well-formed mountinfo line. Fields: the 5th is the mount
