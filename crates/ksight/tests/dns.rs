@@ -81,7 +81,7 @@ impl Resolver {
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(
             format!("{etc}/resolv.conf"),
-            "nameserver 127.0.0.1\noptions attempts:1\n",
+            "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n",
         )
         .unwrap();
         let dnsmasq = Command::new("ip")
@@ -352,6 +352,32 @@ fn stub_and_upstream(res: &Resolver) -> (Child, Child) {
         "--listen-address=127.0.0.2",
         "--address=/up.test/10.7.7.7",
     ]);
+    // the stub must not start forwarding before the upstream answers
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &res.ns,
+                "dig",
+                "+tries=1",
+                "+time=1",
+                "@127.0.0.2",
+                "up.test",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        if st.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upstream resolver does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let stub = run_dnsmasq(&[
         "--no-resolv",
         "--listen-address=127.0.0.1",
@@ -369,7 +395,7 @@ fn getaddrinfo_is_seen_as_the_application_saw_it_and_names_who_a_stub_asked_for(
     let _ = res.dnsmasq.kill();
     let _ = res.dnsmasq.wait();
     let (mut stub, mut upstream) = stub_and_upstream(&res);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !res.getent("up.test").status.success() {
         assert!(Instant::now() < deadline, "the stub does not answer");
         std::thread::sleep(Duration::from_millis(50));
