@@ -229,6 +229,9 @@ impl DnsTracker {
 
     /// Queries that waited longer than the timeout at `now_ktime`, as unanswered transactions.
     pub fn expire(&mut self, now_ktime: u64) -> Vec<Transaction> {
+        if self.pending.is_empty() {
+            return Vec::new(); // every poll: nothing to walk, nothing to allocate
+        }
         let timeout = self.timeout_ns;
         let late: Vec<_> = self
             .pending

@@ -1282,6 +1282,18 @@ fn has_cap(caps: u64, cap: u32) -> bool {
     caps.checked_shr(cap).is_some_and(|c| c & 1 == 1)
 }
 
+/// The effective capabilities in a /proc/PID/status text (its CapEff line).
+pub fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// What loading ksight's programs takes: CAP_SYS_ADMIN, or CAP_BPF and
+/// CAP_PERFMON (kernel 5.8+). `ksight run` refuses to start without it.
+pub fn can_load_bpf(caps: u64) -> bool {
+    has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON))
+}
+
 fn check_caps(root: &Path) -> Finding {
     let id = "caps";
     let title = "capabilities";
@@ -1334,7 +1346,7 @@ fn check_caps(root: &Path) -> Finding {
         names(false)
     );
     let has = |cap| has_cap(caps, cap);
-    if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+    if !can_load_bpf(caps) {
         return Finding::new(
             id,
             PRIVILEGES,

@@ -5,25 +5,13 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use ksight_core::doctor::{can_load_bpf, effective_caps};
 
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
-/// Effective capabilities of this process, from /proc/self/status.
-fn effective_caps() -> Result<u64> {
-    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .context("no CapEff line in /proc/self/status")?;
-    u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
-}
-
+/// The same rule `ksight doctor` reports on (its `caps` finding).
 pub fn check_privileges() -> Result<()> {
-    let caps = effective_caps()?;
-    let has = |cap: u32| caps >> cap & 1 == 1;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let caps = effective_caps(&status).context("no readable CapEff line in /proc/self/status")?;
+    if can_load_bpf(caps) {
         return Ok(());
     }
     bail!(

@@ -29,7 +29,7 @@ use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::{Detail, Event, Kind, LostDetail};
 use ksight_core::filter::Filter;
 use ksight_core::procfs::ProcFs;
-use ksight_core::raw::{RawEvent, RawUdpClose};
+use ksight_core::raw::{RawEvent, RawUdpClose, RawUdpFlow};
 use ksight_core::sink::{JsonSink, Sink, TableSink};
 
 use crate::cli::{Attach, Color, Format, RunArgs, Transport};
@@ -148,18 +148,18 @@ impl UdpReport {
             .filter(|c| c.remotes.is_none())
             .map(|c| c.cookie)
             .collect();
-        let mut flows = if scan.is_empty() {
-            Vec::new()
-        } else {
-            agent.udp_flows(Some(&scan))
-        };
-        for c in &closes {
-            if let Some(remotes) = &c.remotes {
-                flows.extend(agent.udp_flows_of(c.cookie, remotes));
+        let mut scanned: HashMap<u64, Vec<RawUdpFlow>> = HashMap::new();
+        if !scan.is_empty() {
+            for f in agent.udp_flows(Some(&scan)) {
+                scanned.entry(f.cookie).or_default().push(f);
             }
         }
         for c in &closes {
-            for f in flows.iter().filter(|f| f.cookie == c.cookie) {
+            let flows = match &c.remotes {
+                Some(remotes) => agent.udp_flows_of(c.cookie, remotes),
+                None => scanned.remove(&c.cookie).unwrap_or_default(),
+            };
+            for f in &flows {
                 self.reported.remove(&(f.cookie, f.remote));
                 let ev = p
                     .enricher

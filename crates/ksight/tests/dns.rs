@@ -57,38 +57,19 @@ fn helper_dns_client() {
 
 /// A namespace with dnsmasq serving known records; removed when dropped.
 struct Resolver {
-    ns: String,
+    ns: Netns,
     dnsmasq: Child,
 }
 
 impl Resolver {
     fn start() -> Resolver {
-        // tests run in parallel: one namespace each
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ns = format!("ks-dns-{}-{n}", std::process::id());
-        let ip = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().unwrap();
-            assert!(st.success(), "ip {args:?}");
-        };
-        let _ = Command::new("ip")
-            .args(["netns", "del", &ns])
-            .stderr(Stdio::null())
-            .status();
-        ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        let etc = format!("/etc/netns/{ns}");
-        std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(
-            format!("{etc}/resolv.conf"),
-            "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n",
-        )
-        .unwrap();
+        let ns = Netns::new("dns");
+        ns.resolv_conf("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n");
         let dnsmasq = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &ns,
+                &ns.0,
                 "dnsmasq",
                 "--keep-in-foreground",
                 "--no-resolv",
@@ -127,7 +108,7 @@ impl Resolver {
 
     fn getent(&self, name: &str) -> std::process::Output {
         Command::new("ip")
-            .args(["netns", "exec", &self.ns, "getent", "ahosts", name])
+            .args(["netns", "exec", &self.ns.0, "getent", "ahosts", name])
             .output()
             .unwrap()
     }
@@ -147,7 +128,7 @@ impl Resolver {
             cmd.env("KS_CONNECT", "1");
         }
         let (pid, st) = run(cmd
-            .args(["netns", "exec", &self.ns])
+            .args(["netns", "exec", &self.ns.0])
             .arg(std::env::current_exe().unwrap())
             .args([
                 "--ignored",
@@ -165,10 +146,9 @@ impl Resolver {
 
 impl Drop for Resolver {
     fn drop(&mut self) {
+        // the namespace goes after, with the field
         let _ = self.dnsmasq.kill();
         let _ = self.dnsmasq.wait();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.ns));
     }
 }
 
@@ -243,7 +223,7 @@ fn glibc_getaddrinfo_is_seen_with_both_queries() {
     let k = Ksight::start(&["--events", "dns,exec"]);
     // `ip netns exec` execs getent: same pid (other tests run getent too)
     let (pid, st) =
-        run(Command::new("ip").args(["netns", "exec", &res.ns, "getent", "ahosts", "a.test"]));
+        run(Command::new("ip").args(["netns", "exec", &res.ns.0, "getent", "ahosts", "a.test"]));
     assert!(st.success());
     let r = k.stop();
     // two execs of one pid: ip, then the getent it runs
@@ -330,7 +310,7 @@ fn stub_and_upstream(res: &Resolver) -> (Child, Child) {
             .args([
                 "netns",
                 "exec",
-                &res.ns,
+                &res.ns.0,
                 "dnsmasq",
                 "--keep-in-foreground",
                 "--no-hosts",
@@ -359,7 +339,7 @@ fn stub_and_upstream(res: &Resolver) -> (Child, Child) {
             .args([
                 "netns",
                 "exec",
-                &res.ns,
+                &res.ns.0,
                 "dig",
                 "+tries=1",
                 "+time=1",
@@ -402,7 +382,7 @@ fn getaddrinfo_is_seen_as_the_application_saw_it_and_names_who_a_stub_asked_for(
     }
     let k = Ksight::start(&["--events", "dns,getaddrinfo"]);
     let (pid, st) =
-        run(Command::new("ip").args(["netns", "exec", &res.ns, "getent", "ahosts", "up.test"]));
+        run(Command::new("ip").args(["netns", "exec", &res.ns.0, "getent", "ahosts", "up.test"]));
     assert!(st.success());
     let r = k.stop();
     let _ = (stub.kill(), upstream.kill(), stub.wait(), upstream.wait());
@@ -436,7 +416,7 @@ fn dig_over_udp_and_tcp() {
             .args([
                 "netns",
                 "exec",
-                &res.ns,
+                &res.ns.0,
                 "dig",
                 "+tries=1",
                 "+time=2",

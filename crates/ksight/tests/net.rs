@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -243,56 +242,6 @@ fn refused_and_non_blocking_connects_report_their_outcome() {
     );
     assert_eq!(ok["connect"]["result"], "success");
     assert_eq!(ok["process"]["pid"], std::process::id());
-}
-
-/// A network namespace of the test's own, removed when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("ks-{tag}-{}", std::process::id());
-        let _ = ip(&["netns", "del", &name]);
-        ip(&["netns", "add", &name]).expect("ip netns add (iproute2)");
-        ip(&["-n", &name, "link", "set", "lo", "up"]).unwrap();
-        Netns(name)
-    }
-
-    fn inode(&self) -> u64 {
-        std::fs::metadata(format!("/run/netns/{}", self.0))
-            .unwrap()
-            .ino()
-    }
-
-    /// `cmd`, run inside this namespace by `ip netns exec` (which execs it: same pid).
-    fn exec(&self, cmd: Command) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0])
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        c.envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.0]);
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
 
 /// Two namespaces of the test's own joined by a veth pair: `<net>.1` in the

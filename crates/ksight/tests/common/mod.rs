@@ -260,3 +260,67 @@ pub fn cgroup2_mount() -> std::path::PathBuf {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     ksight_core::cgroup::cgroup2_mount(&info).expect("a cgroup2 mount")
 }
+
+/// A network namespace of the test's own (loopback up), removed with its
+/// /etc/netns files when dropped. Names are unique per process and test.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ks-{tag}-{}-{n}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name]).expect("ip netns add (iproute2)");
+        ip(&["-n", &name, "link", "set", "lo", "up"]).unwrap();
+        Netns(name)
+    }
+
+    /// The inode of the namespace, as events report it.
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.0))
+            .unwrap()
+            .ino()
+    }
+
+    /// The resolv.conf `ip netns exec` gives the programs it runs here.
+    pub fn resolv_conf(&self, text: &str) {
+        let etc = format!("/etc/netns/{}", self.0);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(format!("{etc}/resolv.conf"), text).unwrap();
+    }
+
+    /// `cmd`, run inside this namespace by `ip netns exec` (which execs it: same pid).
+    pub fn exec(&self, cmd: Command) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        c.envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
+    }
+}
+
+/// Run `ip ARGS`; its stderr on failure.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
