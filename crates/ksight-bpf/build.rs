@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["process", "net", "udp", "gai", "bench", "probe", "floor"];
+const PROGRAMS: &[&str] = &[
+    "process", "net", "accept", "udp", "gai", "bench", "probe", "floor",
+];
 
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("../../bpf");

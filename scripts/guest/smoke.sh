@@ -7,6 +7,9 @@
 #    script execs processes, makes a loopback TCP connection and sends a UDP datagram to
 #    a local responder; ksight is stopped with SIGINT and the JSON lines are checked.
 #
+# 3. the accept() hook forced to each flavour (fexit, kretprobe), on a listener opened before
+#    ksight: its connection must be reported, attributed to the process that accepted it.
+#
 # Last line: `KSIGHT-MATRIX <uname -r> PASS` or `KSIGHT-MATRIX <uname -r> FAIL: <reasons>`.
 # TCP or UDP checks that fail on a kernel where ksight itself says the feature is degraded
 # (`ksight: degraded: ...` on stderr) are reported as KSIGHT-MATRIX-DEGRADED lines, not
@@ -157,6 +160,10 @@ run_transport() {
         grep -F '"type":"connect"' "$ev" | grep -F '"result":"success"' | grep -qF "$p" &&
             ok "$t: connect success to port $tport" || fail "$t: no successful connect to port $tport"
         has accept "$p" "$ev" && ok "$t: accept on port $tport" || fail "$t: no accept on port $tport"
+        # with an accept() hook the acceptor is named, else the listener's owner
+        if grep -q '^ksight: watching:.*(accept() via ' "$er"; then by=accept; else by=listener; fi
+        has accept "\"by\":\"$by\"" "$ev" && ok "$t: accept attributed by $by" ||
+            fail "$t: no accept with \"by\":\"$by\""
         has listen "$p" "$ev" && ok "$t: listen on port $tport" || fail "$t: no listen on port $tport"
         has tcp_close "$p" "$ev" && ok "$t: tcp_close on port $tport" || fail "$t: no tcp_close on port $tport"
         grep -F '"type":"tcp_close"' "$ev" | grep -F '"direction":"out"' | grep -qF '"bytes_sent":13' &&
@@ -199,6 +206,66 @@ run_transport() {
     fi
 }
 
+# --- the accept() hook, each flavour forced ---------------------------------------------------
+# A listener opened before ksight starts: only an accept() hook sees its connections (net.bpf.c
+# learns listeners when they listen), and it names the accepting process and thread. The hook
+# runs when accept() returns, for calls that began after it was attached: the call the server
+# is blocked in when ksight starts is not seen, so the server (nc.openbsd -k) takes two.
+accept_hook() {
+    f=$1
+    port=$2
+    ev=/tmp/events-accept-$f.jsonl
+    er=/tmp/stderr-accept-$f.txt
+    timeout 60 nc.openbsd -d -k -l 127.0.0.1 "$port" >/dev/null 2>&1 &
+    srv=$!
+    wait_for "netstat -ltn | grep -q ':$port '" 100 || info "accept-$f: server on $port not listening after 20s"
+    ksight run --format json --accept-hook "$f" --events accept,tcp_close >"$ev" 2>"$er" &
+    kp=$!
+    wait_for "grep -q '^ksight: watching' $er || ! kill -0 $kp" 300
+    if ! grep -q '^ksight: watching' "$er"; then
+        wait "$kp"
+        rc=$?
+        if [ "$rc" = 1 ] && grep -q "^ksight: error: --accept-hook $f: no accept() hook" "$er"; then
+            degraded "accept-$f: $(grep '^ksight: error' "$er")"
+        else
+            fail "accept-$f: ksight exited $rc before attaching"
+            show "ksight stderr (accept-$f)" "$er"
+        fi
+        kill "$srv" 2>/dev/null
+        wait_pid "$srv" 10
+        return
+    fi
+    info "accept-$f: $(grep '^ksight: watching' "$er")"
+    for i in 1 2; do
+        echo "hello $i" | timeout 30 nc.openbsd -N 127.0.0.1 "$port" >/dev/null 2>&1 ||
+            info "accept-$f: client $i exited $?"
+    done
+    sleep 1
+    kill "$srv" 2>/dev/null
+    wait_pid "$srv" 10
+    kill -INT "$kp"
+    wait_pid "$kp" 30
+    before=$FAILS
+    [ "$WAITED" = 0 ] || fail "accept-$f: ksight exited $WAITED after SIGINT"
+    grep -q "^ksight: watching:.*(accept() via $f)" "$er" || fail "accept-$f: the watching line does not name $f"
+    line=$(grep -F '"type":"accept"' "$ev" | grep -F "\"port\":$port" | head -n 1)
+    if [ -z "$line" ]; then
+        fail "accept-$f: no accept on port $port (a listener older than ksight)"
+    else
+        echo "$line" | grep -qF '"by":"accept"' && echo "$line" | grep -qF "\"pid\":$srv," &&
+            ok "accept-$f: accept on a listener older than ksight, by the accepting pid $srv" ||
+            fail "accept-$f: accept on port $port not attributed to pid $srv by accept(): $line"
+        echo "$line" | grep -qF '"queued_ns":' || fail "accept-$f: no queued_ns"
+    fi
+    grep -F '"type":"tcp_close"' "$ev" | grep -F "\"port\":$port" | grep -F '"direction":"in"' |
+        grep -qF "\"pid\":$srv," && ok "accept-$f: inbound tcp_close owned by $srv" ||
+        fail "accept-$f: no inbound tcp_close on port $port owned by pid $srv"
+    if [ "$FAILS" != "$before" ]; then
+        show "ksight stderr (accept-$f)" "$er"
+        show "events (accept-$f)" "$ev"
+    fi
+}
+
 # --- main ------------------------------------------------------------------------------------
 info "$(cat /proc/version)"
 info "ksight $(ksight --version 2>&1)"
@@ -233,6 +300,8 @@ else
 
     run_transport ringbuf 4101 5101
     run_transport perf 4202 5202
+    accept_hook fexit 4303
+    accept_hook kretprobe 4404
 fi
 
 if [ -n "$FAILS" ]; then

@@ -6,6 +6,9 @@
 //!
 //! Hook choice is probed, not guessed from the kernel version: `Auto` loads the
 //! tp_btf programs and, if the kernel refuses them, reloads with raw_tp ones.
+//! Better hooks that only some kernels allow (the accept() hook: fexit or
+//! kretprobe) are tried in order of preference, and their absence degrades
+//! one detail, never the run.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,10 +26,11 @@ use libbpf_rs::{
 
 use crate::decode;
 use crate::skel::{OpenProcessSkel, ProcessSkel, ProcessSkelBuilder};
+use crate::skel_accept::{AcceptSkel, AcceptSkelBuilder};
 use crate::skel_gai::{GaiSkel, GaiSkelBuilder};
 use crate::skel_net::{NetSkel, NetSkelBuilder};
 use crate::skel_udp::{UdpSkel, UdpSkelBuilder};
-use crate::transport::{Stream, TransportMode};
+use crate::transport::{PerfParts, Stream, TransportMode};
 use crate::wire::{ks_cpu_stats, ks_event_kind, ks_limits};
 use ksight_core::raw::{RawUdpFlow, TaskFacts};
 
@@ -47,6 +51,58 @@ impl fmt::Display for AttachMode {
             AttachMode::Auto => "auto",
             AttachMode::TpBtf => "tp_btf",
             AttachMode::RawTp => "raw_tp",
+        })
+    }
+}
+
+/// How accepted TCP connections are attributed (accept.bpf.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptHook {
+    /// The best hook this kernel allows: fexit, else kretprobe, else none.
+    Auto,
+    /// fexit/inet_csk_accept (5.5+, BTF; refused under lockdown).
+    Fexit,
+    /// kretprobe/inet_csk_accept (CONFIG_KPROBES).
+    Kretprobe,
+    /// No accept hook: accepted connections are the listener owner's.
+    Off,
+}
+
+impl AcceptHook {
+    /// The flavours to try, best first: each is (name, program, label).
+    /// The older fexit signature goes first: on a 6.10+ kernel its extra
+    /// arguments fail verification, while the newer one would load on an
+    /// older kernel and read `int *err` as the returned socket.
+    fn flavours(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        const FEXIT: [(&str, &str, &str); 2] = [
+            (
+                "fexit",
+                "ks_accept_fexit_old",
+                "fexit (signature before 6.10)",
+            ),
+            ("fexit", "ks_accept_fexit", "fexit (6.10+ signature)"),
+        ];
+        const ALL: [(&str, &str, &str); 3] = [
+            FEXIT[0],
+            FEXIT[1],
+            ("kretprobe", "ks_accept_kretprobe", "kretprobe"),
+        ];
+        match self {
+            AcceptHook::Auto => &ALL,
+            AcceptHook::Fexit => &FEXIT,
+            AcceptHook::Kretprobe => &ALL[2..],
+            AcceptHook::Off => &[],
+        }
+    }
+}
+
+impl fmt::Display for AcceptHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptHook::Auto => "auto",
+            AcceptHook::Fexit => "fexit",
+            AcceptHook::Kretprobe => "kretprobe",
+            AcceptHook::Off => "off",
         })
     }
 }
@@ -73,6 +129,8 @@ pub struct Config {
     pub net: bool,
     /// Report every TCP state transition (tcp_state events).
     pub tcp_states: bool,
+    /// Hook accept() to attribute accepted connections to their acceptor (with `net`).
+    pub accept: AcceptHook,
     /// Count UDP flows (cgroup programs on `cgroup_root`, or on `cgroups` when given).
     pub udp: bool,
     /// The cgroup v2 mount: where the UDP programs attach when no cgroup filter is set.
@@ -101,6 +159,7 @@ impl Default for Config {
             cgroups: Vec::new(),
             net: true,
             tcp_states: false,
+            accept: AcceptHook::Auto,
             udp: true,
             cgroup_root: None,
             ports: Vec::new(),
@@ -141,18 +200,33 @@ pub enum LoadError {
         /// The relevant tail of libbpf's log (the verifier's last words).
         log: Vec<String>,
     },
+    #[error("no accept() hook on this kernel: {0}")]
+    NoAcceptHook(String),
     #[error("{tp_btf}\nThe raw tracepoint fallback failed too: {raw_tp}")]
     Both {
         tp_btf: Box<LoadError>,
         raw_tp: Box<LoadError>,
     },
-    #[error("attaching {prog} to tracepoint {target}: {source} (is this tracepoint present on this kernel? `ksight doctor` lists what is)")]
+    #[error("attaching {prog} to {target}: {source:#} (`ksight doctor` lists the hooks this kernel has)")]
     Attach {
         prog: String,
         target: String,
         #[source]
         source: libbpf_rs::Error,
     },
+}
+
+impl LoadError {
+    /// One line: the error without the verifier log's tail.
+    pub fn summary(&self) -> String {
+        match self {
+            LoadError::Load { source, .. } => format!("refused by the kernel: {source:#}"),
+            LoadError::Attach { target, source, .. } => {
+                format!("attaching to {target}: {source:#}")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 fn verifier_tail(log: &[String]) -> String {
@@ -229,6 +303,9 @@ fn log_tail(lines: &[String], max: usize) -> Vec<String> {
 /// What `Agent::load_only` made of the optional objects.
 pub struct OptionalLoads {
     pub net: Option<Result<(), LoadError>>,
+    /// The accept() hook's flavour, attached for a moment and detached
+    /// (when `cfg.net` and the TCP programs loaded, and `cfg.accept` is not `Off`).
+    pub accept: Option<Result<&'static str, LoadError>>,
     pub udp: Option<Result<(), LoadError>>,
 }
 
@@ -238,6 +315,9 @@ pub struct Agent {
     /// The network programs; `None` when not asked for or refused (see `net_error`).
     net: Option<NetSkel<'static>>,
     net_error: Option<String>,
+    /// The accept() hook and its flavour; `None` when not asked for or refused.
+    accept: Option<(AcceptSkel<'static>, &'static str)>,
+    accept_error: Option<String>,
     /// The UDP programs; `None` when not asked for or refused (see `udp_error`).
     udp: Option<UdpSkel<'static>>,
     udp_error: Option<String>,
@@ -247,7 +327,8 @@ pub struct Agent {
     links: Vec<Link>,
     mode: AttachMode,
     transport: TransportMode,
-    perf_pages: usize,
+    /// The perf buffer, opened before the programs were attached; taken by `stream`.
+    perf: std::cell::RefCell<Option<PerfParts>>,
     /// Why `Auto` fell back from tp_btf, if it did.
     fallback: Option<String>,
 }
@@ -291,13 +372,22 @@ impl Agent {
     /// transport, not `Auto`), without attaching them, and unload them: the
     /// doctor's test of whether this kernel accepts them.
     /// Also the TCP and UDP programs' results (when `cfg.net` / `cfg.udp`),
-    /// loaded into the process programs' maps as `ksight run` does.
+    /// loaded into the process programs' maps as `ksight run` does, and the
+    /// accept() hook's (which only attaching proves: a kretprobe loads anywhere).
     pub fn load_only(cfg: &Config) -> Result<OptionalLoads, LoadError> {
         validate(cfg)?;
         capture_libbpf_log();
         let skel = Self::load(cfg, cfg.attach)?;
+        let mut net = cfg.net.then(|| load_net(cfg, cfg.attach, &skel));
+        let accept = match &mut net {
+            Some(Ok(n)) if cfg.accept != AcceptHook::Off => {
+                Some(start_accept(cfg, &skel, n, &mut Vec::new()).map(|(_, flavour)| flavour))
+            }
+            _ => None,
+        };
         Ok(OptionalLoads {
-            net: cfg.net.then(|| load_net(cfg, cfg.attach, &skel).map(drop)),
+            net: net.map(|r| r.map(drop)),
+            accept,
             udp: cfg.udp.then(|| load_udp(cfg, &skel).map(drop)),
         })
     }
@@ -341,15 +431,36 @@ impl Agent {
                 }
             })?;
         }
+        // the perf buffer before any program runs: until its per-CPU buffers
+        // are in ks_perf, bpf_perf_event_output refuses every record
+        let perf = if cfg.transport == TransportMode::Perf {
+            let parts = PerfParts::open(|sample, lost| {
+                PerfBufferBuilder::new(&skel.maps.ks_perf)
+                    .pages(cfg.perf_pages)
+                    .sample_cb(sample)
+                    .lost_cb(lost)
+                    .build()
+            })
+            .map_err(|e| LoadError::Config(format!("opening the perf buffer: {e:#}")))?;
+            Some(parts)
+        } else {
+            None
+        };
         let mut links = Vec::new();
         attach_all(skel.object(), &mut links)?;
         // the network objects are optional: if this kernel refuses one,
         // the rest runs and the reason is reported
-        let (net, net_error) = optional(cfg.net, || {
+        let (mut net, net_error) = optional(cfg.net, || {
             let n = load_net(cfg, mode, &skel)?;
             attach_all(n.object(), &mut links)?;
             Ok(n)
         });
+        let (accept, accept_error) = match &mut net {
+            Some(n) => optional(cfg.accept != AcceptHook::Off, || {
+                start_accept(cfg, &skel, n, &mut links)
+            }),
+            None => (None, None),
+        };
         let (udp, udp_error) = optional(cfg.udp, || {
             let u = load_udp(cfg, &skel)?;
             attach_cgroups(u.object(), cfg, &mut links)?;
@@ -364,6 +475,8 @@ impl Agent {
             skel,
             net,
             net_error,
+            accept,
+            accept_error,
             udp,
             udp_error,
             gai,
@@ -371,7 +484,7 @@ impl Agent {
             links,
             mode,
             transport: cfg.transport,
-            perf_pages: cfg.perf_pages,
+            perf: std::cell::RefCell::new(perf),
             fallback: None,
         })
     }
@@ -379,6 +492,16 @@ impl Agent {
     /// Why the network programs are not running, when they were asked for.
     pub fn net_error(&self) -> Option<&str> {
         self.net_error.as_deref()
+    }
+
+    /// The accept() hook's flavour (`fexit`, `kretprobe`), when one is attached.
+    pub fn accept_hook(&self) -> Option<&'static str> {
+        self.accept.as_ref().map(|(_, flavour)| *flavour)
+    }
+
+    /// Why no accept() hook is attached, when one was asked for.
+    pub fn accept_error(&self) -> Option<&str> {
+        self.accept_error.as_deref()
     }
 
     /// Why the getaddrinfo uprobes are not running, when they were asked for.
@@ -488,20 +611,18 @@ impl Agent {
 
     /// The record stream: `deliver` sees each record's bytes, in causal order,
     /// and returns non-zero to stop the current pass. `window` is the perf
-    /// buffer's reorder window (see `transport`).
+    /// buffer's reorder window (see `transport`). One stream per agent: the
+    /// perf buffer moves into the first.
     pub fn stream<'cb>(
         &'cb self,
         deliver: impl FnMut(&[u8]) -> i32 + 'cb,
         window: Duration,
     ) -> libbpf_rs::Result<Stream<'cb>> {
         if self.transport == TransportMode::Perf {
-            return Stream::perf(Box::new(deliver), window, |sample, lost| {
-                PerfBufferBuilder::new(&self.skel.maps.ks_perf)
-                    .pages(self.perf_pages)
-                    .sample_cb(sample)
-                    .lost_cb(lost)
-                    .build()
-            });
+            let parts = self.perf.borrow_mut().take().ok_or_else(|| {
+                libbpf_rs::Error::from(std::io::Error::other("the perf stream was taken already"))
+            })?;
+            return Ok(Stream::perf(Box::new(deliver), window, parts));
         }
         let mut b = RingBufferBuilder::new();
         b.add(&self.skel.maps.ks_events, deliver)?;
@@ -566,12 +687,10 @@ fn attach_all(obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), Load
         if !prog.autoload() {
             continue;
         }
-        let section = prog.section().to_string_lossy().into_owned();
         let link = prog.attach().map_err(|source| LoadError::Attach {
             prog: prog.name().to_string_lossy().into_owned(),
-            target: section
-                .split_once('/')
-                .map_or(section.clone(), |(_, t)| t.to_string()),
+            // "tp_btf/sched_process_exec", "kretprobe/inet_csk_accept"
+            target: prog.section().to_string_lossy().into_owned(),
             source,
         })?;
         links.push(link);
@@ -656,6 +775,54 @@ fn load_net(
     })?;
     fill_ports(&skel.maps.ks_ports, &cfg.ports)?;
     Ok(skel)
+}
+
+/// Load and attach accept.bpf.c in the first flavour `cfg.accept` allows that
+/// this kernel takes, sharing net.bpf.c's tables, then hand accept records
+/// over to it. The error, when none works, names each flavour's reason.
+fn start_accept(
+    cfg: &Config,
+    process: &ProcessSkel<'static>,
+    net: &mut NetSkel<'static>,
+    links: &mut Vec<Link>,
+) -> Result<(AcceptSkel<'static>, &'static str), LoadError> {
+    let mut reasons = Vec::new();
+    for &(flavour, program, label) in cfg.accept.flavours() {
+        let attempt = || -> Result<(AcceptSkel<'static>, Link), LoadError> {
+            let mut open = open_shared!(AcceptSkelBuilder, cfg, process);
+            let maps = &mut open.maps;
+            (|| -> libbpf_rs::Result<()> {
+                maps.ks_tcp_conns.reuse_fd(net.maps.ks_tcp_conns.as_fd())?;
+                maps.ks_listeners.reuse_fd(net.maps.ks_listeners.as_fd())?;
+                maps.ks_ports.reuse_fd(net.maps.ks_ports.as_fd())
+            })()
+            .map_err(LoadError::Open)?;
+            for mut prog in open.open_object_mut().progs_mut() {
+                let on = prog.name() == program;
+                prog.set_autoload(on);
+            }
+            let skel = open.load().map_err(|source| LoadError::Load {
+                what: format!("accept hook ({flavour})"),
+                source,
+                log: take_log_tail(30),
+            })?;
+            let mut new_links = Vec::new();
+            attach_all(skel.object(), &mut new_links)?;
+            Ok((skel, new_links.pop().expect("one program")))
+        };
+        match attempt() {
+            Ok((skel, link)) => {
+                links.push(link);
+                // the mmap'ed .bss the net programs read
+                if let Some(bss) = net.maps.bss_data.as_deref_mut() {
+                    bss.ks_accept_hooked = 1;
+                }
+                return Ok((skel, flavour));
+            }
+            Err(e) => reasons.push(format!("{label}: {}", e.summary())),
+        }
+    }
+    Err(LoadError::NoAcceptHook(reasons.join("; ")))
 }
 
 /// The --port filter's map (read by netfilter.bpf.h).

@@ -118,6 +118,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
                 sock: e.sock,
                 outbound: flag(ks_net_flags::KS_NET_OUTBOUND),
                 inbound: flag(ks_net_flags::KS_NET_INBOUND),
+                accepted: flag(ks_net_flags::KS_NET_ACCEPTED),
                 start_ns: e.start_ns,
                 state_ns: e.state_ns,
                 bytes_sent: e.bytes_sent,
@@ -636,6 +637,16 @@ mod tests {
         assert_eq!(t.tuple.remote.to_string(), "[::ffff:192.0.2.1]:443");
         assert_eq!(t.tuple.local.to_string(), "[::1]:40000");
         assert!(t.owner.is_none());
+        assert!(!t.accepted);
+
+        // from the accept() hook: the acceptor owns it
+        e.flags = ks_net_flags::KS_NET_INBOUND.0
+            | ks_net_flags::KS_NET_OWNER.0
+            | ks_net_flags::KS_NET_ACCEPTED.0;
+        let RawEvent::Tcp(t) = decode(&bytes_of(&e)).unwrap() else {
+            panic!("not tcp")
+        };
+        assert!(t.accepted && t.inbound && t.owner.is_some());
 
         e.tuple.family = 1;
         assert_eq!(decode(&bytes_of(&e)), Err(DecodeError::Family(1)));

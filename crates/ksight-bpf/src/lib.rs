@@ -23,6 +23,11 @@ mod skel_net {
     include!(concat!(env!("OUT_DIR"), "/net.skel.rs"));
 }
 
+mod skel_accept {
+    #![allow(clippy::all, clippy::pedantic)]
+    include!(concat!(env!("OUT_DIR"), "/accept.skel.rs"));
+}
+
 mod skel_udp {
     #![allow(clippy::all, clippy::pedantic)]
     include!(concat!(env!("OUT_DIR"), "/udp.skel.rs"));
@@ -48,6 +53,6 @@ mod skel_bench {
     include!(concat!(env!("OUT_DIR"), "/bench.skel.rs"));
 }
 
-pub use agent::{Agent, AttachMode, Config, LoadError};
+pub use agent::{AcceptHook, Agent, AttachMode, Config, LoadError};
 pub use decode::{decode, DecodeError};
 pub use transport::{Stream, StreamStats, TransportMode};

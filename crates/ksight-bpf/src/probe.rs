@@ -370,6 +370,8 @@ pub struct OwnLoad {
     pub net: Option<(Outcome, Option<String>)>,
     /// The UDP (and DNS) programs with this transport.
     pub udp: Option<(Outcome, Option<String>)>,
+    /// The accept() hook: its flavour, or why there is none (one line per flavour tried).
+    pub accept: Option<Result<&'static str, String>>,
 }
 
 fn refused(e: &LoadError) -> (Outcome, Option<String>) {
@@ -402,16 +404,17 @@ pub fn own_programs() -> Vec<OwnLoad> {
             Ok(()) => (Outcome::Works, None),
             Err(e) => refused(&e),
         };
-        let (outcome, detail, net, udp) = match Agent::load_only(&cfg) {
+        let (outcome, detail, net, udp, accept) = match Agent::load_only(&cfg) {
             Ok(loads) => (
                 Outcome::Works,
                 None,
                 loads.net.map(result),
                 loads.udp.map(result),
+                loads.accept.map(|r| r.map_err(|e| e.to_string())),
             ),
             Err(e) => {
                 let (o, d) = refused(&e);
-                (o, d, None, None)
+                (o, d, None, None, None)
             }
         };
         out.push(OwnLoad {
@@ -421,6 +424,7 @@ pub fn own_programs() -> Vec<OwnLoad> {
             detail,
             net,
             udp,
+            accept,
         });
     }
     out

@@ -108,10 +108,36 @@ impl Reorder {
 
 type Deliver<'a> = Box<dyn FnMut(&[u8]) -> i32 + 'a>;
 
+/// An open perf buffer whose samples wait in the reorder heap until a
+/// [`Stream`] takes them. Opened before any program is attached: until its
+/// per-CPU buffers are in the map, the kernel refuses every record.
+pub(crate) struct PerfParts {
+    buf: PerfBuffer<'static>,
+    reorder: Rc<RefCell<Reorder>>,
+}
+
+impl PerfParts {
+    /// `build` makes the PerfBuffer from the two callbacks it is given.
+    pub(crate) fn open(
+        build: impl FnOnce(
+            Box<dyn FnMut(i32, &[u8])>,
+            Box<dyn FnMut(i32, u64)>,
+        ) -> libbpf_rs::Result<PerfBuffer<'static>>,
+    ) -> libbpf_rs::Result<Self> {
+        let reorder = Rc::new(RefCell::new(Reorder::default()));
+        let (r1, r2) = (Rc::clone(&reorder), Rc::clone(&reorder));
+        let buf = build(
+            Box::new(move |_cpu, data| r1.borrow_mut().push(data)),
+            Box::new(move |_cpu, n| r2.borrow_mut().stats.perf_lost += n),
+        )?;
+        Ok(PerfParts { buf, reorder })
+    }
+}
+
 enum Inner<'a> {
     Ring(RingBuffer<'a>),
     Perf {
-        buf: PerfBuffer<'a>,
+        buf: PerfBuffer<'static>,
         reorder: Rc<RefCell<Reorder>>,
         deliver: Deliver<'a>,
         window_ns: u64,
@@ -142,29 +168,16 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// A perf stream; `build` makes the PerfBuffer from the two callbacks it is given.
-    pub(crate) fn perf(
-        deliver: Deliver<'a>,
-        window: Duration,
-        build: impl FnOnce(
-            Box<dyn FnMut(i32, &[u8]) + 'a>,
-            Box<dyn FnMut(i32, u64) + 'a>,
-        ) -> libbpf_rs::Result<PerfBuffer<'a>>,
-    ) -> libbpf_rs::Result<Self> {
-        let reorder = Rc::new(RefCell::new(Reorder::default()));
-        let (r1, r2) = (Rc::clone(&reorder), Rc::clone(&reorder));
-        let buf = build(
-            Box::new(move |_cpu, data| r1.borrow_mut().push(data)),
-            Box::new(move |_cpu, n| r2.borrow_mut().stats.perf_lost += n),
-        )?;
-        Ok(Stream {
+    /// A perf stream over a buffer opened earlier (see [`PerfParts`]).
+    pub(crate) fn perf(deliver: Deliver<'a>, window: Duration, parts: PerfParts) -> Self {
+        Stream {
             inner: Inner::Perf {
-                buf,
-                reorder,
+                buf: parts.buf,
+                reorder: parts.reorder,
                 deliver,
                 window_ns: window.as_nanos() as u64,
             },
-        })
+        }
     }
 
     /// Wait up to `timeout` for records, then deliver what is ready.

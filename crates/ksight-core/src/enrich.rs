@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
 use crate::event::{
-    eai_name, signal_name, tcp_state_name, Ancestor, Child, ConnectDetail, Detail, Event,
-    ExecDetail, ExitDetail, GaiDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail, UdpDetail,
-    WallTime,
+    eai_name, signal_name, tcp_state_name, AcceptDetail, Ancestor, Child, ConnectDetail, Detail,
+    Event, ExecDetail, ExitDetail, GaiDetail, NetInfo, Process, TcpCloseDetail, TcpStateDetail,
+    UdpDetail, WallTime,
 };
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
@@ -400,7 +400,13 @@ impl Enricher {
                 };
                 Detail::Connect { net, connect }
             }
-            TcpKind::Accept => Detail::Accept { net },
+            TcpKind::Accept => Detail::Accept {
+                net,
+                accept: AcceptDetail {
+                    by: if t.accepted { "accept" } else { "listener" },
+                    queued_ns: t.accepted.then(|| since(t.start_ns)).flatten(),
+                },
+            },
             TcpKind::Listen => Detail::Listen { net },
             TcpKind::Close => Detail::TcpClose {
                 net,

@@ -240,6 +240,17 @@ pub struct NetInfo {
     pub remote_name: Option<String>,
 }
 
+/// How an accepted connection was attributed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AcceptDetail {
+    /// `accept`: `process` called accept() on it (the accept hook, where the
+    /// kernel allows one); `listener`: `process` owns the listening socket.
+    pub by: &'static str,
+    /// From the handshake's completion to accept(); `null` when ksight did
+    /// not see the handshake or has no accept hook.
+    pub queued_ns: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectDetail {
     /// success, refused, timeout, unreachable, aborted (closed before the
@@ -408,6 +419,7 @@ pub enum Detail {
     },
     Accept {
         net: NetInfo,
+        accept: AcceptDetail,
     },
     Listen {
         net: NetInfo,
@@ -472,7 +484,7 @@ impl Event {
     pub fn net(&self) -> Option<&NetInfo> {
         match &self.detail {
             Detail::Connect { net, .. }
-            | Detail::Accept { net }
+            | Detail::Accept { net, .. }
             | Detail::Listen { net }
             | Detail::TcpClose { net, .. }
             | Detail::TcpState { net, .. }
@@ -506,7 +518,11 @@ impl Serialize for Event {
                 m.serialize_entry("net", net)?;
                 m.serialize_entry("connect", connect)?;
             }
-            Detail::Accept { net } | Detail::Listen { net } => m.serialize_entry("net", net)?,
+            Detail::Accept { net, accept } => {
+                m.serialize_entry("net", net)?;
+                m.serialize_entry("accept", accept)?;
+            }
+            Detail::Listen { net } => m.serialize_entry("net", net)?,
             Detail::TcpClose { net, tcp } => {
                 m.serialize_entry("net", net)?;
                 m.serialize_entry("tcp", tcp)?;

@@ -129,6 +129,9 @@ pub struct RawTcp {
     pub sock: u64,
     pub outbound: bool,
     pub inbound: bool,
+    /// `owner` called accept() on it (the accept hook); otherwise an inbound
+    /// connection's owner is its listener's.
+    pub accepted: bool,
     /// When the connection began (connect called / accept completed); 0 if unknown.
     pub start_ns: u64,
     /// When it entered `old_state`; 0 if unknown.

@@ -245,8 +245,11 @@ impl<W: Write> Sink for TableSink<W> {
                     let _ = write!(line, " in {}", human_duration(ns));
                 }
             }
-            Detail::Accept { net } => {
+            Detail::Accept { net, accept } => {
                 let _ = write!(line, "{} ← {}", ep(&net.local), ep(&net.remote));
+                if accept.by == "listener" {
+                    let _ = write!(line, " (listener's owner)");
+                }
             }
             Detail::Listen { net } => {
                 let _ = write!(line, "{} listening", ep(&net.local));

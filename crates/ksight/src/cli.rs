@@ -56,6 +56,18 @@ pub enum Attach {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcceptHook {
+    /// fexit where the kernel allows it, else kretprobe, else off
+    Auto,
+    /// fexit/inet_csk_accept (needs BTF, refused under lockdown)
+    Fexit,
+    /// kretprobe/inet_csk_accept (needs CONFIG_KPROBES)
+    Kretprobe,
+    /// accepted connections are attributed to the listener's owner
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
     /// the ring buffer where the kernel has it (5.8+), else the perf buffer
     Auto,
@@ -131,6 +143,11 @@ pub struct RunArgs {
     /// Tracepoint program flavour.
     #[arg(long, value_enum, default_value_t = Attach::Auto)]
     pub attach: Attach,
+
+    /// Hook accept() to name the process that accepted each connection (with `auto`,
+    /// where the kernel allows it; a named hook the kernel refuses is an error).
+    #[arg(long, value_enum, default_value_t = AcceptHook::Auto)]
+    pub accept_hook: AcceptHook,
 
     /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
     #[arg(long)]

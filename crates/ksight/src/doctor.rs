@@ -125,15 +125,15 @@ fn hook_consequence(
         Hook::Kprobe => (
             Status::Info,
             if errno == Some("ENOENT") {
-                "kprobes are absent (CONFIG_KPROBES unset); ksight does not need them, optional extras that would use them stay off"
+                "kprobes are absent (CONFIG_KPROBES unset): ksight's accept() hook cannot use a kretprobe (it prefers fexit)"
             } else {
-                "kprobes are refused; ksight does not need them, optional extras that would use them stay off"
+                "kprobes are refused: ksight's accept() hook cannot use a kretprobe (it prefers fexit)"
             },
             None,
         ),
         Hook::Fentry => (
             Status::Info,
-            "fentry/fexit are refused; ksight does not need them (it would use them for cheaper network hooks where allowed)",
+            "fentry/fexit are refused: ksight's accept() hook falls back to a kretprobe, or is off (see accept attribution)",
             (errno == Some("EPERM")).then_some(lockdown),
         ),
         Hook::Lsm => (
@@ -317,6 +317,24 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
                 None,
             ));
         }
+        if let Some(accept) = &l.accept {
+            findings.push(finding(
+                format!("load.accept.{}.{}", l.attach, l.transport),
+                "ksight programs",
+                format!("accept() hook with {} + {}", l.attach, l.transport),
+                if accept.is_ok() {
+                    Status::Ok
+                } else {
+                    Status::Info
+                },
+                match accept {
+                    Ok(flavour) => format!("attaches via {flavour}"),
+                    Err(why) => why.clone(),
+                },
+                "ksight's accept() hook (inet_csk_accept: fexit, else kretprobe), attached for a moment",
+                None,
+            ));
+        }
     }
     let mut out = Vec::new();
     let best = [
@@ -368,6 +386,37 @@ fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
             state: FeatureState::Unavailable,
             detail: "the kernel refused the network programs (see the ksight programs findings)"
                 .into(),
+        },
+    });
+    // the accept() hook of the configuration ksight would run
+    let accept = best.and_then(|(a, t)| {
+        loads
+            .iter()
+            .find(|l| l.attach == a && l.transport == t)
+            .and_then(|l| l.accept.clone())
+    });
+    out.push(match (best, accept) {
+        (Some((a, t)), Some(Ok(flavour))) if net_works(a, t) => Feature {
+            name: "accept attribution",
+            state: FeatureState::Active,
+            detail: format!(
+                "an accepted connection names the process that called accept() \
+                 (hook: {flavour} on inet_csk_accept)"
+            ),
+        },
+        (Some((a, t)), Some(Err(_))) if net_works(a, t) => Feature {
+            name: "accept attribution",
+            state: FeatureState::Degraded,
+            detail: "an accepted connection names the listening socket's owner, and \
+                     connections on listeners opened before ksight started are missed: no \
+                     accept() hook (fexit needs BTF and no lockdown, kretprobe CONFIG_KPROBES; \
+                     the load.accept findings say why)"
+                .into(),
+        },
+        _ => Feature {
+            name: "accept attribution",
+            state: FeatureState::Unavailable,
+            detail: "no TCP events".into(),
         },
     });
     let udp_works = |t: TransportMode| {

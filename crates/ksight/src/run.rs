@@ -32,7 +32,7 @@ use ksight_core::procfs::ProcFs;
 use ksight_core::raw::{RawEvent, RawUdpClose, RawUdpFlow};
 use ksight_core::sink::{JsonSink, Sink, TableSink};
 
-use crate::cli::{Attach, Color, Format, RunArgs, Transport};
+use crate::cli::{AcceptHook, Attach, Color, Format, RunArgs, Transport};
 use crate::preflight;
 
 /// Counters for the exit summary.
@@ -201,10 +201,14 @@ struct LossWatch {
 }
 
 impl LossWatch {
-    fn new(agent: &Agent) -> Result<Self> {
+    /// Counting from zero: the maps are this run's own, so every drop since
+    /// the programs were attached is reported, including those before the
+    /// consumer existed (the perf buffer refuses records until it is opened).
+    fn new(agent: &Agent, attached_ktime: u64) -> Result<Self> {
+        let cpus = agent.drops().context("reading drop counters")?.len();
         Ok(LossWatch {
-            last: agent.drops().context("reading drop counters")?,
-            since: ktime_now(),
+            last: vec![[0; KINDS]; cpus],
+            since: attached_ktime,
         })
     }
 
@@ -316,6 +320,12 @@ fn config(args: &RunArgs, cgroups: Vec<PathBuf>, cgroup_root: Option<PathBuf>) -
         // network programs only when some network kind is wanted
         net: args.events.is_empty() || args.events.iter().any(|k| k.is_network()),
         tcp_states: args.events.contains(&Kind::TcpState),
+        accept: match args.accept_hook {
+            AcceptHook::Auto => ksight_bpf::AcceptHook::Auto,
+            AcceptHook::Fexit => ksight_bpf::AcceptHook::Fexit,
+            AcceptHook::Kretprobe => ksight_bpf::AcceptHook::Kretprobe,
+            AcceptHook::Off => ksight_bpf::AcceptHook::Off,
+        },
         udp: args.events.is_empty()
             || args.events.contains(&Kind::Udp)
             || args.events.contains(&Kind::Dns),
@@ -363,12 +373,25 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
     let root = cgroups.mount().map(PathBuf::from);
+    let attached_ktime = ktime_now();
     let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?, root))?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
     }
     if let Some(why) = agent.net_error() {
         eprintln!("ksight: degraded: TCP events unavailable: {why}");
+    }
+    if let Some(why) = agent.accept_error() {
+        if args.accept_hook != AcceptHook::Auto {
+            let hook = clap::ValueEnum::to_possible_value(&args.accept_hook)
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default();
+            bail!("--accept-hook {hook}: {why}");
+        }
+        eprintln!(
+            "ksight: degraded: accepted connections are attributed to their listener's owner \
+             ({why})"
+        );
     }
     if let Some(why) = agent.gai_error() {
         eprintln!("ksight: degraded: getaddrinfo events unavailable: {why}");
@@ -414,12 +437,16 @@ pub fn run(args: RunArgs) -> Result<()> {
             args.reorder_window,
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
-    let mut loss = LossWatch::new(&agent)?;
+    let mut loss = LossWatch::new(&agent, attached_ktime)?;
     let mut udp = UdpReport::new(args.udp_interval);
     eprintln!(
-        "ksight: watching: {} programs attached via {}, records through {}, {known} processes known, in {} ms",
+        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes known, in {} ms",
         agent.links(),
         agent.mode(),
+        agent
+            .accept_hook()
+            .map(|h| format!(" (accept() via {h})"))
+            .unwrap_or_default(),
         agent.transport(),
         started.elapsed().as_millis()
     );

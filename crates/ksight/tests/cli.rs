@@ -459,3 +459,36 @@ fn overhead_benchmark_runs_every_setup_and_counts_events() {
     assert!(!v["programs"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_named_accept_hook_runs_or_fails_clearly() {
+    // the kretprobe flavour needs kprobes, which the kernel lists as a PMU
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let out = Command::new(KSIGHT)
+        .args([
+            "run",
+            "--accept-hook",
+            "kretprobe",
+            "--events",
+            "accept",
+            "--duration",
+            "1s",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if kprobes {
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("(accept() via kretprobe)"), "{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(
+                "ksight: error: --accept-hook kretprobe: no accept() hook on this kernel"
+            ) && stderr.contains("kretprobe/inet_csk_accept"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -186,3 +186,38 @@ fn delivered_plus_lost_equals_generated_exactly() {
         "a 4 KiB buffer cannot hold {n} processes"
     );
 }
+
+#[test]
+fn records_from_the_moment_of_attach_are_delivered() {
+    // processes start and end all through ksight's start-up (attach, reading
+    // /proc, opening the consumer): none of their records may be refused
+    let mut busy = Command::new("/bin/sh")
+        .args(["-c", "while :; do /bin/true; done"])
+        .spawn()
+        .unwrap();
+    let k = Ksight::start(&["--events", "exec,fork,exit"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = k.stop();
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(r.status.success(), "{}", r.stderr);
+    let lost: Vec<&serde_json::Value> = r.events.iter().filter(|e| e["type"] == "lost").collect();
+    assert!(lost.is_empty(), "{lost:#?}");
+    // process records only: each CPU's sequence starts at 0 and has no gap
+    let mut by_cpu: HashMap<u64, Vec<u64>> = HashMap::new();
+    for e in &r.events {
+        by_cpu
+            .entry(e["cpu"].as_u64().unwrap())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+    }
+    assert!(!by_cpu.is_empty());
+    for (cpu, mut seqs) in by_cpu {
+        seqs.sort_unstable();
+        let want: Vec<u64> = (0..seqs.len() as u64).collect();
+        assert_eq!(
+            seqs, want,
+            "CPU {cpu}: records missing from the start or between"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * tcp.bpf.h: what the TCP objects share: net.bpf.c (state changes) and
+ * accept.bpf.c (the optional accept() hook). The connection and listener
+ * tables are defined in both; userspace points accept.bpf.c's at net.bpf.c's
+ * (reuse_fd), so there is one table of each.
+ */
+#ifndef KS_TCP_BPF_H
+#define KS_TCP_BPF_H
+
+#include "common.bpf.h"
+#include "netfilter.bpf.h"
+
+/* from include/net/tcp_states.h (an anonymous enum in BTF) */
+enum {
+	KS_TCP_ESTABLISHED = 1,
+	KS_TCP_SYN_SENT = 2,
+	KS_TCP_SYN_RECV = 3,
+	KS_TCP_CLOSE = 7,
+	KS_TCP_LISTEN = 10,
+};
+
+#define KS_AF_INET 2
+#define KS_AF_INET6 10
+#define KS_IPPROTO_TCP 6
+
+enum {
+	KS_TCP_FIN_WAIT1 = 4,
+	KS_TCP_FIN_WAIT2 = 5,
+	KS_TCP_TIME_WAIT = 6,
+	KS_TCP_LAST_ACK = 9,
+	KS_TCP_CLOSING = 11,
+};
+
+/* What we know of a tracked connection. */
+struct ks_tcp_conn {
+	struct ks_task owner;
+	/* the addresses once both ports are known: an outbound socket has no
+	 * local port yet at SYN_SENT, and has given it back by CLOSE */
+	struct ks_sock_tuple tuple;
+	__u64 start_ns;
+	__u64 state_ns;
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* One entry per connection ksight saw begin, freed at close. LRU: a socket
+ * whose close we never see (a missed record) cannot leak an entry forever.
+ * 65536 entries x (~192 B value + 8 B key + ~64 B overhead) ~ 17 MiB at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ks_tcp_conn);
+} ks_tcp_conns SEC(".maps");
+
+struct ks_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 family;
+};
+
+/* Owners of listening ports, for attributing accepted connections.
+ * 4096 x (~96 B + 8 B + ~64 B) ~ 0.7 MiB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ks_listen_key);
+	__type(value, struct ks_task);
+} ks_listeners SEC(".maps");
+
+/* A record under construction: too big for the 512-byte stack with the
+ * rest, so one slot per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ks_tcp_event);
+} ks_tcp_scratch SEC(".maps");
+
+/*
+ * `direct`: tp_btf hands us a BTF-typed socket, which the verifier lets us
+ * read with plain loads (CO-RE-relocated through vmlinux.h) instead of one
+ * bpf_probe_read call per field; raw_tp hands a bare address, read with
+ * probe reads. `direct` is a constant at each call, so each program keeps
+ * only its own branch. (A connect storm builds five of these per connection.)
+ */
+static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct sock *sk,
+				       const int direct)
+{
+	if (direct) {
+		t->family = sk->__sk_common.skc_family;
+		t->sport = sk->__sk_common.skc_num;
+		t->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+		t->netns = sk->__sk_common.skc_net.net->ns.inum;
+		if (t->family == KS_AF_INET6) {
+			__builtin_memcpy(t->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+			__builtin_memcpy(t->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+		} else {
+			__u32 s4 = sk->__sk_common.skc_rcv_saddr, d4 = sk->__sk_common.skc_daddr;
+
+			__builtin_memcpy(t->saddr, &s4, 4);
+			__builtin_memcpy(t->daddr, &d4, 4);
+		}
+	} else {
+		t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		if (t->family == KS_AF_INET6) {
+			BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+			BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		} else {
+			bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+			bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
+		}
+	}
+	/* by CLOSE the port is given back (skc_num = 0), but inet_sport keeps it
+	 * (inet_sock lies beyond struct sock: a probe read either way) */
+	if (!t->sport)
+		t->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+}
+
+static __always_inline void send(void *ctx, struct ks_tcp_event *e, __u32 kind)
+{
+	e->hdr.kind = kind;
+	ks_emit(ctx, &e->hdr, sizeof(*e));
+}
+
+#endif /* KS_TCP_BPF_H */
