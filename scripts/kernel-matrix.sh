@@ -189,8 +189,11 @@ run_guest() { # name -> writes $OUT/$name/{console.log,doctor.json,result.env}
   fi
   t=$(date +%s)
   rc=0
+  # thread=single: with one host thread per vCPU (MTTCG), a vCPU can run a stale int3 after
+  # the kernel finished patching its text (static keys flipped by perf events, trampolines),
+  # and the guest oopses in __schedule (seen once on 6.12); one thread is as fast here
   timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
+    -accel tcg,thread=single -cpu max -smp 2 -m 1024 \
     -nodefaults -display none -no-reboot \
     -serial "file:$dir/console.raw" \
     -kernel "$KDIR/vmlinuz" -initrd "$dir/initramfs.cpio" \
@@ -308,7 +311,9 @@ L.append("by hand, re-run the script. Each kernel is a stock Debian `linux-image
 L.append("under `qemu-system-x86_64 -accel tcg` on a busybox initramfs; the guest runs")
 L.append("`ksight doctor --format json`, then `ksight run --format json` with `--transport ringbuf`")
 L.append("and `--transport perf` while it execs processes, makes a loopback TCP connection and sends")
-L.append("a UDP datagram, and checks the events that arrive (`scripts/guest/smoke.sh`).")
+L.append("a UDP datagram, and checks the events that arrive (`scripts/guest/smoke.sh`); then it")
+L.append("forces each accept() hook (`--accept-hook fexit`, `kretprobe`) on a listener opened before")
+L.append("ksight and checks that its connection is reported, owned by the process that accepted it.")
 L.append("")
 L.append("| kernel | package | smoke suite | doctor verdict (exit) | degraded at run time |")
 L.append("|---|---|---|---|---|")
