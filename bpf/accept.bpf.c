@@ -23,7 +23,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 static __always_inline int on_accept(void *ctx, struct sock *sk)
 {
-	__u32 zero = 0;
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
 	struct ks_tcp_conn *conn;
@@ -40,13 +39,9 @@ static __always_inline int on_accept(void *ctx, struct sock *sk)
 			bpf_map_delete_elem(&ks_tcp_conns, &key);
 		return 0;
 	}
-	e = bpf_map_lookup_elem(&ks_tcp_scratch, &zero);
+	e = tcp_record(sk, now, 0);
 	if (!e)
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ktime = now;
-	e->sock = key;
-	fill_tuple(&e->tuple, sk, 0);
 	e->old_state = KS_TCP_SYN_RECV;
 	e->new_state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
@@ -72,8 +67,7 @@ static __always_inline int on_accept(void *ctx, struct sock *sk)
 	conn->owner = e->task;
 	conn->flags |= KS_NET_OWNER | KS_NET_ACCEPTED;
 	e->flags = conn->flags;
-	e->hdr.kind = KS_EVENT_ACCEPT;
-	ks_emit(ctx, &e->hdr, sizeof(*e));
+	send(ctx, e, KS_EVENT_ACCEPT);
 	return 0;
 }
 

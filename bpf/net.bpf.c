@@ -33,7 +33,6 @@ enum ks_net_flags ks_type_net_flags = KS_NET_OUTBOUND;
 static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new,
 				    const int direct)
 {
-	__u32 zero = 0;
 	__u64 key = (__u64)sk;
 	__u64 now = bpf_ktime_get_ns();
 	struct ks_tcp_conn *conn;
@@ -53,15 +52,11 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 			conn->state_ns = now;
 		return 0;
 	}
-	e = bpf_map_lookup_elem(&ks_tcp_scratch, &zero);
+	e = tcp_record(sk, now, direct);
 	if (!e)
 		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ktime = now;
-	e->sock = key;
 	e->old_state = old;
 	e->new_state = new;
-	fill_tuple(&e->tuple, sk, direct);
 
 	/* process context: the caller of connect() or listen() */
 	if (new == KS_TCP_SYN_SENT || new == KS_TCP_LISTEN) {

@@ -121,6 +121,22 @@ static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct soc
 		t->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
+/* This CPU's record for `sk`: zeroed, stamped `now`, with its addresses; NULL if none. */
+static __always_inline struct ks_tcp_event *tcp_record(const struct sock *sk, __u64 now,
+						       const int direct)
+{
+	__u32 zero = 0;
+	struct ks_tcp_event *e = bpf_map_lookup_elem(&ks_tcp_scratch, &zero);
+
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ktime = now;
+	e->sock = (__u64)sk;
+	fill_tuple(&e->tuple, sk, direct);
+	return e;
+}
+
 static __always_inline void send(void *ctx, struct ks_tcp_event *e, __u32 kind)
 {
 	e->hdr.kind = kind;
