@@ -450,17 +450,26 @@ impl Agent {
         attach_all(skel.object(), &mut links)?;
         // the network objects are optional: if this kernel refuses one,
         // the rest runs and the reason is reported
-        let (mut net, net_error) = optional(cfg.net, || {
-            let n = load_net(cfg, mode, &skel)?;
-            attach_all(n.object(), &mut links)?;
-            Ok(n)
-        });
-        let (accept, accept_error) = match &mut net {
+        // TCP: the accept() hook goes in before the state-change program, so
+        // that accept records have one source from the first connection on
+        let (mut net, mut net_error) = optional(cfg.net, || load_net(cfg, mode, &skel));
+        let mut net_links = Vec::new();
+        let (mut accept, mut accept_error) = match &mut net {
             Some(n) => optional(cfg.accept != AcceptHook::Off, || {
-                start_accept(cfg, &skel, n, &mut links)
+                start_accept(cfg, &skel, n, &mut net_links)
             }),
             None => (None, None),
         };
+        if let Some(n) = &net {
+            match attach_all(n.object(), &mut net_links) {
+                Ok(()) => links.append(&mut net_links),
+                Err(e) => {
+                    // dropping the links detaches the accept hook too
+                    (net, net_error, accept, accept_error) =
+                        (None, Some(e.to_string()), None, None);
+                }
+            }
+        }
         let (udp, udp_error) = optional(cfg.udp, || {
             let u = load_udp(cfg, &skel)?;
             attach_cgroups(u.object(), cfg, &mut links)?;
