@@ -324,7 +324,8 @@ pub struct Agent {
     /// The getaddrinfo uprobes; `None` when not asked for or refused.
     gai: Option<GaiSkel<'static>>,
     gai_error: Option<String>,
-    links: Vec<Link>,
+    /// Every attachment; emptied by `detach`.
+    links: std::cell::RefCell<Vec<Link>>,
     mode: AttachMode,
     transport: TransportMode,
     /// The perf buffer, opened before the programs were attached; taken by `stream`.
@@ -490,7 +491,7 @@ impl Agent {
             udp_error,
             gai,
             gai_error,
-            links,
+            links: std::cell::RefCell::new(links),
             mode,
             transport: cfg.transport,
             perf: std::cell::RefCell::new(perf),
@@ -610,7 +611,14 @@ impl Agent {
     }
 
     pub fn links(&self) -> usize {
-        self.links.len()
+        self.links.borrow().len()
+    }
+
+    /// Detach every program (the maps stay, for a last read): after this, the
+    /// buffer holds every record the programs will ever write, and the drop
+    /// counters every record they refused.
+    pub fn detach(&self) {
+        self.links.borrow_mut().clear();
     }
 
     /// The buffer in use: `Ringbuf` or `Perf` (never `Auto` once started).

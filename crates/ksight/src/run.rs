@@ -484,7 +484,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         p.sink.flush().context("writing events")?;
     }
 
-    // drain what the kernel wrote before we stopped, then account for it
+    // detach, then drain what the kernel wrote and account for what it refused:
+    // nothing written between the last read and the detach goes unread
+    agent.detach();
     let drained = stream.drain();
     let mut p = pipeline.borrow_mut();
     drained.context("reading records from the kernel")?;
