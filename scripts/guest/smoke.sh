@@ -270,13 +270,14 @@ accept_hook() {
 info "$(cat /proc/version)"
 info "ksight $(ksight --version 2>&1)"
 
-if [ ! -e /sys/kernel/btf/vmlinux ]; then
-    # the "too old" case: doctor must say it cannot run, run must refuse cleanly
-    info "no /sys/kernel/btf/vmlinux"
-    ksight doctor --format json >/tmp/doctor.json 2>/tmp/doctor.err
+# the "too old" case: doctor must say it cannot run, run must refuse cleanly; $1 = doctor
+# JSON file ($2 = "dump" to print it for the host)
+nobtf_checks() {
+    ksight doctor --format json >"$1" 2>/tmp/doctor.err
     drc=$?
-    dump_doctor "$drc"
+    [ "$2" = dump ] && dump_doctor "$drc"
     [ "$drc" = 2 ] && ok "doctor exits 2 without BTF" || fail "doctor exited $drc without BTF (want 2)"
+    grep -q '"id": *"btf.vmlinux"' "$1" && ok "doctor names btf.vmlinux" || fail "doctor JSON has no btf.vmlinux finding"
     ksight run --format json >/tmp/events-nobtf.jsonl 2>/tmp/stderr-nobtf.txt
     rrc=$?
     show "ksight run stderr (no BTF)" /tmp/stderr-nobtf.txt
@@ -285,6 +286,11 @@ if [ ! -e /sys/kernel/btf/vmlinux ]; then
     else
         fail "run without BTF exited $rrc (want 1 with a message naming BTF)"
     fi
+}
+
+if [ ! -e /sys/kernel/btf/vmlinux ]; then
+    info "no /sys/kernel/btf/vmlinux"
+    nobtf_checks /tmp/doctor.json dump
 else
     ksight doctor --format json >/tmp/doctor.json 2>/tmp/doctor.err
     drc=$?
@@ -302,6 +308,16 @@ else
     run_transport perf 4202 5202
     accept_hook fexit 4303
     accept_hook kretprobe 4404
+
+    # no Debian kernel without BTF is still served: hide this one's (an empty tmpfs over
+    # /sys/kernel/btf), which is all ksight can see of BTF, and check the same refusals
+    if mount -t tmpfs none /sys/kernel/btf; then
+        info "/sys/kernel/btf hidden: the no-BTF checks"
+        nobtf_checks /tmp/doctor-nobtf.json
+        umount /sys/kernel/btf
+    else
+        fail "could not hide /sys/kernel/btf for the no-BTF checks"
+    fi
 fi
 
 if [ -n "$FAILS" ]; then
