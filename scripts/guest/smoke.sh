@@ -8,7 +8,9 @@
 #    a local responder; ksight is stopped with SIGINT and the JSON lines are checked.
 #
 # 3. the accept() hook forced to each flavour (fexit, kretprobe), on a listener opened before
-#    ksight: its connection must be reported, attributed to the process that accepted it.
+#    ksight: its connection must be reported, attributed to the process that accepted it;
+# 4. with /sys/kernel/btf hidden (or on a kernel without BTF): doctor must exit 2 and
+#    `ksight run` exit 1 with a message naming BTF.
 #
 # Last line: `KSIGHT-MATRIX <uname -r> PASS` or `KSIGHT-MATRIX <uname -r> FAIL: <reasons>`.
 # TCP or UDP checks that fail on a kernel where ksight itself says the feature is degraded
