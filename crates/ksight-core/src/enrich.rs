@@ -283,12 +283,22 @@ impl Enricher {
         let name = q.name.trim_end_matches('.');
         for a in &tx.detail.answers {
             if let Ok(ip) = a.data.parse::<IpAddr>() {
-                if self.names.len() >= 65_536 {
-                    self.names.clear();
-                }
-                self.names.insert(ip, (name.to_string(), tx.ktime));
+                self.remember_name(ip, name, tx.ktime);
             }
         }
+    }
+
+    /// Bounded: when full, names older than the window go, and if none has, all.
+    fn remember_name(&mut self, ip: IpAddr, name: &str, ktime: u64) {
+        const MAX_NAMES: usize = 65_536;
+        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&ip) {
+            self.names
+                .retain(|_, (_, at)| ktime.saturating_sub(*at) <= NAME_WINDOW_NS);
+            if self.names.len() >= MAX_NAMES {
+                self.names.clear();
+            }
+        }
+        self.names.insert(ip, (name.to_string(), ktime));
     }
 
     /// The name resolved for `ip` within NAME_WINDOW_NS before `ktime`, if any.
@@ -313,7 +323,7 @@ impl Enricher {
         self.gai_calls
             .retain(|(n, _, p)| !(n == &name && p.pid == process.pid && p.tid == process.tid));
         for ip in &g.addrs {
-            self.names.insert(*ip, (name.clone(), g.hdr.ktime_ns));
+            self.remember_name(*ip, &name, g.hdr.ktime_ns);
         }
         Some(Event {
             time: self.clock.wall(g.hdr.ktime_ns),
@@ -350,7 +360,7 @@ impl Enricher {
             }
         }
         let net = NetInfo {
-            protocol: "udp",
+            protocol: tx.detail.transport,
             family: if tx.local.is_ipv4() { "ipv4" } else { "ipv6" },
             netns: tx.netns,
             local: tx.local.into(),
@@ -588,6 +598,25 @@ mod tests {
             seq: 0,
             cpu: 0,
         }
+    }
+
+    #[test]
+    fn remembered_names_are_bounded() {
+        let mut en = enricher();
+        for i in 0..70_000u32 {
+            en.enrich(RawEvent::Gai(RawGai {
+                hdr: hdr(u64::from(i)),
+                task: task(100, 5, 1, 1),
+                returned: true,
+                name: b"many.test".to_vec(),
+                addrs: vec![IpAddr::from(i.to_be_bytes())],
+                ..Default::default()
+            }));
+        }
+        assert!(en.names.len() <= 65_536, "{}", en.names.len());
+        // the newest is still known
+        let last = IpAddr::from(69_999u32.to_be_bytes());
+        assert_eq!(en.name_of(last, 70_000).as_deref(), Some("many.test"));
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub struct RawDns {
 }
 
 /// A libc getaddrinfo call (entered) or its result (returned).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawGai {
     pub hdr: Header,
     pub task: TaskFacts,

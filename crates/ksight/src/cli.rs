@@ -100,7 +100,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_loopback: bool,
 
-    /// Only events of processes with this comm (exact).
+    /// Only events of processes with this comm (exact; repeat the flag for more: a comm
+    /// may contain commas).
     #[arg(long)]
     pub comm: Vec<String>,
 
@@ -108,12 +109,13 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub uid: Vec<u32>,
 
-    /// Only events in this cgroup v2 path or below it (e.g. /system.slice); decided in the kernel; at most 8.
+    /// Only events in this cgroup v2 path or below it (e.g. /system.slice); decided in the kernel;
+    /// at most 8 (repeat the flag: a path may contain commas).
     #[arg(long)]
     pub cgroup: Vec<String>,
 
-    /// Only events in containers whose id starts with this.
-    #[arg(long)]
+    /// Only events in containers whose id starts with this (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
     pub container: Vec<String>,
 
     /// Stop after this long (e.g. 30s, 5m).
@@ -179,7 +181,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub udp_interval: Duration,
 
-    /// UDP ports whose datagrams are parsed as DNS (at most 4).
+    /// Ports whose UDP datagrams and TCP segments are parsed as DNS (at most 4).
     #[arg(long, value_delimiter = ',', default_value = "53")]
     pub dns_port: Vec<u16>,
 
@@ -217,7 +219,9 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size such as 8M"))?;
-    let bytes = n * mult;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s} must be a power of two between 4K and 1G"))?;
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!("{s} must be a power of two between 4K and 1G"));
     }
@@ -233,6 +237,7 @@ mod tests {
         assert_eq!(parse_size("8M"), Ok(8 << 20));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("3M").is_err());
+        assert!(parse_size("17179869185G").is_err(), "no wrap-around");
         assert!(parse_size("1K").is_err());
         assert!(parse_size("x").is_err());
     }

@@ -451,7 +451,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         started.elapsed().as_millis()
     );
 
-    let deadline = args.duration.map(|d| Instant::now() + d);
+    // a --duration too long to add is no deadline at all
+    let deadline = args.duration.and_then(|d| Instant::now().checked_add(d));
     let mut last_clock = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {

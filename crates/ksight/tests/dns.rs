@@ -300,6 +300,8 @@ fn a_large_answer_is_truncated_over_udp_and_read_over_tcp() {
     let txt = tcp["dns"]["answers"][0]["data"].as_str().unwrap();
     assert!(txt.contains(&"y".repeat(250)), "{txt}");
     assert_eq!(tcp["net"]["remote"]["port"], 53);
+    assert_eq!(tcp["net"]["protocol"], "tcp");
+    assert_eq!(udp["net"]["protocol"], "udp");
 }
 
 /// An upstream dnsmasq on 127.0.0.2 that knows up.test, and a stub dnsmasq on
