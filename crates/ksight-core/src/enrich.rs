@@ -89,6 +89,16 @@ pub struct Enricher {
     cgroup_cache: HashMap<u64, CgroupInfo>,
 }
 
+/// The exe of (pid, start_ns) from /proc, if that process still runs.
+fn exe_from_proc(procfs: &ProcFs, clock: Clock, pid: u32, start_ns: u64) -> Option<Arc<Text>> {
+    let info = procfs.read(pid).ok()?;
+    let seen = clock.ticks_to_mono(info.start_ticks);
+    if seen.abs_diff(start_ns) > 2 * clock.tick_ns() {
+        return None; // another process has the pid now
+    }
+    info.exe.map(|p| Arc::new(Text::from(p)))
+}
+
 impl Enricher {
     pub fn new(
         cfg: EnrichConfig,
@@ -153,16 +163,10 @@ impl Enricher {
     /// The table entry of a task, from /proc when the table has none (a
     /// process older than ksight that /proc seeding missed) or a bare one.
     fn entry(&mut self, pid: u32, start_ns: u64, ppid: u32) -> &mut Entry {
-        let procfs = &self.procfs;
-        let clock = self.clock;
+        let (procfs, clock) = (&self.procfs, self.clock);
         self.table.get_or_insert_with(pid, start_ns, |t| {
             let mut e = t.bare_entry(pid, start_ns, ppid);
-            if let Ok(info) = procfs.read(pid) {
-                let seen = clock.ticks_to_mono(info.start_ticks);
-                if seen.abs_diff(start_ns) <= 2 * clock.tick_ns() {
-                    e.exe = info.exe.map(|p| Arc::new(Text::from(p)));
-                }
-            }
+            e.exe = exe_from_proc(procfs, clock, pid, start_ns);
             e
         })
     }
@@ -183,12 +187,34 @@ impl Enricher {
         info
     }
 
+    /// The process of a task the record was made in: the table's entry, kept current.
     fn process(&mut self, t: &TaskFacts) -> Process {
-        let cg = self.cgroup(t.cgroup_id);
         let e = self.entry(t.pid, t.start_ns, t.ppid);
         e.ppid = t.ppid;
-        let (exe, exec_id, parent_exec_id) =
-            (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
+        let ids = (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
+        self.describe(t, ids)
+    }
+
+    /// A socket's owner, whose facts date from when the socket was made (or
+    /// accepted): it may have exited since, and its pid gone to another
+    /// process. Unless the table holds that very process, it is described from
+    /// the facts (and /proc, if it still runs) without touching the table: an
+    /// entry made for it would replace the pid's new owner, or never be evicted.
+    fn owner(&mut self, t: &TaskFacts) -> Process {
+        if self.table.get(t.pid, t.start_ns).is_some() {
+            return self.process(t);
+        }
+        let exe = exe_from_proc(&self.procfs, self.clock, t.pid, t.start_ns);
+        let exec_id = self.table.exec_id(t.pid, t.start_ns);
+        self.describe(t, (exe, exec_id, None))
+    }
+
+    fn describe(
+        &mut self,
+        t: &TaskFacts,
+        (exe, exec_id, parent_exec_id): (Option<Arc<Text>>, Arc<str>, Option<Arc<str>>),
+    ) -> Process {
+        let cg = self.cgroup(t.cgroup_id);
         Process {
             pid: t.pid,
             tid: t.tid,
@@ -246,7 +272,7 @@ impl Enricher {
         closed: bool,
         ktime: u64,
     ) -> Event {
-        let process = owner.map(|o| self.process(o));
+        let process = owner.map(|o| self.owner(o));
         let net = NetInfo {
             protocol: "udp",
             family: if flow.local.is_ipv4() { "ipv4" } else { "ipv6" },
@@ -344,7 +370,7 @@ impl Enricher {
 
     /// A DNS transaction (or an unanswered query).
     pub fn dns(&mut self, mut tx: crate::dns::Transaction) -> Event {
-        let process = tx.owner.as_ref().map(|o| self.process(o));
+        let process = tx.owner.as_ref().map(|o| self.owner(o));
         // a resolver asking upstream for a name an application is waiting on
         if let (Some(p), Some(q)) = (&process, &tx.detail.question) {
             let name = q.name.trim_end_matches('.');
@@ -384,7 +410,7 @@ impl Enricher {
 
     /// A TCP record: its owner (captured in process context by the kernel side) is the process.
     fn tcp(&mut self, t: RawTcp) -> (Option<Process>, Detail) {
-        let process = t.owner.as_ref().map(|o| self.process(o));
+        let process = t.owner.as_ref().map(|o| self.owner(o));
         let net = NetInfo {
             protocol: "tcp",
             family: if t.tuple.local.is_ipv4() {
@@ -598,6 +624,43 @@ mod tests {
             seq: 0,
             cpu: 0,
         }
+    }
+
+    #[test]
+    fn an_exited_socket_owner_does_not_replace_the_new_holder_of_its_pid() {
+        let mut en = enricher();
+        let exec = |en: &mut Enricher, t: TaskFacts, at: u64| {
+            en.enrich(RawEvent::Exec(RawExec {
+                hdr: hdr(at),
+                task: t,
+                filename: b"/bin/x".to_vec(),
+                exe: Some(b"/bin/x".to_vec()),
+                ..Default::default()
+            }))
+            .unwrap()
+        };
+        // the owner made its socket, handed it on and exited; pid 100 was reused
+        let new_holder = exec(&mut en, task(100, 50, 1, 1), 60);
+        let flow = RawUdpFlow {
+            cookie: 7,
+            local: "127.0.0.1:5000".parse().unwrap(),
+            remote: "127.0.0.1:53".parse().unwrap(),
+            first_ns: 10,
+            last_ns: 70,
+            packets_sent: 1,
+            bytes_sent: 1,
+            packets_received: 0,
+            bytes_received: 0,
+        };
+        let old_owner = task(100, 5, 1, 1);
+        let ev = en.udp(Some(&old_owner), 1, &flow, true, 80);
+        let p = ev.process.unwrap();
+        assert_eq!(&*p.exec_id, "b00t:5:100", "the owner's own id");
+        assert!(p.exe.is_none());
+        // the new holder's next event keeps its identity
+        let again = en.process(&task(100, 50, 1, 1));
+        assert_eq!(again.exec_id, new_holder.process.unwrap().exec_id);
+        assert!(again.exe.is_some());
     }
 
     #[test]

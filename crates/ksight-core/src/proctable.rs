@@ -168,22 +168,24 @@ impl ProcessTable {
     }
 
     /// The chain of parents above `pid` (not included), nearest first, at most `depth`.
-    /// Stops at pid 0, an unknown pid, or a loop.
+    /// Stops at pid 0, an unknown pid, a loop, or a parent pid now held by a process
+    /// younger than its child (the parent exited and its pid was reused).
     pub fn ancestors(&self, pid: u32, depth: usize) -> Vec<&Entry> {
         let mut out: Vec<&Entry> = Vec::with_capacity(depth);
-        let mut cur = self.entries.get(&pid).map(|e| e.ppid);
-        while let Some(ppid) = cur {
-            if out.len() >= depth || ppid == 0 || ppid == pid {
-                break;
-            }
-            let Some(e) = self.entries.get(&ppid) else {
+        let Some(mut child) = self.entries.get(&pid) else {
+            return out;
+        };
+        while out.len() < depth && child.ppid != 0 && child.ppid != pid {
+            let Some(e) = self.entries.get(&child.ppid) else {
                 break;
             };
-            if out.iter().any(|a| a.pid == e.pid) {
+            if e.start_ns > child.start_ns.saturating_add(self.tolerance_ns)
+                || out.iter().any(|a| a.pid == e.pid)
+            {
                 break;
             }
             out.push(e);
-            cur = Some(e.ppid);
+            child = e;
         }
         out
     }
@@ -276,5 +278,17 @@ mod tests {
         t.insert(t.bare_entry(8, 8, 9));
         t.insert(t.bare_entry(9, 9, 8));
         assert_eq!(t.ancestors(8, 10).len(), 1);
+    }
+
+    #[test]
+    fn ancestors_stop_at_a_reused_parent_pid() {
+        let mut t = table();
+        t.insert(t.bare_entry(1, 1, 0));
+        t.insert(t.bare_entry(3, 300, 2));
+        t.insert(t.bare_entry(4, 400, 3));
+        // 3's parent, pid 2, exited; the pid now belongs to a younger process
+        t.insert(t.bare_entry(2, 1_000, 1));
+        let pids: Vec<u32> = t.ancestors(4, 10).iter().map(|e| e.pid).collect();
+        assert_eq!(pids, [3]);
     }
 }
