@@ -175,7 +175,7 @@ static __always_inline int on_fork(void *ctx, struct task_struct *parent,
 	ks_fill_task_any(&e.task, parent, direct);
 	e.child_pid = child_pid;
 	e.child_tid = child_tid;
-	e.child_start_ns = BPF_CORE_READ(child, group_leader, start_time);
+	e.child_start_ns = ks_task_start(BPF_CORE_READ(child, group_leader));
 	e.child_ns_pid = ks_ns_nr(child, &e.child_pidns_ino);
 	e.child_ns_tid = e.child_ns_pid;
 	if (thread) {

@@ -118,7 +118,22 @@ struct pid_link___ks_old {
 };
 struct task_struct___ks_old {
 	struct pid_link___ks_old pids[3];
+	u64 real_start_time;
 };
+
+/*
+ * When a task was created, in CLOCK_BOOTTIME ns: what /proc/PID/stat's start
+ * time counts (in clock ticks), so that processes older than ksight, known
+ * from /proc, are recognised in its records even after the machine slept.
+ * task->start_time is CLOCK_MONOTONIC, which stops during suspend. 5.5 renamed
+ * real_start_time (boottime since 4.x) to start_boottime.
+ */
+static __always_inline __u64 ks_task_start(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->start_boottime))
+		return BPF_CORE_READ(t, start_boottime);
+	return BPF_CORE_READ((struct task_struct___ks_old *)t, real_start_time);
+}
 
 static __always_inline struct pid *ks_task_pid(struct task_struct *t)
 {
@@ -176,8 +191,8 @@ static __always_inline void ks_fill_task_cg(struct ks_task *out, struct task_str
 	out->pid = BPF_CORE_READ(t, tgid);
 	out->tid = BPF_CORE_READ(t, pid);
 	out->ppid = BPF_CORE_READ(parent, tgid);
-	out->start_ns = BPF_CORE_READ(leader, start_time);
-	out->parent_start_ns = BPF_CORE_READ(parent, group_leader, start_time);
+	out->start_ns = ks_task_start(leader);
+	out->parent_start_ns = ks_task_start(BPF_CORE_READ(parent, group_leader));
 	out->uid = BPF_CORE_READ(cred, uid.val);
 	out->gid = BPF_CORE_READ(cred, gid.val);
 	out->euid = BPF_CORE_READ(cred, euid.val);
@@ -212,8 +227,8 @@ static __always_inline void ks_fill_task_any(struct ks_task *out, struct task_st
 	out->pid = t->tgid;
 	out->tid = t->pid;
 	out->ppid = parent->tgid;
-	out->start_ns = leader->start_time;
-	out->parent_start_ns = parent->group_leader->start_time;
+	out->start_ns = ks_task_start(leader);
+	out->parent_start_ns = ks_task_start(parent->group_leader);
 	out->uid = cred->uid.val;
 	out->gid = cred->gid.val;
 	out->euid = cred->euid.val;

@@ -11,7 +11,8 @@
  * Rules: fixed-width integers and fixed arrays, largest members first, explicit
  * padding, no bool/pointers/bitfields, every type named and prefixed `ks_`.
  * All integers are in host byte order. Times are CLOCK_MONOTONIC nanoseconds
- * (bpf_ktime_get_ns / task->start_time) unless a name says otherwise.
+ * (bpf_ktime_get_ns) but for tasks' creation times (start_ns, parent_start_ns,
+ * child_start_ns), which are CLOCK_BOOTTIME, as /proc's are.
  *
  * Changing a layout means bumping KS_ABI_VERSION and docs/events.md.
  */
@@ -70,8 +71,8 @@ struct ks_event_hdr {
 
 /* Who did it: the task as the kernel saw it when the hook ran. */
 struct ks_task {
-	__u64 start_ns;		/* thread-group leader's task->start_time */
-	__u64 parent_start_ns;	/* real parent's leader start_time */
+	__u64 start_ns;		/* thread-group leader's creation, CLOCK_BOOTTIME (ks_task_start) */
+	__u64 parent_start_ns;	/* real parent's leader's, likewise */
 	__u64 cgroup_id;	/* cgroup v2 id (== inode of its cgroupfs dir) */
 	__u32 pid;		/* tgid, in the initial pid namespace */
 	__u32 tid;
@@ -135,7 +136,7 @@ enum ks_fork_flags {
 struct ks_fork_event {
 	struct ks_event_hdr hdr;
 	struct ks_task task;
-	__u64 child_start_ns;
+	__u64 child_start_ns;	/* CLOCK_BOOTTIME */
 	__u32 child_pid;	/* child's tgid (== parent's for a thread) */
 	__u32 child_tid;
 	__u32 child_pidns_ino;	/* differs from the parent's after CLONE_NEWPID */

@@ -38,10 +38,24 @@ impl Clock {
         WallTime(mono_ns.saturating_add_signed(self.wall_minus_mono))
     }
 
-    /// A /proc start time (clock ticks of CLOCK_BOOTTIME) as CLOCK_MONOTONIC ns.
-    pub fn ticks_to_mono(&self, ticks: u64) -> u64 {
-        let ns = ticks.saturating_mul(1_000_000_000 / self.clk_tck.max(1));
-        ns.saturating_add_signed(-self.boot_minus_mono)
+    /// A CLOCK_BOOTTIME instant (a task's creation) as wall-clock time.
+    pub fn boot_wall(&self, boot_ns: u64) -> WallTime {
+        WallTime(
+            boot_ns
+                .saturating_add_signed(self.wall_minus_mono)
+                .saturating_add_signed(-self.boot_minus_mono),
+        )
+    }
+
+    /// A recent CLOCK_MONOTONIC instant (a record's) as CLOCK_BOOTTIME.
+    pub fn mono_to_boot(&self, mono_ns: u64) -> u64 {
+        mono_ns.saturating_add_signed(self.boot_minus_mono)
+    }
+
+    /// A /proc start time (clock ticks of CLOCK_BOOTTIME) as CLOCK_BOOTTIME ns, the
+    /// clock of the kernel side's task start times.
+    pub fn ticks_to_boot(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(1_000_000_000 / self.clk_tck.max(1))
     }
 
     /// Precision of a /proc start time.
@@ -92,7 +106,7 @@ pub struct Enricher {
 /// The exe of (pid, start_ns) from /proc, if that process still runs.
 fn exe_from_proc(procfs: &ProcFs, clock: Clock, pid: u32, start_ns: u64) -> Option<Arc<Text>> {
     let info = procfs.read(pid).ok()?;
-    let seen = clock.ticks_to_mono(info.start_ticks);
+    let seen = clock.ticks_to_boot(info.start_ticks);
     if seen.abs_diff(start_ns) > 2 * clock.tick_ns() {
         return None; // another process has the pid now
     }
@@ -153,7 +167,7 @@ impl Enricher {
     }
 
     fn entry_from_proc(&self, info: &ProcInfo) -> Entry {
-        let start_ns = self.clock.ticks_to_mono(info.start_ticks);
+        let start_ns = self.clock.ticks_to_boot(info.start_ticks);
         let mut e = self.table.bare_entry(info.pid, start_ns, info.ppid);
         e.precise = false;
         e.exe = info.exe.as_ref().map(|p| Arc::new(Text::from(p.clone())));
@@ -228,7 +242,7 @@ impl Enricher {
             exe,
             exec_id,
             parent_exec_id,
-            start_time: self.clock.wall(t.start_ns),
+            start_time: self.clock.boot_wall(t.start_ns),
             cgroup_id: t.cgroup_id,
             cgroup: cg.path,
             container_id: cg.container,
@@ -553,7 +567,10 @@ impl Enricher {
             signal,
             signal_name: signal.and_then(signal_name),
             core_dumped,
-            lifetime_ns: x.hdr.ktime_ns.saturating_sub(x.task.start_ns),
+            lifetime_ns: self
+                .clock
+                .mono_to_boot(x.hdr.ktime_ns)
+                .saturating_sub(x.task.start_ns),
             utime_ns: x.utime_ns,
             stime_ns: x.stime_ns,
             thread: x.thread,
@@ -661,6 +678,57 @@ mod tests {
         let again = en.process(&task(100, 50, 1, 1));
         assert_eq!(again.exec_id, new_holder.process.unwrap().exec_id);
         assert!(again.exe.is_some());
+    }
+
+    #[test]
+    fn processes_older_than_ksight_are_recognised_after_the_machine_slept() {
+        // started 1 s after boot; the machine has since slept an hour, so
+        // CLOCK_BOOTTIME runs 3600 s ahead of CLOCK_MONOTONIC
+        let mut en = enricher();
+        en.set_clock(Clock {
+            wall_minus_mono: 1_000_000_000_000_000_000,
+            boot_minus_mono: 3_600_000_000_000,
+            clk_tck: 100,
+        });
+        let seeded = en.entry_from_proc(&crate::procfs::ProcInfo {
+            pid: 300,
+            ppid: 1,
+            comm: b"old".to_vec(),
+            exe: Some(b"/usr/sbin/old".to_vec()),
+            argv: Vec::new(),
+            start_ticks: 100,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            kernel_thread: false,
+        });
+        let seeded_id = seeded.exec_id.clone();
+        en.table.insert(seeded);
+        // the kernel side reports the task's creation in CLOCK_BOOTTIME: 1 s
+        let x = en
+            .enrich(RawEvent::Exit(RawExit {
+                hdr: hdr(7_200_000_000_000),
+                task: task(300, 1_000_000_000, 1, 1),
+                ..Default::default()
+            }))
+            .unwrap();
+        let p = x.process.as_ref().unwrap();
+        assert_eq!(p.exec_id, seeded_id, "the same process");
+        assert_eq!(
+            p.exe.as_deref().map(|t| t.to_string()).as_deref(),
+            Some("/usr/sbin/old")
+        );
+        let Detail::Exit { exit } = &x.detail else {
+            panic!()
+        };
+        // exit at mono 7200 s = boot 10800 s, start at boot 1 s
+        assert_eq!(exit.lifetime_ns, 10_799_000_000_000);
+        // wall clock of the start: boot 1 s - (boot - mono) + (wall - mono)
+        assert_eq!(
+            p.start_time,
+            WallTime(1_000_000_000 + 1_000_000_000_000_000_000 - 3_600_000_000_000)
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::text::Text;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub pid: u32,
-    /// Thread-group leader start, CLOCK_MONOTONIC ns.
+    /// Thread-group leader creation, CLOCK_BOOTTIME ns (the kernel side's and /proc's clock).
     pub start_ns: u64,
     /// `start_ns` came from a kernel event, not from /proc's clock ticks.
     pub precise: bool,
