@@ -205,8 +205,14 @@ int ks_udp_release(struct bpf_sock *ctx)
 	struct ks_udp_sock *s;
 	__u64 cookie;
 
-	if (ctx->protocol != KS_IPPROTO_UDP)
+	if (ctx->protocol != KS_IPPROTO_UDP) {
+		/* a TCP socket is in the table only if a DNS segment adopted it */
+		if (ctx->protocol == KS_IPPROTO_TCP) {
+			cookie = bpf_get_socket_cookie(ctx);
+			bpf_map_delete_elem(&ks_udp_socks, &cookie);
+		}
 		return 1;
+	}
 	e = bpf_map_lookup_elem(&ks_udp_scratch, &zero);
 	if (!e)
 		return 1;

@@ -410,6 +410,47 @@ fn getaddrinfo_is_seen_as_the_application_saw_it_and_names_who_a_stub_asked_for(
 }
 
 #[test]
+fn dns_over_tcp_sockets_leave_nothing_in_the_socket_table() {
+    // a TCP socket that carried DNS is adopted into the socket-owner table;
+    // its release must take it out again
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let before = k.map_entries("ks_udp_socks");
+    for _ in 0..20 {
+        let (_, st) = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &res.ns.0,
+            "dig",
+            "+tcp",
+            "+tries=1",
+            "+time=2",
+            "@127.0.0.1",
+            "a.test",
+        ]));
+        assert!(st.success());
+    }
+    // dnsmasq's end closes when it reads the client's FIN: a moment later
+    std::thread::sleep(Duration::from_millis(300));
+    let after = k.map_entries("ks_udp_socks");
+    let r = k.stop();
+    assert_eq!(
+        r.events
+            .iter()
+            .filter(|e| e["dns"]["transport"] == "tcp")
+            .count(),
+        40,
+        "20 transactions over TCP, seen from dig's end and dnsmasq's"
+    );
+    // 20 connections leave 40 entries when releases miss TCP sockets; other
+    // tests' UDP sockets come and go meanwhile
+    assert!(
+        after < before + 15,
+        "{before} entries before, {after} after"
+    );
+}
+
+#[test]
 fn dig_over_udp_and_tcp() {
     let res = Resolver::start();
     let k = Ksight::start(&["--events", "dns"]);

@@ -129,6 +129,27 @@ impl Ksight {
         self.child.id()
     }
 
+    /// How many entries this ksight's map `name` holds now (asks bpftool).
+    pub fn map_entries(&self, name: &str) -> usize {
+        for id in &self.map_ids {
+            let show = Command::new("bpftool")
+                .args(["-j", "map", "show", "id", &id.to_string()])
+                .output()
+                .expect("bpftool (apt-get install bpftool)");
+            let info: Value = serde_json::from_slice(&show.stdout).unwrap_or_default();
+            if info["name"] != name {
+                continue;
+            }
+            let dump = Command::new("bpftool")
+                .args(["-j", "map", "dump", "id", &id.to_string()])
+                .output()
+                .unwrap();
+            let entries: Value = serde_json::from_slice(&dump.stdout).expect("bpftool map dump -j");
+            return entries.as_array().map_or(0, Vec::len);
+        }
+        panic!("no map {name} among {:?}", self.map_ids);
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
