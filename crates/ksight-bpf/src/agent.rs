@@ -471,14 +471,20 @@ impl Agent {
                 }
             }
         }
+        // each optional object's links join the others only once all of its
+        // programs are attached: one that fails half-way leaves none running
         let (udp, udp_error) = optional(cfg.udp, || {
             let u = load_udp(cfg, &skel)?;
-            attach_cgroups(u.object(), cfg, &mut links)?;
+            let mut own = Vec::new();
+            attach_cgroups(u.object(), cfg, &mut own)?;
+            links.append(&mut own);
             Ok(u)
         });
         let (gai, gai_error) = optional(cfg.gai, || {
             let g = load_gai(cfg, &skel)?;
-            attach_gai(g.object(), &mut links)?;
+            let mut own = Vec::new();
+            attach_gai(g.object(), &mut own)?;
+            links.append(&mut own);
             Ok(g)
         });
         Ok(Agent {
@@ -618,7 +624,13 @@ impl Agent {
     /// buffer holds every record the programs will ever write, and the drop
     /// counters every record they refused.
     pub fn detach(&self) {
-        self.links.borrow_mut().clear();
+        // last attached, first detached: the TCP state program goes before the
+        // accept() hook that relies on it
+        let mut links = self.links.borrow_mut();
+        while links.pop().is_some() {}
+        drop(links);
+        // a program already running on another CPU still finishes its record
+        std::thread::sleep(Duration::from_millis(20));
     }
 
     /// The buffer in use: `Ringbuf` or `Perf` (never `Auto` once started).
@@ -860,7 +872,7 @@ fn attach_cgroups(
     let targets: Vec<PathBuf> = if cfg.cgroups.is_empty() {
         cfg.cgroup_root.iter().cloned().collect()
     } else {
-        cfg.cgroups.clone()
+        outermost(&cfg.cgroups)
     };
     if targets.is_empty() {
         return Err(LoadError::Config(
@@ -884,6 +896,18 @@ fn attach_cgroups(
         }
     }
     Ok(())
+}
+
+/// The cgroups of `all` that no other one contains, once each: programs
+/// attached to a cgroup and to one inside it would see its packets twice.
+fn outermost(all: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for c in all {
+        if !out.contains(c) && !all.iter().any(|o| o != c && c.starts_with(o)) {
+            out.push(c.clone());
+        }
+    }
+    out
 }
 
 /// Load udp.bpf.c (cgroup programs), sharing the process object's maps.
@@ -1038,6 +1062,21 @@ mod tests {
         let log = lines(&["a", "b", "c"]);
         assert_eq!(log_tail(&log, 2), lines(&["b", "c"]));
         assert!(log_tail(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn nested_and_repeated_cgroups_attach_once() {
+        let p = |s: &str| PathBuf::from(s);
+        let all = [
+            p("/sys/fs/cgroup/a/b"),
+            p("/sys/fs/cgroup/a"),
+            p("/sys/fs/cgroup/ab"),
+            p("/sys/fs/cgroup/a"),
+        ];
+        assert_eq!(
+            outermost(&all),
+            [p("/sys/fs/cgroup/a"), p("/sys/fs/cgroup/ab")]
+        );
     }
 
     #[test]
