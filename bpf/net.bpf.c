@@ -78,8 +78,16 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 			struct ks_listen_key lk = { .netns = e->tuple.netns,
 						    .port = e->tuple.sport,
 						    .family = e->tuple.family };
+			struct ks_listener *l = bpf_map_lookup_elem(&ks_listeners, &lk);
 
-			bpf_map_update_elem(&ks_listeners, &lk, &e->task, BPF_ANY);
+			if (l) {
+				__sync_fetch_and_add(&l->sockets, 1);
+			} else {
+				struct ks_listener nl = { .sockets = 1 };
+
+				nl.owner = e->task;
+				bpf_map_update_elem(&ks_listeners, &lk, &nl, BPF_NOEXIST);
+			}
 			send(ctx, e, KS_EVENT_LISTEN);
 		} else {
 			struct ks_tcp_conn c = { .start_ns = now, .state_ns = now };
@@ -96,8 +104,12 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		struct ks_listen_key lk = { .netns = e->tuple.netns,
 					    .port = e->tuple.sport,
 					    .family = e->tuple.family };
+		struct ks_listener *l = bpf_map_lookup_elem(&ks_listeners, &lk);
 
-		bpf_map_delete_elem(&ks_listeners, &lk);
+		if (l && l->sockets > 1)
+			__sync_fetch_and_add(&l->sockets, -1);
+		else if (l)
+			bpf_map_delete_elem(&ks_listeners, &lk);
 		return 0;
 	}
 
@@ -106,15 +118,27 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		struct ks_listen_key lk = { .netns = e->tuple.netns,
 					    .port = e->tuple.sport,
 					    .family = e->tuple.family };
-		struct ks_task *owner = bpf_map_lookup_elem(&ks_listeners, &lk);
+		struct ks_listener *l;
 		struct ks_tcp_conn c = { .start_ns = now, .state_ns = now };
 
-		if (!owner)
+		/* accept() may have returned it already: the accept queue can be
+		 * served before this transition (always, with TCP Fast Open); the
+		 * acceptor stays its owner */
+		conn = ks_accept_hooked ? bpf_map_lookup_elem(&ks_tcp_conns, &key) : 0;
+		if (conn && (conn->flags & KS_NET_ACCEPTED)) {
+			conn->state_ns = now;
+			e->task = conn->owner;
+			e->flags = conn->flags;
+			e->start_ns = conn->start_ns;
+			goto state;
+		}
+		l = bpf_map_lookup_elem(&ks_listeners, &lk);
+		if (!l)
 			return 0; /* a listener ksight did not see (the accept hook
 				   * may still), or filtered out */
 		if (!ks_net_wanted(e->tuple.sport, e->tuple.dport, e->tuple.daddr, e->tuple.family))
 			return 0;
-		c.owner = *owner;
+		c.owner = l->owner;
 		c.tuple = e->tuple;
 		c.flags = KS_NET_INBOUND | KS_NET_OWNER;
 		bpf_map_update_elem(&ks_tcp_conns, &key, &c, BPF_ANY);

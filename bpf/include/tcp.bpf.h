@@ -60,13 +60,23 @@ struct ks_listen_key {
 	__u16 family;
 };
 
-/* Owners of listening ports, for attributing accepted connections.
- * 4096 x (~96 B + 8 B + ~64 B) ~ 0.7 MiB. */
+/* The owner of the first socket listening on a port, and how many listen on
+ * it now: several can (SO_REUSEPORT, one per address), and a listen() that
+ * fails with EADDRINUSE enters LISTEN and leaves it again. The entry goes
+ * with the last of them. */
+struct ks_listener {
+	struct ks_task owner;
+	__u32 sockets;
+	__u32 _pad;
+};
+
+/* Listening ports, for attributing accepted connections.
+ * 4096 x (~104 B + 8 B + ~64 B) ~ 0.7 MiB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct ks_listen_key);
-	__type(value, struct ks_task);
+	__type(value, struct ks_listener);
 } ks_listeners SEC(".maps");
 
 /* A record under construction: too big for the 512-byte stack with the

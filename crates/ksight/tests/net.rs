@@ -600,3 +600,64 @@ fn long_lived_udp_flows_are_reported_while_open() {
     assert_eq!(last["udp"]["bytes_sent"], 30);
     assert_eq!(last["udp"]["packets_sent"], 2);
 }
+
+/// A TCP socket bound to `addr` with SO_REUSEADDR, not yet listening.
+fn bound(addr: std::net::SocketAddrV4) -> i32 {
+    // SAFETY: plain socket calls on a new socket, owned by the caller.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+        let sa = sockaddr_in(addr);
+        assert_eq!(
+            libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), 16),
+            0
+        );
+        fd
+    }
+}
+
+#[test]
+fn other_sockets_on_a_listening_port_do_not_hide_its_connections() {
+    // the listener table is keyed by port: a listen() that fails with
+    // EADDRINUSE, and a second listener on another address of the same port
+    // that closes, must not make ksight forget the live listener
+    let k = Ksight::start(&["--events", NET_EVENTS]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let live = bound(format!("127.0.0.1:{port}").parse().unwrap());
+    let busy = bound(format!("127.0.0.1:{port}").parse().unwrap());
+    let other = bound(format!("127.0.0.2:{port}").parse().unwrap());
+    // SAFETY: listen/close on the sockets made above.
+    unsafe {
+        assert_eq!(libc::listen(live, 8), 0);
+        assert_eq!(libc::listen(busy, 8), -1, "the port is taken");
+        assert_eq!(libc::listen(other, 8), 0);
+        libc::close(busy);
+        libc::close(other);
+    }
+    // SAFETY: `live` is a listening socket this test owns.
+    let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(live) };
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (served, _) = listener.accept().unwrap();
+    drop((client, served));
+    std::thread::sleep(Duration::from_millis(100));
+    let r = k.stop();
+    let me = std::process::id();
+    let accepts: Vec<&Value> = by_port(&r, "accept", "local", port);
+    assert_eq!(accepts.len(), 1, "{:#?}", r.events);
+    assert_eq!(accepts[0]["process"]["pid"], me);
+    let closes: Vec<&Value> = by_port(&r, "tcp_close", "local", port);
+    assert_eq!(closes.len(), 1, "the served end's close");
+    assert_eq!(closes[0]["tcp"]["direction"], "in");
+}
