@@ -676,10 +676,7 @@ impl Agent {
 
     /// Kernel ids of the loaded programs and maps, to check that none outlives ksight.
     pub fn kernel_ids(&self) -> (Vec<u32>, Vec<u32>) {
-        let mut objects = vec![self.skel.object()];
-        objects.extend(self.net.as_ref().map(|n| n.object()));
-        objects.extend(self.udp.as_ref().map(|u| u.object()));
-        objects.extend(self.gai.as_ref().map(|g| g.object()));
+        let objects = self.objects();
         let mut progs = Vec::new();
         let mut maps = Vec::new();
         for obj in objects {
@@ -693,6 +690,47 @@ impl Agent {
         maps.sort_unstable();
         maps.dedup();
         (progs, maps)
+    }
+}
+
+impl Agent {
+    /// Every loaded BPF object.
+    fn objects(&self) -> Vec<&libbpf_rs::Object> {
+        let mut objects = vec![self.skel.object()];
+        objects.extend(self.net.as_ref().map(|n| n.object()));
+        objects.extend(self.accept.as_ref().map(|(a, _)| a.object()));
+        objects.extend(self.udp.as_ref().map(|u| u.object()));
+        objects.extend(self.gai.as_ref().map(|g| g.object()));
+        objects
+    }
+
+    /// Per program (by name), the runs the kernel skipped so far because
+    /// another run of the same program was in progress on that CPU (a
+    /// softirq interrupting it): `recursion_misses` (5.12+; 0 before). Each
+    /// may have been a record, so they are reported as lost.
+    pub fn skipped_runs(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for obj in self.objects() {
+            for prog in obj.progs().filter(|p| p.autoload()) {
+                // SAFETY: bpf_prog_info is plain data; the kernel writes at most `len` bytes.
+                let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+                let rc = unsafe {
+                    libbpf_sys::bpf_prog_get_info_by_fd(
+                        prog.as_fd().as_raw_fd(),
+                        &mut info,
+                        &mut len,
+                    )
+                };
+                if rc == 0 {
+                    out.push((
+                        prog.name().to_string_lossy().into_owned(),
+                        info.recursion_misses,
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -393,8 +393,17 @@ impl ConnectDetail {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LostDetail {
-    /// Which kind of record the kernel could not deliver.
-    pub kind: Kind,
+    /// `buffer_full`: the kernel refused records (counted per CPU and kind);
+    /// `skipped_runs`: the kernel skipped runs of a program because another
+    /// run of it was in progress on the same CPU (a softirq interrupting it),
+    /// counted per program: the records those runs would have made.
+    pub reason: &'static str,
+    /// Which kind of record the kernel could not deliver; `null` for skipped
+    /// runs (a run makes a record of one of several kinds, or none).
+    pub kind: Option<Kind>,
+    /// The program whose runs were skipped (`skipped_runs` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
     pub count: u64,
     /// The kernel time window in which they were lost: after `since_ktime`, up to the event's `ktime`.
     pub since_ktime: u64,
@@ -636,7 +645,9 @@ mod tests {
             process: None,
             detail: Detail::Lost {
                 lost: LostDetail {
-                    kind: Kind::Exec,
+                    reason: "buffer_full",
+                    kind: Some(Kind::Exec),
+                    program: None,
                     count: 3,
                     since_ktime: 1,
                 },
@@ -647,7 +658,20 @@ mod tests {
         assert_eq!(v["type"], "lost");
         assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
         assert_eq!(v["lost"]["kind"], "exec");
+        assert_eq!(v["lost"]["reason"], "buffer_full");
+        assert!(v["lost"].get("program").is_none());
         assert_eq!(v["lost"]["count"], 3);
         assert!(v.get("process").is_none());
+
+        let skipped = LostDetail {
+            reason: "skipped_runs",
+            kind: None,
+            program: Some("ks_tcp_btf".into()),
+            count: 2,
+            since_ktime: 1,
+        };
+        let v = serde_json::to_value(&skipped).unwrap();
+        assert_eq!(v["kind"], serde_json::Value::Null);
+        assert_eq!(v["program"], "ks_tcp_btf");
     }
 }

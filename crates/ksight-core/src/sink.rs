@@ -319,17 +319,25 @@ impl<W: Write> Sink for TableSink<W> {
                 }
                 let _ = write!(line, " ({})", human_duration(g.latency_ns));
             }
-            Detail::Lost { lost } => {
-                let _ = write!(
-                    line,
-                    "{}{} {} record(s) lost on cpu {}{}",
-                    magenta,
-                    lost.count,
-                    lost.kind.name(),
-                    ev.cpu,
-                    reset
-                );
-            }
+            Detail::Lost { lost } => match (lost.kind, &lost.program) {
+                (Some(kind), _) => {
+                    let _ = write!(
+                        line,
+                        "{magenta}{} {} record(s) lost on cpu {}{reset}",
+                        lost.count,
+                        kind.name(),
+                        ev.cpu,
+                    );
+                }
+                (None, program) => {
+                    let _ = write!(
+                        line,
+                        "{magenta}{} run(s) of {} skipped by the kernel (nested on one CPU){reset}",
+                        lost.count,
+                        program.as_deref().unwrap_or("a program"),
+                    );
+                }
+            },
         }
         line.push('\n');
         self.out.write_all(line.as_bytes())
@@ -436,7 +444,9 @@ mod tests {
             process: None,
             detail: Detail::Lost {
                 lost: LostDetail {
-                    kind: Kind::Fork,
+                    reason: "buffer_full",
+                    kind: Some(Kind::Fork),
+                    program: None,
                     count: 2,
                     since_ktime: 0,
                 },

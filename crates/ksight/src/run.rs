@@ -44,6 +44,8 @@ struct Stats {
     duplicate_exits: u64,
     undecodable: u64,
     lost: [u64; KINDS],
+    /// Program runs the kernel skipped (nested on one CPU): records possibly lost.
+    skipped_runs: u64,
 }
 
 /// Everything a record goes through after the ring buffer.
@@ -194,9 +196,12 @@ impl UdpReport {
     }
 }
 
-/// Turns increases of the kernel's per-CPU drop counters into `lost` events.
+/// Turns increases of the kernel's per-CPU drop counters, and of its counts
+/// of skipped program runs, into `lost` events.
 struct LossWatch {
     last: Vec<[u64; KINDS]>,
+    /// Skipped runs reported so far, by program.
+    skipped: HashMap<String, u64>,
     since: u64,
 }
 
@@ -208,6 +213,7 @@ impl LossWatch {
         let cpus = agent.drops().context("reading drop counters")?.len();
         Ok(LossWatch {
             last: vec![[0; KINDS]; cpus],
+            skipped: HashMap::new(),
             since: attached_ktime,
         })
     }
@@ -233,7 +239,9 @@ impl LossWatch {
                     process: None,
                     detail: Detail::Lost {
                         lost: LostDetail {
-                            kind,
+                            reason: "buffer_full",
+                            kind: Some(kind),
+                            program: None,
                             count,
                             since_ktime: self.since,
                         },
@@ -241,6 +249,33 @@ impl LossWatch {
                 };
                 p.emit(&ev);
             }
+        }
+        for (program, total) in agent.skipped_runs() {
+            let seen = self.skipped.entry(program.clone()).or_default();
+            let count = total.saturating_sub(*seen);
+            *seen = total;
+            if count == 0 {
+                continue;
+            }
+            p.stats.skipped_runs += count;
+            let ev = Event {
+                time: p.enricher.clock().wall(ktime),
+                ktime,
+                // the kernel counts these per program, not per CPU
+                cpu: 0,
+                seq: None,
+                process: None,
+                detail: Detail::Lost {
+                    lost: LostDetail {
+                        reason: "skipped_runs",
+                        kind: None,
+                        program: Some(program),
+                        count,
+                        since_ktime: self.since,
+                    },
+                },
+            };
+            p.emit(&ev);
         }
         self.last = now;
         self.since = ktime;
@@ -522,12 +557,13 @@ fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {
         || (0..KINDS).filter_map(|i| ksight_bpf::decode::kind(i as u32).map(|k| (i, k)));
     eprintln!(
         "ksight: stopped after {:.1}s: {} records, {written} events written ({}), {} filtered out, \
-         {lost} lost ({}), {} undecodable, {} duplicate exits",
+         {lost} lost ({}), {} program runs skipped, {} undecodable, {} duplicate exits",
         elapsed.as_secs_f64(),
         s.records,
         by_kind(&s.written, &mut Kind::ALL.into_iter().enumerate()),
         s.filtered,
         by_kind(&s.lost, &mut wire_kinds()),
+        s.skipped_runs,
         s.undecodable,
         s.duplicate_exits,
     );

@@ -125,7 +125,9 @@ fn a_full_buffer_is_reported_in_band_and_in_the_summary() {
     }
     let r = k.stop();
     assert!(r.status.success(), "{}", r.stderr);
-    let lost: Vec<&Value> = r.events.iter().filter(|e| e["type"] == "lost").collect();
+    let lost: Vec<&Value> = (r.events.iter())
+        .filter(|e| e["type"] == "lost" && e["lost"]["reason"] == "buffer_full")
+        .collect();
     assert!(!lost.is_empty(), "50 processes cannot fit in 4 KiB");
     let in_band: u64 = lost
         .iter()
