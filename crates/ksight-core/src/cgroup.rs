@@ -107,6 +107,12 @@ pub struct CgroupResolver {
     cache: HashMap<u64, Arc<str>>,
     last_scan: Option<Instant>,
     min_rescan: Duration,
+    /// The largest id a walk found or was asked for: kernfs ids only grow, so
+    /// a larger one is a cgroup made since (a new container), worth a walk
+    /// at once; a smaller unknown one is gone, and waits for the throttle.
+    max_id: u64,
+    /// Tree walks so far.
+    walks: u64,
 }
 
 impl CgroupResolver {
@@ -116,6 +122,8 @@ impl CgroupResolver {
             cache: HashMap::new(),
             last_scan: None,
             min_rescan: DEFAULT_MIN_RESCAN,
+            max_id: 0,
+            walks: 0,
         }
     }
 
@@ -138,20 +146,27 @@ impl CgroupResolver {
         self.min_rescan = interval;
     }
 
-    /// Cached; on a miss, rescans the whole tree at most once per `min_rescan`, so a storm of
-    /// unknown ids does not walk the tree per event. `None` if still unknown after that.
+    /// Cached; on a miss, rescans the whole tree at once for an id newer than any seen (a
+    /// cgroup created since the last walk), else at most once per `min_rescan`, so a storm
+    /// of unknown ids does not walk the tree per event. `None` if still unknown after that.
     pub fn path(&mut self, id: u64) -> Option<Arc<str>> {
         if let Some(path) = self.cache.get(&id) {
             return Some(Arc::clone(path));
         }
         let mount = self.mount.as_deref()?;
-        if self
-            .last_scan
-            .is_some_and(|t| t.elapsed() < self.min_rescan)
+        let newer = id > self.max_id;
+        if !newer
+            && self
+                .last_scan
+                .is_some_and(|t| t.elapsed() < self.min_rescan)
         {
             return None;
         }
         self.last_scan = Some(Instant::now());
+        self.walks += 1;
+        // asked once, a new id that the walk does not find waits like the others
+        self.max_id = self.max_id.max(id);
+        let max_id = &mut self.max_id;
 
         let cache = &mut self.cache;
         // Kept apart from the cache because a tree larger than the bound clears the cache mid-walk.
@@ -160,6 +175,7 @@ impl CgroupResolver {
             if ino == id {
                 hit = Some(Arc::clone(&path));
             }
+            *max_id = (*max_id).max(ino);
             if cache.len() >= MAX_CACHE && !cache.contains_key(&ino) {
                 cache.clear();
             }
@@ -340,11 +356,18 @@ garbage line
         assert_eq!(r.path(ino(root)).as_deref(), Some("/"));
         assert_eq!(r.path(ino(&root.join("a"))).as_deref(), Some("/a"));
 
-        // Created after the last walk: invisible until the throttle allows another one.
+        assert_eq!(r.walks, 1);
+
+        // An unknown id older than what the walk saw: gone, and throttled.
+        assert_eq!(r.path(1), None);
+        assert_eq!(r.walks, 1);
+        // A newer one: a cgroup made since the walk, looked for at once, once.
+        assert_eq!(r.path(u64::MAX - 1), None);
+        assert_eq!(r.path(u64::MAX - 1), None);
+        assert_eq!(r.walks, 2);
+
         fs::create_dir(root.join("c")).unwrap();
         let c = ino(&root.join("c"));
-        assert_eq!(r.path(c), None);
-        assert_eq!(r.path(c), None);
         r.set_min_rescan(Duration::ZERO);
         assert_eq!(r.path(c).as_deref(), Some("/c"));
 

@@ -298,6 +298,33 @@ fn cgroup_id_and_path_are_the_kernels() {
 }
 
 #[test]
+fn cgroups_made_while_ksight_runs_are_named_at_once() {
+    // new containers come in bursts: each new cgroup is named from its first
+    // event, though the tree was walked for another one a moment before
+    let k = Ksight::start(&[]);
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let name = format!("ksight-new-{}-{i}", std::process::id());
+        let dir = cgroup2_mount().join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let script = format!("echo $$ > {}/cgroup.procs && exec /bin/true", dir.display());
+        let (pid, status) = run(Command::new("/bin/sh").args(["-c", &script]));
+        assert!(status.success());
+        seen.push((pid, name, dir));
+    }
+    let r = k.stop();
+    for (pid, name, dir) in seen {
+        let _ = std::fs::remove_dir(&dir);
+        let exec = r
+            .of("exec", pid)
+            .into_iter()
+            .find(|e| e["process"]["comm"] == "true")
+            .expect("exec of /bin/true");
+        assert_eq!(exec["process"]["cgroup"], format!("/{name}"));
+    }
+}
+
+#[test]
 fn pid_namespace_pids_are_reported() {
     let host_ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
     let k = Ksight::start(&[]);
