@@ -65,9 +65,11 @@ static __always_inline void ks_udp_adopt(__u64 cookie)
 /* DNS ports whose datagrams are copied to userspace (0 = unused slot) */
 const volatile __u16 ks_cfg_dns_ports[KS_DNS_PORTS] = { 53 };
 
+/* One slot per direction: egress runs in process context and ingress in
+ * softirq, which can interrupt it on the same CPU mid-record. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct ks_dns_event);
 } ks_dns_scratch SEC(".maps");
@@ -89,8 +91,8 @@ static __always_inline void ks_dns_emit(struct __sk_buff *skb, __u32 off, __u32 
 					__u32 len, __u64 cookie, __u16 family, int egress,
 					__u32 tcp)
 {
-	__u32 zero = 0;
-	struct ks_dns_event *e = bpf_map_lookup_elem(&ks_dns_scratch, &zero);
+	__u32 slot = egress ? 1 : 0;
+	struct ks_dns_event *e = bpf_map_lookup_elem(&ks_dns_scratch, &slot);
 	struct ks_udp_sock *s;
 	__u32 caplen = len > KS_DNS_MAX ? KS_DNS_MAX : len;
 	__u16 ports[2];
