@@ -691,9 +691,7 @@ impl Agent {
         maps.dedup();
         (progs, maps)
     }
-}
 
-impl Agent {
     /// Every loaded BPF object.
     fn objects(&self) -> Vec<&libbpf_rs::Object> {
         let mut objects = vec![self.skel.object()];

@@ -409,7 +409,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
     let root = cgroups.mount().map(PathBuf::from);
     let attached_ktime = ktime_now();
-    let agent = Agent::start(&config(&args, cgroup_dirs(&args, &cgroups)?, root))?;
+    let cfg = config(&args, cgroup_dirs(&args, &cgroups)?, root);
+    let agent = Agent::start(&cfg)?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
     }
@@ -417,11 +418,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("ksight: degraded: TCP events unavailable: {why}");
     }
     if let Some(why) = agent.accept_error() {
-        if args.accept_hook != AcceptHook::Auto {
-            let hook = clap::ValueEnum::to_possible_value(&args.accept_hook)
-                .map(|v| v.get_name().to_owned())
-                .unwrap_or_default();
-            bail!("--accept-hook {hook}: {why}");
+        if cfg.accept != ksight_bpf::AcceptHook::Auto {
+            bail!("--accept-hook {}: {why}", cfg.accept);
         }
         eprintln!(
             "ksight: degraded: accepted connections are attributed to their listener's owner \
