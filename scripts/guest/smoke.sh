@@ -65,6 +65,28 @@ wait_pid() {
     return 0
 }
 
+# `ksight run "$@"` in the background, stdout to $1 and stderr to $2 (before "$@"), until it
+# attaches: 0 when it did ($kp is its pid); else 1, with $KRC its exit status (124: killed
+# after 60 s without attaching)
+start_ksight() {
+    out=$1
+    err=$2
+    shift 2
+    ksight run "$@" >"$out" 2>"$err" &
+    kp=$!
+    wait_for "grep -q '^ksight: watching' $err || ! kill -0 $kp" 300
+    grep -q '^ksight: watching' "$err" && return 0
+    if kill -0 "$kp" 2>/dev/null; then
+        kill -9 "$kp"
+        wait "$kp"
+        KRC=124
+    else
+        wait "$kp"
+        KRC=$?
+    fi
+    return 1
+}
+
 dump_doctor() {
     echo 1 >/proc/sys/kernel/printk
     echo "KSIGHT-MATRIX-DOCTOR-BEGIN $K exit=$1"
@@ -113,17 +135,11 @@ run_transport() {
     ev=/tmp/events-$t.jsonl
     er=/tmp/stderr-$t.txt
     info "ksight run --transport $t"
-    ksight run -v --format json --transport "$t" >"$ev" 2>"$er" &
-    kp=$!
-    if ! wait_for "grep -q '^ksight: watching' $er || ! kill -0 $kp" 300 ||
-        ! grep -q '^ksight: watching' "$er"; then
-        if kill -0 "$kp" 2>/dev/null; then
-            kill -9 "$kp"
-            wait "$kp"
+    if ! start_ksight "$ev" "$er" -v --format json --transport "$t"; then
+        if [ "$KRC" = 124 ]; then
             fail "$t: ksight not attached after 60s"
         else
-            wait "$kp"
-            fail "$t: ksight exited $? before attaching"
+            fail "$t: ksight exited $KRC before attaching"
         fi
         show "ksight stderr ($t)" "$er"
         BAD_RUNS="$BAD_RUNS $t"
@@ -221,16 +237,11 @@ accept_hook() {
     timeout 60 nc.openbsd -d -k -l 127.0.0.1 "$port" >/dev/null 2>&1 &
     srv=$!
     wait_for "netstat -ltn | grep -q ':$port '" 100 || info "accept-$f: server on $port not listening after 20s"
-    ksight run --format json --accept-hook "$f" --events accept,tcp_close >"$ev" 2>"$er" &
-    kp=$!
-    wait_for "grep -q '^ksight: watching' $er || ! kill -0 $kp" 300
-    if ! grep -q '^ksight: watching' "$er"; then
-        wait "$kp"
-        rc=$?
-        if [ "$rc" = 1 ] && grep -q "^ksight: error: --accept-hook $f: no accept() hook" "$er"; then
+    if ! start_ksight "$ev" "$er" --format json --accept-hook "$f" --events accept,tcp_close; then
+        if [ "$KRC" = 1 ] && grep -q "^ksight: error: --accept-hook $f: no accept() hook" "$er"; then
             degraded "accept-$f: $(grep '^ksight: error' "$er")"
         else
-            fail "accept-$f: ksight exited $rc before attaching"
+            fail "accept-$f: ksight exited $KRC before attaching"
             show "ksight stderr (accept-$f)" "$er"
         fi
         kill "$srv" 2>/dev/null
