@@ -36,23 +36,19 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct ks_gai_event);
+	__type(value, struct ks_getaddrinfo_event);
 } ks_gai_scratch SEC(".maps");
 
-struct ks_gai_event ks_type_gai = {};
-enum ks_gai_phase ks_type_gai_phase = KS_GAI_CALL;
-enum ks_gai_limits ks_type_gai_limits = KS_GAI_NAME;
-
-static __always_inline struct ks_gai_event *ks_gai_record(__u32 phase)
+static __always_inline struct ks_getaddrinfo_event *ks_gai_record(__u32 phase)
 {
 	__u32 zero = 0;
-	struct ks_gai_event *e = bpf_map_lookup_elem(&ks_gai_scratch, &zero);
+	struct ks_getaddrinfo_event *e = bpf_map_lookup_elem(&ks_gai_scratch, &zero);
 
 	if (!e)
 		return 0;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->hdr.ktime = bpf_ktime_get_ns();
-	e->hdr.kind = KS_EVENT_GAI;
+	e->hdr.kind = KS_EVENT_GETADDRINFO;
 	e->phase = phase;
 	ks_fill_task(&e->task, (struct task_struct *)bpf_get_current_task());
 	return e;
@@ -63,7 +59,7 @@ int BPF_KPROBE(ks_gai_enter, const char *node, const char *service, const void *
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ks_gai_call *c;
-	struct ks_gai_event *e;
+	struct ks_getaddrinfo_event *e;
 
 	if (!ks_wanted())
 		return 0;
@@ -91,7 +87,7 @@ int BPF_KRETPROBE(ks_gai_exit, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ks_gai_call *c = bpf_map_lookup_elem(&ks_gai_calls, &id);
-	struct ks_gai_event *e;
+	struct ks_getaddrinfo_event *e;
 	void *ai = 0;
 
 	if (!c)

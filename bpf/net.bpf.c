@@ -23,12 +23,6 @@ char LICENSE[] SEC("license") = "GPL";
 /* emit tcp_state records for every transition */
 const volatile __u32 ks_cfg_tcp_states = 0;
 
-/* Set by userspace once accept.bpf.c is attached: accept records are then
- * its to send. (Not .rodata: that object loads after this one, and may not.) */
-volatile __u32 ks_accept_hooked = 0;
-
-struct ks_tcp_event ks_type_tcp = {};
-enum ks_net_flags ks_type_net_flags = KS_NET_OUTBOUND;
 
 static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new,
 				    const int direct)
@@ -124,7 +118,7 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		/* accept() may have returned it already: the accept queue can be
 		 * served before this transition (always, with TCP Fast Open); the
 		 * acceptor stays its owner */
-		conn = ks_accept_hooked ? bpf_map_lookup_elem(&ks_tcp_conns, &key) : 0;
+		conn = ks_accept_is_hooked() ? bpf_map_lookup_elem(&ks_tcp_conns, &key) : 0;
 		if (conn && (conn->flags & KS_NET_ACCEPTED)) {
 			conn->state_ns = now;
 			e->task = conn->owner;
@@ -146,7 +140,7 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 		e->flags = c.flags;
 		e->start_ns = now;
 		/* with the accept hook, accept.bpf.c reports it when accepted */
-		if (!ks_accept_hooked)
+		if (!ks_accept_is_hooked())
 			send(ctx, e, KS_EVENT_ACCEPT);
 		goto state;
 	}

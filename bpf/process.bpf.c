@@ -42,16 +42,6 @@ struct {
 	__type(value, struct ks_exec_scratch);
 } ks_scratch SEC(".maps");
 
-/* Dummy instances so the record types reach BTF and the Rust skeleton. */
-struct ks_fork_event ks_type_fork = {};
-struct ks_exit_event ks_type_exit = {};
-enum ks_event_kind ks_type_kind = KS_EVENT_NONE;
-enum ks_exec_flags ks_type_exec_flags = KS_EXEC_ARGV_TRUNCATED;
-enum ks_fork_flags ks_type_fork_flags = KS_FORK_THREAD;
-enum ks_exit_flags ks_type_exit_flags = KS_EXIT_THREAD;
-enum ks_limits ks_type_limits = KS_ARGV_MAX;
-enum ks_abi ks_type_abi = KS_ABI_VERSION;
-
 /* ---- exec ---- */
 
 static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t old_pid,

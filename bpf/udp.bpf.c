@@ -45,7 +45,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct ks_udp_close_event);
+	__type(value, struct ks_udp_event);
 } ks_udp_scratch SEC(".maps");
 
 /* Record the current task as the owner of a socket ksight did not see
@@ -73,9 +73,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ks_dns_event);
 } ks_dns_scratch SEC(".maps");
-
-struct ks_dns_event ks_type_dns = {};
-enum ks_dns_limits ks_type_dns_limits = KS_DNS_MAX;
 
 static __always_inline int ks_dns_port(__u16 port)
 {
@@ -176,11 +173,6 @@ static __always_inline void ks_dns_tcp(struct __sk_buff *skb, int egress)
 		    egress, 1);
 }
 
-struct ks_udp_close_event ks_type_udp_close = {};
-struct ks_udp_flow_key ks_type_udp_key = {};
-struct ks_udp_flow ks_type_udp_flow = {};
-enum ks_udp_limits ks_type_udp_limits = KS_UDP_REMOTES;
-
 /* Socket creation, in the creating process: remember the owner. */
 SEC("cgroup/sock_create")
 int ks_udp_create(struct bpf_sock *ctx)
@@ -203,7 +195,7 @@ SEC("cgroup/sock_release")
 int ks_udp_release(struct bpf_sock *ctx)
 {
 	__u32 zero = 0;
-	struct ks_udp_close_event *e;
+	struct ks_udp_event *e;
 	struct ks_udp_sock *s;
 	__u64 cookie;
 
@@ -220,7 +212,7 @@ int ks_udp_release(struct bpf_sock *ctx)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
 	e->hdr.ktime = bpf_ktime_get_ns();
-	e->hdr.kind = KS_EVENT_UDP_CLOSE;
+	e->hdr.kind = KS_EVENT_UDP;
 	e->cookie = cookie;
 	e->flags = 0;
 	s = bpf_map_lookup_elem(&ks_udp_socks, &cookie);

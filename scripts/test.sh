@@ -14,6 +14,8 @@ fi
 
 scripts/setup.sh
 cargo fmt --all -- --check
+# the kind and sensor modules are declared by build scripts, which rustfmt does not follow
+rustfmt --edition 2021 --check crates/ksight-core/src/kinds/*.rs crates/ksight-bpf/src/sensors/*.rs
 # compile once, run everywhere: the smoke suite on real Debian kernels under qemu
 # (docs/kernels.md is regenerated only when the script is run by hand)
 KSIGHT_MATRIX_DOCS= scripts/kernel-matrix.sh

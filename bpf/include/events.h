@@ -4,16 +4,20 @@
  *
  * Only types live here: every record that crosses the ring buffer starts with
  * struct ks_event_hdr, whose `kind` says which struct follows. Rust never
- * mirrors these by hand: libbpf-cargo generates them into the skeleton's
- * `types` module, and crates/ksight-bpf/src/decode.rs is the one place that
- * turns bytes into a typed Event.
+ * mirrors these by hand: crates/ksight-wire's build script instantiates every
+ * `struct ks_*` and `enum ks_*` defined in this file in one types-only BPF
+ * object, and libbpf-cargo generates the Rust types from its BTF. Each kind's
+ * module in crates/ksight-core/src/kinds/ decodes its records from them.
  *
  * Rules: fixed-width integers and fixed arrays, largest members first, explicit
- * padding, no bool/pointers/bitfields, every type named and prefixed `ks_`.
+ * padding, no bool/pointers/bitfields, every type named and prefixed `ks_`
+ * (ksight-wire's build checks the generated types for bool and pointers).
  * All integers are in host byte order. Times are CLOCK_MONOTONIC nanoseconds
  * (bpf_ktime_get_ns) but for tasks' creation times (start_ns, parent_start_ns,
  * child_start_ns), which are CLOCK_BOOTTIME, as /proc's are.
  *
+ * A kind's name here is its name everywhere: KS_EVENT_TCP_CLOSE is the kind
+ * `tcp_close` (crates/ksight-core/src/kinds/tcp_close.rs, "type": "tcp_close").
  * Changing a layout means bumping KS_ABI_VERSION and docs/events.md.
  */
 #ifndef KS_EVENTS_H
@@ -33,9 +37,9 @@ enum ks_event_kind {
 	KS_EVENT_LISTEN = 6,
 	KS_EVENT_TCP_CLOSE = 7,
 	KS_EVENT_TCP_STATE = 8,
-	KS_EVENT_UDP_CLOSE = 9,
+	KS_EVENT_UDP = 9,
 	KS_EVENT_DNS = 10,
-	KS_EVENT_GAI = 11,
+	KS_EVENT_GETADDRINFO = 11,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -205,7 +209,7 @@ struct ks_tcp_event {
 /*
  * UDP is counted, not streamed: per flow (socket, remote address and port)
  * in the ks_udp_flows map, which userspace reads. A socket's release sends
- * one ks_udp_close_event; userspace then reports and removes its flows.
+ * one ks_udp_event (kind `udp`); userspace then reports and removes its flows.
  */
 struct ks_udp_flow_key {
 	__u64 cookie;		/* the socket's cookie */
@@ -250,7 +254,8 @@ struct ks_udp_sock {
 	__u32 nremotes;		/* > KS_UDP_REMOTES: overflowed */
 };
 
-struct ks_udp_close_event {
+/* A UDP socket was released: its flows are final (userspace reads them). */
+struct ks_udp_event {
 	struct ks_event_hdr hdr;
 	struct ks_udp_sock sock;
 	__u64 cookie;
@@ -283,25 +288,25 @@ struct ks_dns_event {
 	__u8 data[KS_DNS_MAX];
 };
 
-enum ks_gai_limits {
+enum ks_getaddrinfo_limits {
 	KS_GAI_NAME = 256,
 	KS_GAI_ADDRS = 4,
 };
 
-enum ks_gai_phase {
+enum ks_getaddrinfo_phase {
 	KS_GAI_CALL = 1,	/* getaddrinfo was entered */
 	KS_GAI_RETURN = 2,	/* it returned: ret, addresses, latency */
 };
 
 /* A libc getaddrinfo call, as the application made it (uprobes). */
-struct ks_gai_event {
+struct ks_getaddrinfo_event {
 	struct ks_event_hdr hdr;
 	struct ks_task task;
 	__u64 latency_ns;		/* KS_GAI_RETURN */
 	__u8 addrs[KS_GAI_ADDRS][16];	/* network byte order, IPv4 in the first 4 bytes */
 	__u16 families[KS_GAI_ADDRS];	/* AF_INET / AF_INET6, 0 = unused */
 	__s32 ret;			/* 0 or an EAI_* code */
-	__u32 phase;			/* enum ks_gai_phase */
+	__u32 phase;			/* enum ks_getaddrinfo_phase */
 	char name[KS_GAI_NAME];
 };
 

@@ -88,6 +88,24 @@ struct {
 	__type(value, struct ks_tcp_event);
 } ks_tcp_scratch SEC(".maps");
 
+/* 1 once userspace has attached accept.bpf.c: accept records are then its to
+ * send. A map both objects share, not a knob: accept.bpf.c loads after
+ * net.bpf.c, and may not load at all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} ks_accept_hooked SEC(".maps");
+
+static __always_inline int ks_accept_is_hooked(void)
+{
+	__u32 zero = 0;
+	__u32 *hooked = bpf_map_lookup_elem(&ks_accept_hooked, &zero);
+
+	return hooked && *hooked;
+}
+
 /*
  * `direct`: tp_btf hands us a BTF-typed socket, which the verifier lets us
  * read with plain loads (CO-RE-relocated through vmlinux.h) instead of one

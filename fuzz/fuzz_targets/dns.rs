@@ -2,12 +2,12 @@
 //! TCP segment with its length prefix) through DnsTracker, query then reply.
 #![no_main]
 
-use ksight_core::dns::DnsTracker;
-use ksight_core::raw::{Header, RawDns};
+use ksight_core::dns::{DnsTracker, RawDns};
+use ksight_core::event::Header;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut t = DnsTracker::new(1_000);
+    let mut t = DnsTracker::new();
     let (tcp, body) = match data.split_first() {
         Some((flag, rest)) => (flag & 1 == 1, rest),
         None => (false, data),
@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = t.packet(p);
     }
-    let _ = t.expire(u64::MAX);
+    let _ = t.expire(u64::MAX, 1_000);
 });

@@ -7,17 +7,20 @@
 //! sequence counters), delivery latency, arrival-order inversions and the
 //! consumer thread's CPU time.
 
-use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, PerfBufferBuilder, RingBufferBuilder};
+use ksight_wire::ks_cpu_stats;
+use libbpf_rs::{MapCore, MapFlags, Object, PerfBufferBuilder, RingBufferBuilder};
 
-use crate::skel_bench::{BenchSkel, BenchSkelBuilder};
+use crate::object::{self, map, LoadError};
 use crate::sys::ktime_now;
-use crate::wire::ks_cpu_stats;
+
+fn lib_err(e: LoadError) -> libbpf_rs::Error {
+    libbpf_rs::Error::from(std::io::Error::other(e.to_string()))
+}
 
 /// The transports compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,32 +99,29 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-fn load(case: &BenchCase, batch: u32) -> libbpf_rs::Result<BenchSkel<'static>> {
-    // as in Agent: the skeleton borrows its storage for its whole life
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open = BenchSkelBuilder::default().open(storage)?;
-    let ro = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .expect("bench.bpf.c has .rodata");
+fn load(case: &BenchCase, batch: u32) -> libbpf_rs::Result<Object> {
+    let mut o = object::open("bench", crate::object!("bench"), None).map_err(lib_err)?;
     let perf = case.transport == BenchTransport::Perf;
-    ro.ks_cfg_batch = batch;
-    ro.ks_cfg_size = case.size;
-    ro.ks_cfg_perf = perf.into();
-    ro.ks_cfg_wakeup_bytes = match case.transport {
+    let wakeup: u64 = match case.transport {
         BenchTransport::RingbufBatched => u64::from(case.ringbuf_bytes / 32),
         _ => 0,
     };
-    open.maps.ks_events.set_autocreate(!perf)?;
-    open.maps.ks_perf.set_autocreate(perf)?;
-    open.maps.ks_events.set_max_entries(case.ringbuf_bytes)?;
-    open.load()
+    (|| -> Result<(), LoadError> {
+        o.knob("ks_cfg_batch", &batch.to_ne_bytes())?;
+        o.knob("ks_cfg_size", &case.size.to_ne_bytes())?;
+        o.knob("ks_cfg_perf", &u32::from(perf).to_ne_bytes())?;
+        o.knob("ks_cfg_wakeup_bytes", &wakeup.to_ne_bytes())?;
+        o.transport(perf)?;
+        o.max_entries("ks_events", case.ringbuf_bytes)
+    })()
+    .map_err(lib_err)?;
+    o.load("bench").map_err(lib_err)
 }
 
 /// Per-CPU (seq, drops) summed: what the producers generated and what was refused.
-fn counters(skel: &BenchSkel<'_>) -> libbpf_rs::Result<(u64, u64)> {
-    let per_cpu = (skel.maps.ks_stats).lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?;
+fn counters(obj: &Object) -> libbpf_rs::Result<(u64, u64)> {
+    let stats = map(obj, "ks_stats").expect("common.bpf.h defines ks_stats");
+    let per_cpu = stats.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?;
     let mut seq = 0;
     let mut drops = 0;
     for bytes in per_cpu.into_iter().flatten() {
@@ -170,7 +170,9 @@ pub fn run(case: &BenchCase) -> libbpf_rs::Result<BenchResult> {
     let cpus = libbpf_rs::num_possible_cpus()?
         .min(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let batch: u32 = if case.rate.is_some() { 16 } else { 64 };
-    let skel = load(case, batch)?;
+    let obj = load(case, batch)?;
+    let ks_perf = map(&obj, "ks_perf").expect("common.bpf.h defines ks_perf");
+    let ks_events = map(&obj, "ks_events").expect("common.bpf.h defines ks_events");
     let seen = std::cell::RefCell::new(Seen::default());
     let deliver = |data: &[u8]| {
         seen.borrow_mut().record(data);
@@ -181,7 +183,7 @@ pub fn run(case: &BenchCase) -> libbpf_rs::Result<BenchResult> {
     // its perf events refuses output, which would count as loss
     let perf = if case.transport == BenchTransport::Perf {
         Some(
-            PerfBufferBuilder::new(&skel.maps.ks_perf)
+            PerfBufferBuilder::new(&ks_perf)
                 .pages(case.perf_pages)
                 .sample_cb(|_cpu, data: &[u8]| {
                     deliver(data);
@@ -193,7 +195,7 @@ pub fn run(case: &BenchCase) -> libbpf_rs::Result<BenchResult> {
     };
     let ring = if perf.is_none() {
         let mut b = RingBufferBuilder::new();
-        b.add(&skel.maps.ks_events, deliver)?;
+        b.add(&ks_events, deliver)?;
         Some(b.build()?)
     } else {
         None
@@ -210,8 +212,11 @@ pub fn run(case: &BenchCase) -> libbpf_rs::Result<BenchResult> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let prog_fd = {
-        use std::os::fd::AsFd;
-        (skel.progs.ks_bench.as_fd().try_clone_to_owned()).map_err(libbpf_rs::Error::from)?
+        let prog = obj
+            .progs()
+            .find(|p| p.name() == "ks_bench")
+            .expect("bench.bpf.c's program");
+        (prog.as_fd().try_clone_to_owned()).map_err(libbpf_rs::Error::from)?
     };
     let per_cpu_rate = case.rate.map(|r| r as f64 / cpus as f64);
     let cpu0 = thread_cpu();
@@ -245,7 +250,7 @@ pub fn run(case: &BenchCase) -> libbpf_rs::Result<BenchResult> {
     }
     drop((perf, ring));
     let consumer = thread_cpu().saturating_sub(cpu0);
-    let (generated, lost) = counters(&skel)?;
+    let (generated, lost) = counters(&obj)?;
     let mut seen = seen.into_inner();
     seen.latencies_ns.sort_unstable();
     let secs = produced_for.as_secs_f64();
@@ -302,20 +307,18 @@ fn produce(
 /// floor of `ksight bench overhead`. Detached when dropped.
 pub struct Floor {
     _links: Vec<libbpf_rs::Link>,
-    _skel: crate::skel_floor::FloorSkel<'static>,
+    _obj: Object,
 }
 
 impl Floor {
     pub fn attach(cgroup_root: &std::path::Path) -> libbpf_rs::Result<Floor> {
         use std::os::fd::AsRawFd;
-        let storage: &'static mut MaybeUninit<OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
-        let skel = crate::skel_floor::FloorSkelBuilder::default()
-            .open(storage)?
-            .load()?;
+        let obj = object::open("floor", crate::object!("floor"), None)
+            .and_then(|o| o.load("floor"))
+            .map_err(lib_err)?;
         let cgroup = std::fs::File::open(cgroup_root).map_err(libbpf_rs::Error::from)?;
         let mut links = Vec::new();
-        for prog in libbpf_rs::skel::Skel::object(&skel).progs_mut() {
+        for prog in obj.progs_mut() {
             let section = prog.section().to_string_lossy().into_owned();
             links.push(if section.starts_with("cgroup") {
                 prog.attach_cgroup(cgroup.as_raw_fd())?
@@ -325,7 +328,7 @@ impl Floor {
         }
         Ok(Floor {
             _links: links,
-            _skel: skel,
+            _obj: obj,
         })
     }
 }

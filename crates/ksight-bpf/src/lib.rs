@@ -1,58 +1,30 @@
-//! ksight's kernel boundary: the only crate that needs clang, libbpf, root or `unsafe`.
+//! ksight's kernel boundary: the only crate that loads BPF, and nearly all of
+//! ksight's `unsafe` (system calls the libraries do not wrap).
 //!
-//! - `bpf/*.bpf.c` are compiled into skeletons by build.rs (`skel`);
-//! - [`agent`] loads, configures and attaches them and reads their counters;
-//! - [`decode`] is the one place where ring-buffer bytes become typed records;
-//! - [`wire`] re-exports the generated record types.
+//! - `bpf/*.bpf.c` are compiled by build.rs; [`object`] opens, configures,
+//!   loads and attaches one of them, generically;
+//! - [`sensor`]: one BPF object and how it is loaded, a trait; `sensors/`
+//!   holds one module per object ksight runs;
+//! - [`agent`] runs the sensors a configuration wants, streams their records
+//!   ([`transport`]) and reads their maps for the pipeline (`KernelState`);
+//! - [`probe`] is the doctor's real probes, [`bench`] the benchmarks' programs.
+//!
+//! Decoding is not here: records become events in ksight-core.
 
 pub mod agent;
 pub mod bench;
-pub mod decode;
+pub mod object;
 pub mod probe;
+pub mod sensor;
 pub mod sys;
 pub mod transport;
-pub mod wire;
 
-mod skel {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+/// One module per BPF object ksight runs (listed by build.rs).
+pub mod sensors {
+    include!(concat!(env!("OUT_DIR"), "/sensors.rs"));
 }
 
-mod skel_net {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/net.skel.rs"));
-}
-
-mod skel_accept {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/accept.skel.rs"));
-}
-
-mod skel_udp {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/udp.skel.rs"));
-}
-
-mod skel_floor {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
-}
-
-mod skel_gai {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/gai.skel.rs"));
-}
-
-mod skel_probe {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));
-}
-
-mod skel_bench {
-    #![allow(clippy::all, clippy::pedantic)]
-    include!(concat!(env!("OUT_DIR"), "/bench.skel.rs"));
-}
-
-pub use agent::{AcceptHook, Agent, AttachMode, Config, LoadError};
-pub use decode::{decode, DecodeError};
+pub use agent::{Agent, Degraded, SensorLoad};
+pub use object::LoadError;
+pub use sensor::{AcceptHook, AttachMode, Config};
 pub use transport::{Stream, StreamStats, TransportMode};

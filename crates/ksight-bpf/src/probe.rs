@@ -6,16 +6,15 @@
 //! Results are facts with the kernel's error; the doctor turns them into
 //! findings with meaning and fixes.
 
-use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapType, OpenObject, ProgramType, UprobeOpts};
+use libbpf_rs::{MapType, ProgramType, UprobeOpts};
 
-use crate::agent::{capture_libbpf_log, last_libbpf_line, Agent, AttachMode, Config, LoadError};
-use crate::skel_probe::ProbeSkelBuilder;
+use crate::agent::Agent;
+use crate::object::{self, capture_libbpf_log, last_libbpf_line, LoadError};
+use crate::sensor::{AttachMode, Config};
 use crate::transport::TransportMode;
 
 /// The kernel's answer to one probe.
@@ -46,6 +45,17 @@ impl Outcome {
             .or_else(|| logged.as_deref().and_then(errno_in_log))
             .or_else(|| errno_of_kind(e.kind()));
         Outcome::Refused { errno, message }
+    }
+
+    /// A refused load or open: the libbpf error inside it.
+    fn from_load(e: &LoadError) -> Outcome {
+        match e {
+            LoadError::Open(e) | LoadError::Load { source: e, .. } => Outcome::from_err(e),
+            other => Outcome::Refused {
+                errno: None,
+                message: other.to_string(),
+            },
+        }
     }
 
     fn from_bool(r: libbpf_rs::Result<bool>) -> Outcome {
@@ -205,35 +215,21 @@ fn probe_hook(hook: Hook, cgroup2: Option<&Path>) -> HookProbe {
         Hook::Cgroup => "connect4 on the cgroup v2 root".into(),
         Hook::TaskIter => "iter/task".into(),
     };
-    let mut storage = MaybeUninit::<OpenObject>::uninit();
-    let open = match ProbeSkelBuilder::default().open(&mut storage) {
+    let refused = |load: Outcome, target: String| HookProbe {
+        hook,
+        target,
+        load,
+        attach: None,
+    };
+    let mut open = match object::open("probe", crate::object!("probe"), None) {
         Ok(o) => o,
-        Err(e) => {
-            return HookProbe {
-                hook,
-                target,
-                load: Outcome::from_err(&e),
-                attach: None,
-            }
-        }
+        Err(e) => return refused(Outcome::from_load(&e), target),
     };
-    let mut open = open;
-    for mut prog in open.open_object_mut().progs_mut() {
-        let mine = prog.name() == hook.program();
-        prog.set_autoload(mine);
-    }
-    let skel = match open.load() {
-        Ok(s) => s,
-        Err(e) => {
-            return HookProbe {
-                hook,
-                target,
-                load: Outcome::from_err(&e),
-                attach: None,
-            }
-        }
+    open.programs(|name, _| name == hook.program());
+    let obj = match open.load("probe") {
+        Ok(o) => o,
+        Err(e) => return refused(Outcome::from_load(&e), target),
     };
-    let obj = libbpf_rs::skel::Skel::object(&skel);
     let Some(prog) = obj.progs_mut().find(|p| p.name() == hook.program()) else {
         return HookProbe {
             hook,
@@ -358,20 +354,26 @@ pub fn support() -> Support {
     }
 }
 
-/// ksight's own process programs, loaded (not attached) in one configuration.
+/// ksight's own programs, loaded (not attached) in one configuration.
 #[derive(Debug, Clone)]
 pub struct OwnLoad {
     pub attach: AttachMode,
     pub transport: TransportMode,
+    /// The process sensor, without which nothing runs.
     pub outcome: Outcome,
     /// The error in full (verifier log tail included) when refused.
     pub detail: Option<String>,
-    /// The TCP programs in the same configuration (`None` when the process ones failed).
-    pub net: Option<(Outcome, Option<String>)>,
-    /// The UDP (and DNS) programs with this transport.
-    pub udp: Option<(Outcome, Option<String>)>,
-    /// The accept() hook: its flavour, or why there is none (one line per flavour tried).
-    pub accept: Option<Result<&'static str, String>>,
+    /// Every other sensor, when the process sensor loaded.
+    pub sensors: Vec<OwnSensor>,
+}
+
+/// One of ksight's sensors, loaded in one configuration.
+#[derive(Debug, Clone)]
+pub struct OwnSensor {
+    pub spec: &'static crate::sensor::Spec,
+    pub outcome: Outcome,
+    /// Its hook flavour (the accept() hook), or the error in full.
+    pub detail: Option<String>,
 }
 
 fn refused(e: &LoadError) -> (Outcome, Option<String>) {
@@ -386,7 +388,7 @@ fn refused(e: &LoadError) -> (Outcome, Option<String>) {
     )
 }
 
-/// Load ksight's process programs in each hook flavour and transport, without attaching.
+/// Load every sensor in each hook flavour and transport, without attaching.
 pub fn own_programs() -> Vec<OwnLoad> {
     let mut out = Vec::new();
     for (attach, transport) in [
@@ -400,21 +402,28 @@ pub fn own_programs() -> Vec<OwnLoad> {
             transport,
             ..Config::default()
         };
-        let result = |r: Result<(), LoadError>| match r {
-            Ok(()) => (Outcome::Works, None),
-            Err(e) => refused(&e),
-        };
-        let (outcome, detail, net, udp, accept) = match Agent::load_only(&cfg) {
-            Ok(loads) => (
-                Outcome::Works,
-                None,
-                loads.net.map(result),
-                loads.udp.map(result),
-                loads.accept.map(|r| r.map_err(|e| e.to_string())),
-            ),
+        let (outcome, detail, sensors) = match Agent::load_only(&cfg) {
+            Ok(loads) => {
+                let sensors = loads
+                    .into_iter()
+                    .filter(|l| !l.spec.wanted_by.is_empty())
+                    .map(|l| {
+                        let (outcome, detail) = match &l.result {
+                            Ok(hook) => (Outcome::Works, hook.map(str::to_string)),
+                            Err(e) => refused(e),
+                        };
+                        OwnSensor {
+                            spec: l.spec,
+                            outcome,
+                            detail,
+                        }
+                    })
+                    .collect();
+                (Outcome::Works, None, sensors)
+            }
             Err(e) => {
                 let (o, d) = refused(&e);
-                (o, d, None, None, None)
+                (o, d, Vec::new())
             }
         };
         out.push(OwnLoad {
@@ -422,9 +431,7 @@ pub fn own_programs() -> Vec<OwnLoad> {
             transport,
             outcome,
             detail,
-            net,
-            udp,
-            accept,
+            sensors,
         });
     }
     out

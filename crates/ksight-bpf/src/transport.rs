@@ -27,8 +27,9 @@ use crate::sys::ktime_now;
 
 /// Which buffer carries records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum TransportMode {
-    /// The ring buffer where the kernel has it (5.8+), else the perf buffer.
+    /// the ring buffer where the kernel has it (5.8+), else the perf buffer
     Auto,
     Ringbuf,
     Perf,

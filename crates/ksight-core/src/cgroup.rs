@@ -64,7 +64,7 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 
 /// Undoes the kernel's `\ooo` escaping of space, tab, newline and backslash in mountinfo paths.
 /// The result may not be UTF-8, hence bytes rather than `String`.
-pub(crate) fn unescape_octal(s: &str) -> PathBuf {
+pub fn unescape_octal(s: &str) -> PathBuf {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -1,7 +1,7 @@
 //! DNS: captured datagrams -> transactions (query, answers, latency).
 //!
-//! The kernel side copies the payload of UDP datagrams to or from a DNS port
-//! (at most 512 bytes) and parses nothing. Here hickory-proto parses them; it
+//! The kernel side copies the payload of UDP datagrams and TCP segments to or
+//! from a DNS port (at most 1024 bytes, events.h KS_DNS_MAX) and parses nothing. Here hickory-proto parses them; it
 //! bounds what it reads by the buffer, refuses compression loops and lying
 //! counts, and returns an error rather than panicking, so a malformed packet
 //! is counted and skipped. A query seen leaving a socket waits (bounded in
@@ -15,7 +15,41 @@ use std::net::SocketAddr;
 use hickory_proto::op::{Message, MessageType};
 use serde::Serialize;
 
-use crate::raw::{RawDns, TaskFacts};
+use crate::event::{Header, TaskFacts};
+use crate::net::Protocol;
+
+/// A datagram to or from a DNS port, as captured (payload not parsed yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDns {
+    pub hdr: Header,
+    /// The socket's owner, captured at socket creation; `None` when unknown.
+    pub owner: Option<TaskFacts>,
+    pub netns: u32,
+    pub cookie: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Sent by this host's socket (else received).
+    pub egress: bool,
+    /// The full UDP payload (or TCP segment payload) length; `data` may hold less.
+    pub len: u32,
+    pub data: Vec<u8>,
+    /// A TCP segment: `data` starts with the message's 2-byte length.
+    pub tcp: bool,
+}
+
+crate::named_enum! {
+    /// Which side of a transaction this host's process was.
+    pub enum Role {
+        /// a process here asked
+        Client = "client",
+        /// a process here answered (a local resolver)
+        Server = "server",
+    }
+}
+
+crate::named_enum! {
+    pub enum Status { Answered = "answered", Timeout = "timeout" }
+}
 
 /// The question of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,18 +73,16 @@ pub struct Answer {
 /// One DNS transaction, or a query that got no answer in time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsDetail {
-    /// `client`: a process of this host asked; `server`: it answered (a local resolver).
-    pub role: &'static str,
+    pub role: Role,
     pub id: u16,
     pub question: Option<Question>,
-    /// answered or timeout
-    pub status: &'static str,
+    pub status: Status,
     /// NOERROR, NXDOMAIN, SERVFAIL, ... (`null` without an answer)
     pub rcode: Option<String>,
     pub answers: Vec<Answer>,
-    /// The server's address and port.
-    pub resolver: SocketAddr,
-    pub transport: &'static str,
+    /// The server's address and port (`127.0.0.1:53`, `[::1]:53`).
+    pub resolver: String,
+    pub transport: Protocol,
     /// From the query leaving (or arriving at) the socket to the response.
     pub latency_ns: Option<u64>,
     /// The response said TC (truncated: the client should retry over TCP).
@@ -82,20 +114,22 @@ pub struct Transaction {
 
 struct Pending {
     ktime: u64,
-    transport: &'static str,
+    transport: Protocol,
     owner: Option<TaskFacts>,
     netns: u32,
     local: SocketAddr,
     remote: SocketAddr,
-    role: &'static str,
+    role: Role,
     question: Option<Question>,
 }
 
+/// Queries waiting for their response, at most: a flood of unanswered ones is bounded.
+const MAX_PENDING: usize = 65_536;
+
 /// Matches queries to responses.
+#[derive(Default)]
 pub struct DnsTracker {
     pending: HashMap<(u64, u16, SocketAddr), Pending>,
-    timeout_ns: u64,
-    max_pending: usize,
     /// Datagrams that did not parse as DNS.
     pub malformed: u64,
 }
@@ -109,13 +143,8 @@ fn question(m: &Message) -> Option<Question> {
 }
 
 impl DnsTracker {
-    pub fn new(timeout_ns: u64) -> Self {
-        DnsTracker {
-            pending: HashMap::new(),
-            timeout_ns,
-            max_pending: 65_536,
-            malformed: 0,
-        }
+    pub fn new() -> Self {
+        DnsTracker::default()
     }
 
     /// A captured datagram: a completed transaction when it answers a pending query.
@@ -141,7 +170,7 @@ impl DnsTracker {
             self.malformed += 1;
             return None;
         };
-        let transport = if p.tcp { "tcp" } else { "udp" };
+        let transport = if p.tcp { Protocol::Tcp } else { Protocol::Udp };
         // this socket's end, and the other
         let (local, remote) = if p.egress {
             (p.src, p.dst)
@@ -151,10 +180,10 @@ impl DnsTracker {
         let id = m.metadata.id;
         match m.metadata.message_type {
             MessageType::Query => {
-                if self.pending.len() >= self.max_pending {
+                if self.pending.len() >= MAX_PENDING {
                     return None; // bounded: a flood of unanswered queries
                 }
-                let role = if p.egress { "client" } else { "server" };
+                let role = if p.egress { Role::Client } else { Role::Server };
                 self.pending.insert(
                     (p.cookie, id, remote),
                     Pending {
@@ -196,12 +225,12 @@ impl DnsTracker {
                     None => (
                         p.owner,
                         p.netns,
-                        if p.egress { "server" } else { "client" },
+                        if p.egress { Role::Server } else { Role::Client },
                         None,
                         None,
                     ),
                 };
-                let resolver = if role == "client" { remote } else { local };
+                let resolver = if role == Role::Client { remote } else { local }.to_string();
                 Some(Transaction {
                     ktime: p.hdr.ktime_ns,
                     owner,
@@ -213,7 +242,7 @@ impl DnsTracker {
                         role,
                         id,
                         question: asked.or_else(|| question(&m)),
-                        status: "answered",
+                        status: Status::Answered,
                         rcode: Some(m.metadata.response_code.to_string()),
                         answers,
                         resolver,
@@ -227,12 +256,11 @@ impl DnsTracker {
         }
     }
 
-    /// Queries that waited longer than the timeout at `now_ktime`, as unanswered transactions.
-    pub fn expire(&mut self, now_ktime: u64) -> Vec<Transaction> {
+    /// Queries that waited `timeout` ns or longer at `now_ktime`, as unanswered transactions.
+    pub fn expire(&mut self, now_ktime: u64, timeout: u64) -> Vec<Transaction> {
         if self.pending.is_empty() {
             return Vec::new(); // every poll: nothing to walk, nothing to allocate
         }
-        let timeout = self.timeout_ns;
         let late: Vec<_> = self
             .pending
             .iter()
@@ -253,14 +281,15 @@ impl DnsTracker {
                         role: p.role,
                         id: k.1,
                         question: p.question,
-                        status: "timeout",
+                        status: Status::Timeout,
                         rcode: None,
                         answers: Vec::new(),
-                        resolver: if p.role == "client" {
+                        resolver: if p.role == Role::Client {
                             p.remote
                         } else {
                             p.local
-                        },
+                        }
+                        .to_string(),
                         transport: p.transport,
                         latency_ns: None,
                         truncated: false,
@@ -275,7 +304,6 @@ impl DnsTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::Header;
 
     fn name(n: &str) -> Vec<u8> {
         let mut v = Vec::new();
@@ -342,13 +370,16 @@ mod tests {
 
     #[test]
     fn a_query_and_its_answer_make_a_transaction() {
-        let mut t = DnsTracker::new(5_000);
+        let mut t = DnsTracker::new();
         assert!(t.packet(raw(query(7, "a.test"), true, 100)).is_none());
         let tx = t
             .packet(raw(answer(7, "a.test", [10, 1, 1, 1], 0), false, 350))
             .unwrap();
         let d = &tx.detail;
-        assert_eq!((d.role, d.id, d.status), ("client", 7, "answered"));
+        assert_eq!(
+            (d.role, d.id, d.status),
+            (Role::Client, 7, Status::Answered)
+        );
         assert_eq!(d.question.as_ref().unwrap().name, "a.test.");
         assert_eq!(d.question.as_ref().unwrap().qtype, "A");
         assert_eq!(d.rcode.as_deref(), Some("No Error"));
@@ -360,7 +391,7 @@ mod tests {
 
     #[test]
     fn nxdomain_and_timeouts() {
-        let mut t = DnsTracker::new(1_000);
+        let mut t = DnsTracker::new();
         t.packet(raw(query(1, "nx.test"), true, 0));
         let tx = t
             .packet(raw(answer(1, "nx.test", [0; 4], 3), false, 10))
@@ -368,11 +399,11 @@ mod tests {
         assert!(tx.detail.answers.is_empty());
         assert_ne!(tx.detail.rcode.as_deref(), Some("No Error"));
         t.packet(raw(query(2, "slow.test"), true, 0));
-        assert!(t.expire(999).is_empty());
-        let late = t.expire(1_000);
+        assert!(t.expire(999, 1_000).is_empty());
+        let late = t.expire(1_000, 1_000);
         assert_eq!(late.len(), 1);
-        assert_eq!(late[0].detail.status, "timeout");
-        assert!(t.expire(5_000).is_empty());
+        assert_eq!(late[0].detail.status, Status::Timeout);
+        assert!(t.expire(5_000, 1_000).is_empty());
     }
 
     /// Every input the fuzzer kept (fuzz/corpus/dns, `scripts/fuzz.sh`), replayed
@@ -389,13 +420,13 @@ mod tests {
                 Some((flag, rest)) => (flag & 1 == 1, rest.to_vec()),
                 None => (false, data.clone()),
             };
-            let mut t = DnsTracker::new(1_000);
+            let mut t = DnsTracker::new();
             for egress in [true, false] {
                 let mut p = raw(body.clone(), egress, 1);
                 p.tcp = tcp;
                 let _ = t.packet(p);
             }
-            let _ = t.expire(u64::MAX);
+            let _ = t.expire(u64::MAX, 1_000);
             n += 1;
         }
         assert!(n > 100, "the corpus is kept in the repository: {n} inputs");
@@ -403,7 +434,7 @@ mod tests {
 
     #[test]
     fn hostile_input_is_counted_not_fatal() {
-        let mut t = DnsTracker::new(1_000);
+        let mut t = DnsTracker::new();
         let mut inputs: Vec<Vec<u8>> = vec![
             vec![],
             vec![0; 11],

@@ -1,17 +1,26 @@
-//! ksight's pure-Rust side: no libbpf, no `unsafe`.
+//! ksight's pure-Rust side: the event model, the pipeline, the sinks. No
+//! libbpf, no `unsafe` (the wire types' `Plain` impls live in ksight-wire).
 //!
 //! Data flows one way through these modules:
-//! `raw` (decoded kernel records) -> `enrich` (process table, cgroups) ->
-//! `event` (the typed model) -> `filter` -> `sink` (JSON Lines, table).
+//! `record` (bytes -> a decoded kernel record) -> `pipeline` (cheap filter;
+//! the kind's `born`: `enrich` with the process table and cgroups; `filter`)
+//! -> `sink` (JSON Lines, `table`). Everything about one event kind lives in
+//! its module under `kinds/`; `kind` says what a kind is, `field` makes every
+//! field addressable by name.
 
 pub mod cgroup;
 pub mod dns;
-pub mod doctor;
 pub mod enrich;
 pub mod event;
+pub mod field;
 pub mod filter;
+pub mod kind;
+pub mod kinds;
+pub mod net;
+pub mod pipeline;
 pub mod procfs;
 pub mod proctable;
-pub mod raw;
+pub mod record;
 pub mod sink;
+pub mod table;
 pub mod text;

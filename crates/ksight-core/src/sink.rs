@@ -1,12 +1,18 @@
-//! Where events go. One [`Sink`] trait, interchangeable outputs:
-//! JSON Lines (the documented schema), a fixed-width table for humans, and a
-//! counting sink for benchmarks. Sinks buffer; the caller flushes after each
-//! batch so output latency stays bounded by the poll interval.
+//! Where events go. One [`Sink`] trait, interchangeable outputs: JSON Lines
+//! (the documented schema), the table for humans (`table.rs`), and a counting
+//! sink for benchmarks; a [`FanOut`] writes to several, so that one failing
+//! output does not stop the others. Sinks buffer; the caller flushes after
+//! each batch so output latency stays bounded by the poll interval.
+//!
+//! A [`SinkSpec`] says what to open (format, colour, file); the command line
+//! and, later, a config file make them.
 
-use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
 
-use crate::event::{Detail, Event};
+use crate::event::Event;
+use crate::table::TableSink;
 
 pub trait Sink {
     fn write(&mut self, ev: &Event) -> io::Result<()>;
@@ -47,7 +53,7 @@ impl<W: Write> Sink for JsonSink<W> {
     }
 }
 
-/// Counts events; writes nothing (benchmarks, `--format none`).
+/// Counts events; writes nothing (benchmarks).
 #[derive(Debug, Default)]
 pub struct CountingSink {
     pub count: u64,
@@ -64,298 +70,182 @@ impl Sink for CountingSink {
     }
 }
 
-/// Aligned columns, one line per event, optionally coloured by kind.
-pub struct TableSink<W: Write> {
-    out: W,
-    color: bool,
-    header_done: bool,
-    line: String,
-}
-
-const GREEN: &str = "\x1b[32m";
-const CYAN: &str = "\x1b[36m";
-const YELLOW: &str = "\x1b[33m";
-const RED: &str = "\x1b[31m";
-const MAGENTA: &str = "\x1b[1;35m";
-const BLUE: &str = "\x1b[34m";
-const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
-
-impl<W: Write> TableSink<W> {
-    pub fn new(out: W, color: bool) -> Self {
-        TableSink {
-            out,
-            color,
-            header_done: false,
-            line: String::with_capacity(256),
-        }
-    }
-
-    fn paint(&self, code: &'static str) -> &'static str {
-        if self.color {
-            code
-        } else {
-            ""
-        }
-    }
-}
-
-/// `HH:MM:SS.mmm` (UTC) of a wall time.
-fn clock_utc(ns: u64) -> String {
-    let ms = ns / 1_000_000;
-    let s = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        (s / 3600) % 24,
-        (s / 60) % 60,
-        s % 60,
-        ms % 1000
-    )
-}
-
-/// An endpoint as people write it: 1.2.3.4:80, [::1]:80.
-fn ep(e: &crate::event::Endpoint) -> String {
-    std::net::SocketAddr::new(e.addr, e.port).to_string()
-}
-
-/// A duration for humans: 850µs, 12.3ms, 4.56s, 2m03s, 5h02m.
-pub fn human_duration(ns: u64) -> String {
-    let us = ns / 1_000;
-    if us < 1_000 {
-        format!("{us}µs")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else if us < 60_000_000 {
-        format!("{:.2}s", us as f64 / 1e6)
-    } else if us < 3_600_000_000 {
-        let s = us / 1_000_000;
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        let m = us / 60_000_000;
-        format!("{}h{:02}m", m / 60, m % 60)
-    }
-}
-
-impl<W: Write> Sink for TableSink<W> {
+/// Collects events (tests).
+impl Sink for Vec<Event> {
     fn write(&mut self, ev: &Event) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            writeln!(
-                self.out,
-                "{}{:<12} {:<9} {:>7} {:>7} {:>5} {:<16} DETAIL{}",
-                self.paint(DIM),
-                "TIME(UTC)",
-                "EVENT",
-                "PID",
-                "PPID",
-                "UID",
-                "COMM",
-                self.paint(RESET)
-            )?;
-        }
-        let colour = match &ev.detail {
-            Detail::Exec { .. } => GREEN,
-            Detail::Fork { .. } => CYAN,
-            Detail::Exit { exit } if exit.signal.is_some() => RED,
-            Detail::Exit { exit } if exit.code != Some(0) => YELLOW,
-            Detail::Exit { .. } => "",
-            Detail::Connect { connect, .. } if connect.result != "success" => RED,
-            Detail::Connect { .. } | Detail::Accept { .. } => BLUE,
-            Detail::Listen { .. } => BLUE,
-            Detail::TcpClose { .. } | Detail::TcpState { .. } | Detail::Udp { .. } => "",
-            Detail::Dns { dns, .. } if dns.status != "answered" => YELLOW,
-            Detail::Dns { .. } => CYAN,
-            Detail::Getaddrinfo { .. } => CYAN,
-            Detail::Lost { .. } => MAGENTA,
-            #[allow(unreachable_patterns)]
-            _ => "",
-        };
-        let (magenta, reset) = (self.paint(MAGENTA), self.paint(RESET));
-        let line = &mut self.line;
-        line.clear();
-        let _ = write!(line, "{:<12} ", clock_utc(ev.time.0));
-        let kind = ev.kind().name();
-        if self.color && !colour.is_empty() {
-            let _ = write!(line, "{colour}{kind:<9}{RESET} ");
-        } else {
-            let _ = write!(line, "{kind:<9} ");
-        }
-        match &ev.process {
-            Some(p) => {
-                let comm = p.comm.to_string();
-                let _ = write!(
-                    line,
-                    "{:>7} {:>7} {:>5} {:<16} ",
-                    p.pid, p.ppid, p.uid, comm
-                );
-            }
-            None => {
-                let _ = write!(line, "{:>7} {:>7} {:>5} {:<16} ", "-", "-", "-", "-");
-            }
-        }
-        match &ev.detail {
-            Detail::Exec { exec, .. } => {
-                let _ = write!(line, "{}", exec.exe);
-                for arg in exec.argv.iter().skip(1) {
-                    let _ = write!(line, " {arg}");
-                }
-                if exec.argv_truncated {
-                    line.push_str(" …");
-                }
-                if let Some(i) = &exec.interpreter {
-                    let _ = write!(line, "  [interp {i}]");
-                }
-            }
-            Detail::Fork { child } => {
-                let what = if child.thread { "thread" } else { "child" };
-                let id = if child.thread { child.tid } else { child.pid };
-                let _ = write!(line, "→ {what} {id}");
-            }
-            Detail::Exit { exit } => {
-                match (exit.code, exit.signal_name, exit.signal) {
-                    (Some(code), _, _) => {
-                        let _ = write!(line, "code {code}");
-                    }
-                    (None, Some(name), _) => line.push_str(name),
-                    (None, None, Some(sig)) => {
-                        let _ = write!(line, "signal {sig}");
-                    }
-                    (None, None, None) => line.push('?'),
-                }
-                if exit.core_dumped {
-                    line.push_str(" (core dumped)");
-                }
-                let _ = write!(line, "  after {}", human_duration(exit.lifetime_ns));
-                if exit.thread {
-                    line.push_str("  [thread]");
-                }
-            }
-            Detail::Connect { net, connect } => {
-                let _ = write!(
-                    line,
-                    "{} → {}  {}",
-                    ep(&net.local),
-                    ep(&net.remote),
-                    connect.result
-                );
-                if let Some(e) = connect.error {
-                    let _ = write!(line, " ({e})");
-                }
-                if let Some(ns) = connect.latency_ns {
-                    let _ = write!(line, " in {}", human_duration(ns));
-                }
-            }
-            Detail::Accept { net, accept } => {
-                let _ = write!(line, "{} ← {}", ep(&net.local), ep(&net.remote));
-                if accept.by == "listener" {
-                    let _ = write!(line, " (listener's owner)");
-                }
-            }
-            Detail::Listen { net } => {
-                let _ = write!(line, "{} listening", ep(&net.local));
-            }
-            Detail::TcpClose { net, tcp } => {
-                let arrow = if tcp.direction == "in" { "←" } else { "→" };
-                let _ = write!(
-                    line,
-                    "{} {arrow} {}  sent {} B, received {} B",
-                    ep(&net.local),
-                    ep(&net.remote),
-                    tcp.bytes_sent,
-                    tcp.bytes_received
-                );
-                if let Some(ns) = tcp.duration_ns {
-                    let _ = write!(line, ", {}", human_duration(ns));
-                }
-                if tcp.retransmits > 0 {
-                    let _ = write!(line, ", {} retransmits", tcp.retransmits);
-                }
-            }
-            Detail::TcpState { net, state } => {
-                let _ = write!(
-                    line,
-                    "{} → {}  {} → {}",
-                    ep(&net.local),
-                    ep(&net.remote),
-                    state.old,
-                    state.new
-                );
-            }
-            Detail::Udp { net, udp } => {
-                let _ = write!(
-                    line,
-                    "{} ⇄ {}  sent {} pkt/{} B, received {} pkt/{} B{}",
-                    ep(&net.local),
-                    ep(&net.remote),
-                    udp.packets_sent,
-                    udp.bytes_sent,
-                    udp.packets_received,
-                    udp.bytes_received,
-                    if udp.closed { "" } else { " (open)" }
-                );
-            }
-            Detail::Dns { dns, .. } => {
-                let q = dns.question.as_ref();
-                let _ = write!(
-                    line,
-                    "{} {} {} → {} {}",
-                    dns.role,
-                    q.map_or("?", |q| q.qtype.as_str()),
-                    q.map_or("?", |q| q.name.as_str()),
-                    dns.resolver,
-                    dns.rcode.as_deref().unwrap_or(dns.status)
-                );
-                for a in &dns.answers {
-                    let _ = write!(line, " {}", a.data);
-                }
-                if let Some(ns) = dns.latency_ns {
-                    let _ = write!(line, " ({})", human_duration(ns));
-                }
-            }
-            Detail::Getaddrinfo { getaddrinfo: g } => {
-                let _ = write!(line, "getaddrinfo({}) {}", g.name, g.result);
-                for a in &g.addresses {
-                    let _ = write!(line, " {a}");
-                }
-                let _ = write!(line, " ({})", human_duration(g.latency_ns));
-            }
-            Detail::Lost { lost } => match (lost.kind, &lost.program) {
-                (Some(kind), _) => {
-                    let _ = write!(
-                        line,
-                        "{magenta}{} {} record(s) lost on cpu {}{reset}",
-                        lost.count,
-                        kind.name(),
-                        ev.cpu,
-                    );
-                }
-                (None, program) => {
-                    let _ = write!(
-                        line,
-                        "{magenta}{} run(s) of {} skipped by the kernel (nested on one CPU){reset}",
-                        lost.count,
-                        program.as_deref().unwrap_or("a program"),
-                    );
-                }
-            },
-        }
-        line.push('\n');
-        self.out.write_all(line.as_bytes())
+        self.push(ev.clone());
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        Ok(())
+    }
+}
+
+crate::named_enum! {
+    /// How events are written.
+    #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+    pub enum Format {
+        /// table on a terminal, JSON Lines otherwise
+        Auto = "auto",
+        /// JSON Lines, the schema in docs/events.md
+        Json = "json",
+        /// aligned columns for humans
+        Table = "table",
+    }
+}
+
+crate::named_enum! {
+    /// Colour in table output.
+    #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+    pub enum Color {
+        /// on a terminal, unless NO_COLOR is set
+        Auto = "auto",
+        Always = "always",
+        Never = "never",
+    }
+}
+
+impl Color {
+    /// Whether to colour output that goes to a terminal (`to_tty`) or not.
+    pub fn enabled(self, to_tty: bool) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => to_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
+/// One output: what to write, how, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSpec {
+    pub format: Format,
+    pub color: Color,
+    /// A file, or standard output.
+    pub output: Option<PathBuf>,
+}
+
+impl SinkSpec {
+    /// A name for messages: the file, or "stdout".
+    pub fn name(&self) -> String {
+        match &self.output {
+            Some(p) => p.display().to_string(),
+            None => "stdout".into(),
+        }
+    }
+
+    pub fn open(&self) -> io::Result<Box<dyn Sink>> {
+        let to_tty = self.output.is_none() && io::stdout().is_terminal();
+        let table = match self.format {
+            Format::Auto => to_tty,
+            Format::Json => false,
+            Format::Table => true,
+        };
+        let out: Box<dyn Write> = match &self.output {
+            Some(path) => Box::new(File::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+            })?),
+            None => Box::new(io::stdout()),
+        };
+        let out = BufWriter::with_capacity(1 << 16, out);
+        Ok(if table {
+            Box::new(TableSink::new(out, self.color.enabled(to_tty)))
+        } else {
+            Box::new(JsonSink::new(out))
+        })
+    }
+}
+
+/// Several outputs. A write error takes its output out (counted, and said once
+/// on stderr) and the others go on; only when every output has failed is the
+/// first error returned, which stops ksight.
+pub struct FanOut {
+    outputs: Vec<Output>,
+}
+
+struct Output {
+    name: String,
+    sink: Box<dyn Sink>,
+    /// Events this output could not take (from its first error on).
+    errors: u64,
+    failed: Option<io::Error>,
+}
+
+impl FanOut {
+    pub fn new(outputs: Vec<(String, Box<dyn Sink>)>) -> Self {
+        FanOut {
+            outputs: outputs
+                .into_iter()
+                .map(|(name, sink)| Output {
+                    name,
+                    sink,
+                    errors: 0,
+                    failed: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Per output: its name and the events it could not take.
+    pub fn errors(&self) -> Vec<(&str, u64)> {
+        self.outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.errors))
+            .collect()
+    }
+
+    fn all_failed(&mut self) -> io::Result<()> {
+        if self.outputs.iter().all(|o| o.failed.is_some()) {
+            let first = self.outputs.iter_mut().find_map(|o| o.failed.take());
+            // one error, once; later calls find the outputs still failed
+            let e = first.unwrap_or_else(|| io::Error::other("every output has failed"));
+            for o in &mut self.outputs {
+                o.failed.get_or_insert_with(|| io::Error::other("failed"));
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn each(&mut self, mut op: impl FnMut(&mut dyn Sink) -> io::Result<()>) -> io::Result<()> {
+        let many = self.outputs.len() > 1;
+        for o in &mut self.outputs {
+            if o.failed.is_some() {
+                o.errors += 1;
+                continue;
+            }
+            if let Err(e) = op(o.sink.as_mut()) {
+                o.errors += 1;
+                if many {
+                    eprintln!("ksight: output {} failed, the others go on: {e}", o.name);
+                }
+                o.failed = Some(e);
+            }
+        }
+        self.all_failed()
+    }
+}
+
+impl Sink for FanOut {
+    fn write(&mut self, ev: &Event) -> io::Result<()> {
+        self.each(|s| s.write(ev))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.each(|s| s.flush())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ExitDetail, Kind, LostDetail, Process, WallTime};
+    use crate::event::{Process, WallTime};
+    use crate::kinds::exit::{Exit, ExitDetail};
+    use crate::kinds::lost::{Lost, LostDetail, LostReason};
     use crate::text::Text;
 
-    fn exit_event(code: u32) -> Event {
-        let (c, s, core) = ExitDetail::status(code);
+    pub(crate) fn exit_event(code: u32) -> Event {
         Event {
             time: WallTime(3_723_004_000_000),
             ktime: 1,
@@ -382,18 +272,10 @@ mod tests {
                 ns_pid: 42,
                 ns_tid: 42,
             }),
-            detail: Detail::Exit {
-                exit: ExitDetail {
-                    code: c,
-                    signal: s,
-                    signal_name: s.and_then(crate::event::signal_name),
-                    core_dumped: core,
-                    lifetime_ns: 1_500_000,
-                    utime_ns: 0,
-                    stime_ns: 0,
-                    thread: false,
-                },
-            },
+            detail: Exit {
+                exit: ExitDetail::new(code, 1_500_000, 0, 0, false),
+            }
+            .into(),
         }
     }
 
@@ -432,7 +314,7 @@ mod tests {
         TableSink::new(&mut coloured, true)
             .write(&exit_event(9))
             .unwrap();
-        assert!(String::from_utf8(coloured).unwrap().contains(RED));
+        assert!(String::from_utf8(coloured).unwrap().contains("\x1b[31m"));
     }
 
     #[test]
@@ -442,15 +324,16 @@ mod tests {
         sink.write(&exit_event(42 << 8)).unwrap();
         let lost = Event {
             process: None,
-            detail: Detail::Lost {
+            detail: Lost {
                 lost: LostDetail {
-                    reason: "buffer_full",
-                    kind: Some(Kind::Fork),
+                    reason: LostReason::BufferFull,
+                    kind: crate::event::Kind::from_name("fork"),
                     program: None,
                     count: 2,
                     since_ktime: 0,
                 },
-            },
+            }
+            .into(),
             ..exit_event(0)
         };
         sink.write(&lost).unwrap();
@@ -463,13 +346,33 @@ mod tests {
         assert_eq!(v[0]["exit"]["signal"], serde_json::Value::Null);
         assert_eq!(v[0]["process"]["comm"], "sle\u{1b}ep");
         assert_eq!(v[1]["type"], "lost");
+        // the common fields come first, as documented
+        assert!(text.starts_with("{\"v\":1,\"type\":\"exit\",\"time\":"));
+    }
+
+    struct Failing;
+    impl Sink for Failing {
+        fn write(&mut self, _: &Event) -> io::Result<()> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
-    fn durations_for_humans() {
-        assert_eq!(human_duration(850_000), "850µs");
-        assert_eq!(human_duration(12_300_000), "12.3ms");
-        assert_eq!(human_duration(4_560_000_000), "4.56s");
-        assert_eq!(human_duration(123_000_000_000), "2m03s");
+    fn one_failing_output_does_not_stop_the_others() {
+        let mut fan = FanOut::new(vec![
+            ("bad".into(), Box::new(Failing)),
+            ("good".into(), Box::new(CountingSink::default())),
+        ]);
+        for _ in 0..3 {
+            fan.write(&exit_event(0)).unwrap();
+        }
+        assert_eq!(fan.errors(), [("bad", 3), ("good", 0)]);
+        let mut alone = FanOut::new(vec![("bad".into(), Box::new(Failing))]);
+        let e = alone.write(&exit_event(0)).unwrap_err();
+        assert_eq!(e.to_string(), "disk full");
+        assert!(alone.write(&exit_event(0)).is_err(), "and stays failed");
     }
 }

@@ -1,5 +1,6 @@
-//! ksight: an eBPF host monitoring agent. `main` parses the command line and
-//! dispatches; each subcommand lives in its own module.
+//! ksight: an eBPF host monitoring agent. `main` parses the command line,
+//! converts it into configuration, and dispatches; each subcommand lives in its
+//! own module (`run`, `bench`) or crate (ksight-doctor).
 
 use std::io;
 use std::process::ExitCode;
@@ -8,16 +9,17 @@ use clap::Parser;
 
 mod bench;
 mod cli;
-mod doctor;
 mod preflight;
 mod run;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(*args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Run(args) => run::run(args.config()).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
-        cli::Command::Doctor(args) => doctor::doctor(args),
+        cli::Command::Doctor(args) => ksight_doctor::run(&args.options())
+            .map(ExitCode::from)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

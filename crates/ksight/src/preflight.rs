@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ksight_core::doctor::{can_load_bpf, effective_caps};
+use ksight_doctor::host::{can_load_bpf, effective_caps};
 
 /// The same rule `ksight doctor` reports on (its `caps` finding).
 pub fn check_privileges() -> Result<()> {

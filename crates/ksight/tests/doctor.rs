@@ -31,7 +31,7 @@ fn find<'a>(report: &'a Value, id: &str) -> &'a Value {
 
 fn fixture(name: &str) -> String {
     format!(
-        "{}/../ksight-core/tests/fixtures/doctor/{name}",
+        "{}/../ksight-doctor/tests/fixtures/doctor/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

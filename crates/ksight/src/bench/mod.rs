@@ -8,78 +8,28 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
 use ksight_bpf::bench::{run, BenchCase, BenchResult, BenchTransport};
-use ksight_bpf::{decode, Agent, Config};
+use ksight_bpf::{Agent, Config};
 use ksight_core::cgroup::CgroupResolver;
 use ksight_core::enrich::EnrichConfig;
-use ksight_core::sink::{JsonSink, Sink, TableSink};
+use ksight_core::event::Event;
+use ksight_core::filter::{Filter, FilterSpec};
+use ksight_core::pipeline::{Pipeline, PipelineConfig};
+use ksight_core::record::decode;
+use ksight_core::sink::{CountingSink, JsonSink, Sink};
+use ksight_core::table::TableSink;
 use serde_json::json;
 
+use crate::cli::bench::{Bench, BenchArgs, PipelineArgs, Rate, TransportArgs};
 use crate::{preflight, run};
 
 mod overhead;
 mod workload;
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub which: Bench,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Bench {
-    /// Ring buffer (batched and eager wake-ups) vs perf buffer: throughput, loss, latency, order, consumer CPU.
-    Transport(TransportArgs),
-    /// Where ksight's userspace time goes per event: decode, enrich, serialise, write.
-    Pipeline(PipelineArgs),
-    /// What ksight costs exec, connect, DNS and syscall storms, against no ksight and a no-op floor.
-    Overhead(overhead::OverheadArgs),
-    /// One workload of the overhead benchmark, timed (run by it in a child process).
-    #[command(hide = true)]
-    Workload(workload::WorkloadArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct PipelineArgs {
-    /// Processes started to capture real records from (each: fork, exec, exit).
-    #[arg(long, default_value_t = 2000)]
-    pub processes: usize,
-    /// Times the captured records are replayed through the pipeline.
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-}
-
-#[derive(Args, Debug)]
-pub struct TransportArgs {
-    /// Producer rates over all CPUs, records/s ("max": as fast as the producers go).
-    #[arg(long, value_delimiter = ',', default_value = "20k,200k,1M,max", value_parser = parse_rate)]
-    pub rates: Vec<Rate>,
-    /// Record sizes in bytes, header included (32 to 4096).
-    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
-    pub sizes: Vec<u32>,
-    /// Production time per run.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Runs per transport and case (alternating).
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-    #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
-    pub ringbuf_size: u32,
-    #[arg(long, default_value_t = 128)]
-    pub perf_pages: usize,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate(pub Option<u64>);
 
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,23 +37,6 @@ impl std::fmt::Display for Rate {
             None => f.write_str("max"),
             Some(r) => f.write_str(&si(r as f64)),
         }
-    }
-}
-
-fn parse_rate(s: &str) -> Result<Rate, String> {
-    if s == "max" {
-        return Ok(Rate(None));
-    }
-    let (num, mult) = match s.strip_suffix(['k', 'K']) {
-        Some(n) => (n, 1_000),
-        None => match s.strip_suffix(['m', 'M']) {
-            Some(n) => (n, 1_000_000),
-            None => (s, 1),
-        },
-    };
-    match num.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(Rate(Some(n * mult))),
-        _ => Err(format!("{s:?} is not a rate such as 200k or max")),
     }
 }
 
@@ -327,24 +260,41 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
         a.runs
     );
     let stages = ["decode", "enrich", "json", "table", "write"];
+    // decode: bytes -> records; enrich: the pipeline (process table, events,
+    // filter) into a counting sink; json, table: serialising the events
     let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
     let mut devnull = std::io::BufWriter::with_capacity(1 << 16, File::create("/dev/null")?);
     for _ in 0..a.runs {
         // each replay starts from a fresh, seeded process table, as ksight does
-        let mut enricher = run::host_enricher(
-            EnrichConfig::default(),
-            CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref()),
-        );
-        enricher.seed()?;
+        let fresh = |sink: Box<dyn Sink>| -> Result<Pipeline> {
+            let mut enricher = run::host_enricher(
+                EnrichConfig::default(),
+                CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref()),
+            );
+            enricher.seed()?;
+            Ok(Pipeline::new(
+                PipelineConfig::default(),
+                enricher,
+                Filter::new(FilterSpec::default()),
+                sink,
+            ))
+        };
         let t = Instant::now();
         let raws: Vec<_> = records.iter().filter_map(|r| decode(r).ok()).collect();
         let decode_t = t.elapsed();
+        let mut p = fresh(Box::<CountingSink>::default())?;
         let t = Instant::now();
-        let events: Vec<_> = raws
-            .into_iter()
-            .filter_map(|r| enricher.enrich(r))
-            .collect();
+        for r in raws.iter().cloned() {
+            p.push(r);
+        }
         let enrich_t = t.elapsed();
+        // the same again, kept, for the output stages
+        let kept = Rc::new(RefCell::new(Vec::with_capacity(records.len())));
+        let mut p = fresh(Box::new(Keep(kept.clone())))?;
+        for r in raws {
+            p.push(r);
+        }
+        let events = kept.take();
         let mut json = JsonSink::new(Vec::with_capacity(records.len() * 1024));
         let t = Instant::now();
         for ev in &events {
@@ -386,18 +336,23 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the events it is given.
+struct Keep(Rc<RefCell<Vec<Event>>>);
+
+impl Sink for Keep {
+    fn write(&mut self, ev: &Event) -> io::Result<()> {
+        self.0.borrow_mut().push(ev.clone());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_parse() {
-        assert_eq!(parse_rate("max"), Ok(Rate(None)));
-        assert_eq!(parse_rate("200k"), Ok(Rate(Some(200_000))));
-        assert_eq!(parse_rate("2M"), Ok(Rate(Some(2_000_000))));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("fast").is_err());
-    }
 
     #[test]
     fn medians_and_spread() {

@@ -18,28 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use ksight_bpf::bench::Floor;
 use serde_json::json;
 
-use super::workload::Workload;
 use super::{hold_cpu_awake, machine, median, si};
-
-#[derive(Args, Debug)]
-pub struct OverheadArgs {
-    /// Runs per configuration and workload (alternating).
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-    /// Multiplies every workload's operation count (1.0: exec 1000, connect 3000,
-    /// dns 5000, gai 2000, syscall 5M).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    #[arg(long, value_delimiter = ',', value_enum)]
-    pub workloads: Vec<Workload>,
-    /// Also write the results as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
+use crate::cli::bench::{OverheadArgs, Workload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Setup {

@@ -9,53 +9,8 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Workload {
-    /// fork + exec of /bin/true
-    Exec,
-    /// TCP connect/accept/1-byte exchange/close on 127.0.0.1
-    Connect,
-    /// DNS query over UDP with sendto/recvfrom to the resolver on 127.0.0.1:53, a new socket each
-    Dns,
-    /// glibc getaddrinfo of a name the resolver answers
-    Gai,
-    /// getppid in a tight loop: the tax on every process, traced or not
-    Syscall,
-}
-
-impl Workload {
-    pub const ALL: [Workload; 5] = [
-        Workload::Exec,
-        Workload::Connect,
-        Workload::Dns,
-        Workload::Gai,
-        Workload::Syscall,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::Exec => "exec",
-            Workload::Connect => "connect",
-            Workload::Dns => "dns",
-            Workload::Gai => "gai",
-            Workload::Syscall => "syscall",
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct WorkloadArgs {
-    #[arg(value_enum)]
-    pub kind: Workload,
-    /// Operations to perform.
-    #[arg(long)]
-    pub count: u64,
-    /// Name to resolve (dns, gai).
-    #[arg(long, default_value = "bench.ksight.test")]
-    pub name: String,
-}
+use crate::cli::bench::{Workload, WorkloadArgs};
 
 /// A DNS query for `name`, type A, class IN, with recursion desired.
 fn query(id: u16, name: &str) -> Vec<u8> {

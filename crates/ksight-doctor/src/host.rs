@@ -4,7 +4,7 @@
 //! release, BTF, build config, lockdown mode, LSMs, BPF sysctls) and of what this process may do
 //! (capabilities, locked-memory limit, mounts). Each check becomes a [`Finding`]: what was seen,
 //! what it means for ksight, and how to fix it. Loading real programs is done elsewhere
-//! (ksight-bpf's `probe`); the binary merges both into one report.
+//! (`probes.rs`, `features.rs`); `lib.rs` merges them into one report.
 //!
 //! Invariants:
 //! - Every path is relative to the `root` argument, never an absolute host path, so fixture trees
@@ -25,62 +25,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::{Finding, Status};
 use flate2::read::GzDecoder;
-use serde::Serialize;
-
-/// How a finding bears on ksight. The order is severity, so `max()` over findings is the worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Info,
-    Warn,
-    Fail,
-}
-
-/// One check's outcome, written for an operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// Stable machine key, e.g. "kernel.release", "config.CONFIG_BPF_SYSCALL", "mount.bpffs".
-    pub id: String,
-    /// "kernel" | "btf" | "config" | "hardening" | "privileges" | "mounts".
-    pub group: &'static str,
-    /// Short human label.
-    pub title: String,
-    pub status: Status,
-    /// What was seen: the value read and the file it came from.
-    pub detail: String,
-    /// What it means for ksight's features, concretely.
-    pub meaning: String,
-    /// The command or setting that fixes it; always present for warn and fail.
-    pub fix: Option<String>,
-}
-
-impl Finding {
-    fn new(
-        id: impl Into<String>,
-        group: &'static str,
-        title: impl Into<String>,
-        status: Status,
-        detail: impl Into<String>,
-        meaning: impl Into<String>,
-    ) -> Finding {
-        Finding {
-            id: id.into(),
-            group,
-            title: title.into(),
-            status,
-            detail: detail.into(),
-            meaning: meaning.into(),
-            fix: None,
-        }
-    }
-
-    fn fix(mut self, fix: impl Into<String>) -> Finding {
-        self.fix = Some(fix.into());
-        self
-    }
-}
 
 const KERNEL: &str = "kernel";
 const BTF: &str = "btf";
@@ -1529,7 +1475,7 @@ fn check_memlock(root: &Path, version: Option<Version>) -> Finding {
 
 /// Undoes the kernel's `\ooo` escaping in mountinfo (shared with the cgroup reader).
 fn unescape_octal(s: &str) -> String {
-    crate::cgroup::unescape_octal(s)
+    ksight_core::cgroup::unescape_octal(s)
         .to_string_lossy()
         .into_owned()
 }

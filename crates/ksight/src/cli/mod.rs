@@ -1,10 +1,22 @@
-//! The command line. Bad flags are reported by clap with exit code 2.
+//! The command line: parsed once (clap), converted once into the
+//! configuration types the rest of ksight runs on ([`RunConfig`],
+//! `ksight_doctor::Options`), which import nothing from here. The enums a flag
+//! takes are the configuration's own (`clap::ValueEnum` through each crate's
+//! `cli` feature); bad flags are reported by clap with exit code 2.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use ksight_bpf::{AcceptHook, AttachMode, TransportMode};
 use ksight_core::event::Kind;
+use ksight_core::filter::FilterSpec;
+use ksight_core::sink::{Color, Format, SinkSpec};
+use ksight_doctor::DoctorFormat;
+
+use crate::run::RunConfig;
+
+pub mod bench;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,56 +35,31 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Can this kernel run ksight? Each finding with its meaning and fix.
     /// Exit code: 0 runs fully, 1 runs degraded, 2 cannot run.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(DoctorArgs),
     /// Measure ksight on this machine.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// table on a terminal, JSON Lines otherwise
-    Auto,
-    /// JSON Lines, the schema in docs/events.md
-    Json,
-    /// aligned columns for humans
-    Table,
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Table)]
+    pub format: DoctorFormat,
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// Read /proc and /sys under this directory instead of / (real probes are
+    /// then skipped: they can only test the running kernel).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Color {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Attach {
-    /// tp_btf where the kernel accepts it, else raw tracepoints
-    Auto,
-    #[value(name = "tp_btf")]
-    TpBtf,
-    #[value(name = "raw_tp")]
-    RawTp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AcceptHook {
-    /// fexit where the kernel allows it, else kretprobe, else off
-    Auto,
-    /// fexit/inet_csk_accept (needs BTF, refused under lockdown)
-    Fexit,
-    /// kretprobe/inet_csk_accept (needs CONFIG_KPROBES)
-    Kretprobe,
-    /// accepted connections are attributed to the listener's owner
-    Off,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Transport {
-    /// the ring buffer where the kernel has it (5.8+), else the perf buffer
-    Auto,
-    Ringbuf,
-    Perf,
+impl DoctorArgs {
+    pub fn options(self) -> ksight_doctor::Options {
+        ksight_doctor::Options {
+            format: self.format,
+            color: self.color,
+            root: self.root,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -82,10 +69,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
-    /// Event kinds to show, comma-separated: exec, fork, exit, connect, accept, listen,
-    /// tcp_close, tcp_state, udp, dns, getaddrinfo (default: all but tcp_state; lost events
+    /// Event kinds to show, comma-separated (default: all but tcp_state; lost events
     /// are always shown).
-    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind, help = events_help())]
     pub events: Vec<Kind>,
 
     /// Only events of these pids (a fork also matches on its child's pid).
@@ -143,8 +129,8 @@ pub struct RunArgs {
     pub ancestors: usize,
 
     /// Tracepoint program flavour.
-    #[arg(long, value_enum, default_value_t = Attach::Auto)]
-    pub attach: Attach,
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
 
     /// Hook accept() to name the process that accepted each connection (with `auto`,
     /// where the kernel allows it; a named hook the kernel refuses is an error).
@@ -156,8 +142,8 @@ pub struct RunArgs {
     pub btf: Option<PathBuf>,
 
     /// How records leave the kernel.
-    #[arg(long, value_enum, default_value_t = Transport::Auto)]
-    pub transport: Transport,
+    #[arg(long, value_enum, default_value_t = TransportMode::Auto)]
+    pub transport: TransportMode,
 
     /// Perf buffer size per CPU, in 4 KiB pages (power of two), when the perf buffer is used.
     #[arg(long, default_value_t = 128)]
@@ -196,15 +182,76 @@ pub struct RunArgs {
     /// Print load details (hook flavour, kernel ids of programs and maps) to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Also write every raw kernel record to this file (a u32 length, little
+    /// endian, then the bytes): fixtures for the pipeline's tests.
+    #[arg(long, hide = true)]
+    pub capture: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn config(self) -> RunConfig {
+        RunConfig {
+            agent: ksight_bpf::Config {
+                ringbuf_bytes: self.ringbuf_size,
+                wakeup_bytes: u64::from(self.ringbuf_size / 32),
+                argv_max: self.argv_max,
+                threads: self.threads,
+                attach: self.attach,
+                transport: self.transport,
+                perf_pages: self.perf_pages,
+                btf: self.btf,
+                cgroups: Vec::new(),
+                kinds: self.events.clone(),
+                accept: self.accept_hook,
+                cgroup_root: None,
+                ports: self.port,
+                no_loopback: self.no_loopback,
+                dns_ports: self.dns_port,
+            },
+            cgroups: self.cgroup,
+            filter: FilterSpec {
+                kinds: self.events.into_iter().collect(),
+                pids: self.pid,
+                comms: self.comm,
+                uids: self.uid,
+                containers: self.container,
+            },
+            sinks: vec![SinkSpec {
+                format: self.format,
+                color: self.color,
+                output: self.output,
+            }],
+            ancestors: self.ancestors,
+            grace: self.grace,
+            udp_interval: self.udp_interval,
+            dns_timeout: self.dns_timeout,
+            duration: self.duration,
+            poll_interval: self.poll_interval,
+            reorder_window: self.reorder_window,
+            verbose: self.verbose,
+            capture: self.capture,
+        }
+    }
+}
+
+fn events_help() -> String {
+    let names: Vec<&str> = Kind::ALL
+        .iter()
+        .map(|k| k.name())
+        .filter(|&n| n != "lost")
+        .collect();
+    format!(
+        "Event kinds to show, comma-separated: {} (default: all but tcp_state; lost events \
+         are always shown)",
+        names.join(", ")
+    )
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
-    match Kind::from_name(s) {
-        Some(Kind::Lost) => Err("lost events are always shown".into()),
-        Some(k) => Ok(k),
-        None => Err(format!(
-            "unknown event kind {s:?}: expected exec, fork, exit, connect, accept, listen, tcp_close, tcp_state, udp, dns or getaddrinfo"
-        )),
+    match s.parse::<Kind>()? {
+        k if k.name() == "lost" => Err("lost events are always shown".into()),
+        k => Ok(k),
     }
 }
 
@@ -257,8 +304,32 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(parse_kind("exec"), Ok(Kind::Exec));
+        assert_eq!(parse_kind("exec").map(Kind::name), Ok("exec"));
         assert!(parse_kind("lost").is_err());
-        assert!(parse_kind("nope").is_err());
+        assert!(parse_kind("nope")
+            .unwrap_err()
+            .contains("expected one of exec, fork"));
+    }
+
+    #[test]
+    fn hook_names_are_the_documented_ones() {
+        let cli = Cli::try_parse_from([
+            "ksight",
+            "run",
+            "--attach",
+            "raw_tp",
+            "--accept-hook",
+            "kretprobe",
+            "--transport",
+            "perf",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("parsed as run")
+        };
+        let cfg = args.config();
+        assert_eq!(cfg.agent.attach, AttachMode::RawTp);
+        assert_eq!(cfg.agent.accept, AcceptHook::Kretprobe);
+        assert_eq!(cfg.agent.transport, TransportMode::Perf);
     }
 }

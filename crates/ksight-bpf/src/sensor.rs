@@ -1,0 +1,233 @@
+//! What a sensor is: one BPF object (`bpf/<name>.bpf.c`) and how ksight loads
+//! and attaches it, behind one small trait. The agent runs a list of them;
+//! the doctor loads each one (so no object can be missing there); a sensor the
+//! kernel refuses degrades its feature, never the run (but for the process
+//! sensor, without which nothing works).
+//!
+//! Each module in `sensors/` is one sensor; build.rs lists them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use libbpf_rs::{Link, Object};
+
+use crate::object::{self, LoadError, Opened, SharedMaps};
+use crate::transport::TransportMode;
+use ksight_core::event::Kind;
+
+/// Which flavour of tracepoint program to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum AttachMode {
+    /// tp_btf where the kernel accepts it, else raw tracepoints
+    Auto,
+    /// BTF-typed tracepoints (5.5+): cheapest, needs kernel BTF
+    #[cfg_attr(feature = "cli", value(name = "tp_btf"))]
+    TpBtf,
+    /// raw tracepoints (4.17+)
+    #[cfg_attr(feature = "cli", value(name = "raw_tp"))]
+    RawTp,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Auto => "auto",
+            AttachMode::TpBtf => "tp_btf",
+            AttachMode::RawTp => "raw_tp",
+        })
+    }
+}
+
+/// How accepted TCP connections are attributed (accept.bpf.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum AcceptHook {
+    /// fexit where the kernel allows it, else kretprobe, else off
+    Auto,
+    /// fexit/inet_csk_accept (needs BTF, refused under lockdown)
+    Fexit,
+    /// kretprobe/inet_csk_accept (needs CONFIG_KPROBES)
+    Kretprobe,
+    /// accepted connections are attributed to the listener's owner
+    Off,
+}
+
+impl fmt::Display for AcceptHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptHook::Auto => "auto",
+            AcceptHook::Fexit => "fexit",
+            AcceptHook::Kretprobe => "kretprobe",
+            AcceptHook::Off => "off",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ringbuf_bytes: u32,
+    /// Force a consumer wake-up once this many bytes are waiting.
+    pub wakeup_bytes: u64,
+    /// argv bytes copied per exec, clamped to [64, KS_ARGV_MAX].
+    pub argv_max: u32,
+    /// Report threads (creation and exit), not only processes.
+    pub threads: bool,
+    pub attach: AttachMode,
+    pub transport: TransportMode,
+    /// Perf buffer pages per CPU (a power of two), when the perf buffer is used.
+    pub perf_pages: usize,
+    /// BTF of the running kernel, for kernels that do not expose /sys/kernel/btf/vmlinux.
+    pub btf: Option<PathBuf>,
+    /// Report only tasks under these cgroup v2 directories (absolute paths), decided in the kernel.
+    pub cgroups: Vec<PathBuf>,
+    /// The event kinds asked for; empty: every kind but `tcp_state`. A sensor
+    /// is loaded when a kind it serves is asked for.
+    pub kinds: Vec<Kind>,
+    /// Hook accept() to attribute accepted connections to their acceptor.
+    pub accept: AcceptHook,
+    /// The cgroup v2 mount: where the UDP programs attach when no cgroup filter is set.
+    pub cgroup_root: Option<PathBuf>,
+    /// Network events only for these ports (local or remote); empty = all. At most 64.
+    pub ports: Vec<u16>,
+    /// No network events whose remote end is a loopback address.
+    pub no_loopback: bool,
+    /// Ports whose datagrams and segments are DNS (at most 4).
+    pub dns_ports: Vec<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ringbuf_bytes: 8 << 20,
+            wakeup_bytes: 256 << 10,
+            argv_max: 16 << 10,
+            threads: false,
+            attach: AttachMode::Auto,
+            transport: TransportMode::Auto,
+            perf_pages: 128,
+            btf: None,
+            cgroups: Vec::new(),
+            kinds: Vec::new(),
+            accept: AcceptHook::Auto,
+            cgroup_root: None,
+            ports: Vec::new(),
+            no_loopback: false,
+            dns_ports: vec![53],
+        }
+    }
+}
+
+impl Config {
+    /// Is this kind asked for (by name)?
+    pub fn wants(&self, kind: &str) -> bool {
+        if self.kinds.is_empty() {
+            kind != "tcp_state"
+        } else {
+            self.kinds.iter().any(|k| k.name() == kind)
+        }
+    }
+}
+
+/// What a sensor is, for the agent, `-v` and the doctor.
+#[derive(Debug)]
+pub struct Spec {
+    /// Its object: `bpf/<name>.bpf.c`.
+    pub name: &'static str,
+    /// Load order: objects publish maps for later ones (the process object
+    /// owns the ring buffer and counters, so it comes first).
+    pub order: u32,
+    /// The kinds it serves: it is loaded when one of them is asked for.
+    /// Empty: always (the process sensor, without which nothing runs).
+    pub wanted_by: &'static [&'static str],
+    /// Loaded only when this sensor is running (the accept hook needs the TCP tables).
+    pub after: Option<&'static str>,
+    /// The maps later objects reuse, by name.
+    pub publishes: &'static [&'static str],
+    /// Its programs come as tp_btf and raw_tp twins (`--attach` picks).
+    pub flavoured: bool,
+    /// Where it hooks, for the doctor and `-v`.
+    pub hooks: &'static str,
+    /// The doctor's name for what it gives.
+    pub feature: &'static str,
+    /// What ksight says when the kernel refuses it, given why.
+    pub degraded: fn(&str) -> String,
+}
+
+/// One BPF object ksight runs.
+pub trait Sensor {
+    fn spec(&self) -> &'static Spec;
+
+    /// Whether `cfg` needs this sensor.
+    fn wanted(&self, cfg: &Config) -> bool {
+        let s = self.spec();
+        s.wanted_by.is_empty() || s.wanted_by.iter().any(|k| cfg.wants(k))
+    }
+
+    /// Open, configure and load the object into the kernel (verified, not
+    /// attached), its shared maps pointed at those published before it.
+    fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError>;
+
+    /// Attach every program; the links are the caller's. On an error,
+    /// nothing of this sensor stays attached.
+    fn attach(&mut self, cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError>;
+
+    /// The loaded object.
+    fn object(&self) -> Option<&Object>;
+
+    /// The hook flavour it chose, when it chooses one (`fexit`, `kretprobe`).
+    fn hook(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// What loading a sensor needs.
+pub struct LoadCx<'a> {
+    pub cfg: &'a Config,
+    /// The tracepoint flavour (never `Auto` here).
+    pub mode: AttachMode,
+    pub shared: &'a mut SharedMaps,
+}
+
+impl LoadCx<'_> {
+    /// Open an object with what every object shares set up: the transport
+    /// and its knobs, the --cgroup, --port and --no-loopback knobs, and the
+    /// maps published by the sensors loaded before.
+    pub fn open(&mut self, name: &'static str, bytes: &'static [u8]) -> Result<Opened, LoadError> {
+        let cfg = self.cfg;
+        let mut o = object::open(name, bytes, cfg.btf.as_deref())?;
+        let perf = cfg.transport == TransportMode::Perf;
+        o.knob_if_any("ks_cfg_perf", &u32::from(perf).to_ne_bytes())?;
+        o.knob_if_any("ks_cfg_wakeup_bytes", &cfg.wakeup_bytes.to_ne_bytes())?;
+        o.knob_if_any("ks_cfg_cgroups", &(cfg.cgroups.len() as u32).to_ne_bytes())?;
+        o.knob_if_any("ks_cfg_ports", &(cfg.ports.len() as u32).to_ne_bytes())?;
+        o.knob_if_any(
+            "ks_cfg_no_loopback",
+            &u32::from(cfg.no_loopback).to_ne_bytes(),
+        )?;
+        o.transport(perf)?;
+        o.share(self.shared)?;
+        Ok(o)
+    }
+
+    /// Keep the programs of the chosen tracepoint flavour (`tp_btf/` or `raw_tp/` sections).
+    pub fn tracepoints(&self, o: &mut Opened) {
+        let want = match self.mode {
+            AttachMode::RawTp => "raw_tp/",
+            _ => "tp_btf/",
+        };
+        o.programs(|_, section| section.starts_with(want));
+    }
+
+    /// The --port filter's map, filled.
+    pub fn fill_ports(&self, obj: &Object) -> Result<(), LoadError> {
+        let keys: Vec<Vec<u8>> = self
+            .cfg
+            .ports
+            .iter()
+            .map(|p| p.to_ne_bytes().to_vec())
+            .collect();
+        object::fill_set(obj, "ks_ports", &keys)
+    }
+}

@@ -1,0 +1,226 @@
+//! `lost`: records the kernel could not deliver, reported in-band.
+//!
+//! Made in userspace: after each poll, the per-CPU drop counters (events.h
+//! `ks_cpu_stats`, bumped by `ks_emit` when the buffer refuses a record) and
+//! each program's count of skipped runs (`recursion_misses`) are read through
+//! [`KernelState`]; any increase becomes an event. Filters never hide them.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::event::{Event, Header, Kind};
+use crate::field::{FieldType, Fields, Value};
+use crate::kind::{KindSpec, NoRecord};
+use crate::pipeline::{Cx, KernelState, WIRE_KINDS};
+use crate::record::DecodeError;
+use crate::table::{Cell, Colour};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lost {
+    pub lost: LostDetail,
+}
+
+crate::named_enum! {
+    /// Why records were lost.
+    pub enum LostReason {
+        /// the kernel refused records (counted per CPU and kind)
+        BufferFull = "buffer_full",
+        /// the kernel skipped runs of a program (another run of it was in
+        /// progress on the same CPU: a softirq interrupting it)
+        SkippedRuns = "skipped_runs",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostDetail {
+    pub reason: LostReason,
+    /// Which kind of record the kernel could not deliver; `null` for skipped
+    /// runs (a run makes a record of one of several kinds, or none).
+    pub kind: Option<Kind>,
+    /// The program whose runs were skipped (`skipped_runs` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    pub count: u64,
+    /// The kernel time window in which they were lost: after `since_ktime`, up to the event's `ktime`.
+    pub since_ktime: u64,
+}
+
+/// The counters as last seen.
+#[derive(Default)]
+pub struct Watch {
+    /// Per CPU, by wire kind. Counting starts from zero: the maps are this
+    /// run's own, so every drop since the programs were attached is reported,
+    /// including those before the consumer existed.
+    last: Vec<[u64; WIRE_KINDS]>,
+    /// Skipped runs reported so far, by program.
+    skipped: HashMap<String, u64>,
+    /// The end of the last window; `None`: the pipeline's start.
+    since: Option<u64>,
+    warned: bool,
+}
+
+impl KindSpec for Lost {
+    const NAME: &'static str = "lost";
+    const WIRE: &'static [u32] = &[];
+    type Record = NoRecord;
+    type State = Watch;
+
+    fn decode(_buf: &[u8], _hdr: Header) -> Result<NoRecord, DecodeError> {
+        unreachable!("no record has the kind `lost`: WIRE is empty")
+    }
+
+    fn born(_hdr: Header, never: NoRecord, _: &mut Watch, _cx: &mut Cx<'_>) {
+        match never {}
+    }
+
+    fn tick(w: &mut Watch, cx: &mut Cx<'_>, kernel: &dyn KernelState, _last: bool) {
+        let since = w.since.unwrap_or(cx.config.started_ktime);
+        let now = cx.now;
+        match kernel.drops() {
+            Ok(drops) => {
+                if w.last.len() < drops.len() {
+                    w.last.resize(drops.len(), [0; WIRE_KINDS]);
+                }
+                for (cpu, (new, old)) in drops.iter().zip(&mut w.last).enumerate() {
+                    for k in 0..WIRE_KINDS {
+                        let count = new[k].saturating_sub(old[k]);
+                        let Some(kind) = Kind::of_wire(k as u32) else {
+                            continue;
+                        };
+                        if count == 0 {
+                            continue;
+                        }
+                        cx.stats.lost[k] += count;
+                        let lost = LostDetail {
+                            reason: LostReason::BufferFull,
+                            kind: Some(kind),
+                            program: None,
+                            count,
+                            since_ktime: since,
+                        };
+                        let mut ev = cx.enricher.state_event(now, None, Lost { lost }.into());
+                        ev.cpu = cpu as u32;
+                        cx.emit(ev);
+                    }
+                    *old = *new;
+                }
+            }
+            Err(e) if !w.warned => {
+                w.warned = true;
+                eprintln!("ksight: warning: reading the kernel's drop counters: {e}");
+            }
+            Err(_) => {}
+        }
+        for (program, total) in kernel.skipped_runs() {
+            let seen = w.skipped.entry(program.clone()).or_default();
+            let count = total.saturating_sub(*seen);
+            *seen = total;
+            if count == 0 {
+                continue;
+            }
+            cx.stats.skipped_runs += count;
+            let lost = LostDetail {
+                reason: LostReason::SkippedRuns,
+                kind: None,
+                program: Some(program),
+                count,
+                since_ktime: since,
+            };
+            // the kernel counts these per program, not per CPU
+            let ev = cx.enricher.state_event(now, None, Lost { lost }.into());
+            cx.emit(ev);
+        }
+        w.since = Some(now);
+    }
+
+    fn fields(f: &mut Fields<Self>) {
+        f.add("lost.reason", FieldType::Enum(LostReason::NAMES), |d| {
+            Value::Text(d.lost.reason.name().as_bytes())
+        });
+        f.add("lost.kind", FieldType::Kind, |d| {
+            d.lost
+                .kind
+                .map_or(Value::Null, |k| Value::Text(k.name().as_bytes()))
+        });
+        f.add("lost.program", FieldType::Text, |d| {
+            d.lost
+                .program
+                .as_deref()
+                .map_or(Value::Null, |p| Value::Text(p.as_bytes()))
+        });
+        f.add("lost.count", FieldType::Int, |d| Value::uint(d.lost.count));
+        f.add("lost.since_ktime", FieldType::Int, |d| {
+            Value::uint(d.lost.since_ktime)
+        });
+    }
+
+    fn table(&self, ev: &Event, cell: &mut Cell<'_>) {
+        let lost = &self.lost;
+        match (lost.kind, &lost.program) {
+            (Some(kind), _) => cell.painted(
+                Colour::Alarm,
+                format_args!("{} {} record(s) lost on cpu {}", lost.count, kind, ev.cpu),
+            ),
+            (None, program) => cell.painted(
+                Colour::Alarm,
+                format_args!(
+                    "{} run(s) of {} skipped by the kernel (nested on one CPU)",
+                    lost.count,
+                    program.as_deref().unwrap_or("a program"),
+                ),
+            ),
+        }
+    }
+
+    fn colour(&self) -> Colour {
+        Colour::Alarm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::WallTime;
+
+    #[test]
+    fn lost_event_json_shape() {
+        let ev = Event {
+            time: WallTime(1_700_000_000_123_456_789),
+            ktime: 5,
+            cpu: 1,
+            seq: None,
+            process: None,
+            detail: Lost {
+                lost: LostDetail {
+                    reason: LostReason::BufferFull,
+                    kind: Kind::from_name("exec"),
+                    program: None,
+                    count: 3,
+                    since_ktime: 1,
+                },
+            }
+            .into(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["type"], "lost");
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(v["lost"]["kind"], "exec");
+        assert_eq!(v["lost"]["reason"], "buffer_full");
+        assert!(v["lost"].get("program").is_none());
+        assert_eq!(v["lost"]["count"], 3);
+        assert!(v.get("process").is_none());
+
+        let skipped = LostDetail {
+            reason: LostReason::SkippedRuns,
+            kind: None,
+            program: Some("ks_tcp_btf".into()),
+            count: 2,
+            since_ktime: 1,
+        };
+        let v = serde_json::to_value(&skipped).unwrap();
+        assert_eq!(v["kind"], serde_json::Value::Null);
+        assert_eq!(v["program"], "ks_tcp_btf");
+    }
+}

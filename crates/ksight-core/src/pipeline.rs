@@ -1,0 +1,576 @@
+//! The pipeline: decoded kernel records in, events out to the sinks.
+//!
+//! ```text
+//! bytes -> record::decode -> cheap filter (pid, comm, uid: from the record)
+//!       -> the kind's `born` (process table, state; the event)
+//!       -> filter (every criterion, on the event's fields) -> sink
+//! ```
+//!
+//! After each poll, [`Pipeline::tick`] lets the kinds that keep state make
+//! events from it (UDP flows read from the kernel's counters, DNS queries that
+//! timed out, lost records); at stop, [`Pipeline::finish`] once more. The
+//! kernel's side of that state comes through [`KernelState`], which the agent
+//! implements, so the whole pipeline runs in tests without root, on records
+//! captured from a real kernel.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+
+use ksight_wire::ks_event_kind;
+
+use crate::enrich::Enricher;
+use crate::event::{Event, Kind, TaskFacts};
+use crate::filter::Filter;
+use crate::kinds::udp::RawUdpFlow;
+use crate::kinds::States;
+use crate::record::{decode, Record};
+use crate::sink::Sink;
+
+/// Number of wire record kinds (events.h KS_EVENT_KIND_MAX): the size of the
+/// kernel's drop counters.
+pub const WIRE_KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
+
+/// What the pipeline reads from the kernel besides records: state the BPF
+/// programs keep in maps.
+pub trait KernelState {
+    /// The UDP flows the kernel has counted: all, or those of the given
+    /// sockets, which are then removed (their sockets are gone).
+    fn udp_flows(&self, only: Option<&HashSet<u64>>) -> Vec<RawUdpFlow>;
+    /// The flows of a released socket with these remotes, removed from the
+    /// kernel's map: a lookup each, no scan.
+    fn udp_flows_of(&self, cookie: u64, remotes: &[SocketAddr]) -> Vec<RawUdpFlow>;
+    /// The owner the kernel recorded for a UDP socket, and its netns.
+    fn udp_owner(&self, cookie: u64) -> Option<(TaskFacts, u32)>;
+    /// Records the kernel could not deliver so far: per CPU, by wire kind.
+    fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>>;
+    /// Per program, the runs the kernel skipped so far (nested on one CPU).
+    fn skipped_runs(&self) -> Vec<(String, u64)>;
+}
+
+/// A kernel with no state: for replaying records.
+pub struct NoKernel;
+
+impl KernelState for NoKernel {
+    fn udp_flows(&self, _: Option<&HashSet<u64>>) -> Vec<RawUdpFlow> {
+        Vec::new()
+    }
+    fn udp_flows_of(&self, _: u64, _: &[SocketAddr]) -> Vec<RawUdpFlow> {
+        Vec::new()
+    }
+    fn udp_owner(&self, _: u64) -> Option<(TaskFacts, u32)> {
+        None
+    }
+    fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>> {
+        Ok(Vec::new())
+    }
+    fn skipped_runs(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+/// Counters for the exit summary.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub records: u64,
+    /// Events written, indexed by `Kind as usize`.
+    pub written: [u64; Kind::ALL.len()],
+    pub filtered: u64,
+    pub duplicate_exits: u64,
+    pub undecodable: u64,
+    /// Records the kernel refused, by wire kind.
+    pub lost: [u64; WIRE_KINDS],
+    /// Program runs the kernel skipped (nested on one CPU): records possibly lost.
+    pub skipped_runs: u64,
+    /// Datagrams on DNS ports that did not parse as DNS.
+    pub dns_malformed: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            records: 0,
+            written: [0; Kind::ALL.len()],
+            filtered: 0,
+            duplicate_exits: 0,
+            undecodable: 0,
+            lost: [0; WIRE_KINDS],
+            skipped_runs: 0,
+            dns_malformed: 0,
+        }
+    }
+}
+
+/// Settings of the kinds that keep state.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// How often open UDP flows with new traffic are reported.
+    pub udp_interval_ns: u64,
+    /// A DNS query with no response after this long is reported as unanswered.
+    pub dns_timeout_ns: u64,
+    /// When the programs were attached (CLOCK_MONOTONIC ns): losses are
+    /// counted from then.
+    pub started_ktime: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            udp_interval_ns: 10_000_000_000,
+            dns_timeout_ns: 5_000_000_000,
+            started_ktime: 0,
+        }
+    }
+}
+
+/// What a kind's `born` and `tick` work with.
+pub struct Cx<'a> {
+    pub enricher: &'a mut Enricher,
+    pub stats: &'a mut Stats,
+    pub config: &'a PipelineConfig,
+    /// CLOCK_MONOTONIC ns: the record's time in `born`, the poll's in `tick`.
+    pub now: u64,
+    keep: bool,
+    out: &'a mut Vec<Event>,
+}
+
+impl Cx<'_> {
+    /// Whether the cheap filter lets the record's event through: when not,
+    /// the kind does its bookkeeping, calls [`Cx::filtered`] and makes no event.
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// The record's event was filtered out before it was made.
+    pub fn filtered(&mut self) {
+        self.stats.filtered += 1;
+    }
+
+    pub fn emit(&mut self, ev: Event) {
+        self.out.push(ev);
+    }
+}
+
+pub struct Pipeline {
+    config: PipelineConfig,
+    enricher: Enricher,
+    filter: Filter,
+    sink: Box<dyn Sink>,
+    states: States,
+    stats: Stats,
+    /// Events made by one step, before the filter and the sink.
+    out: Vec<Event>,
+    /// A write failed: the caller stops and reports it.
+    error: Option<io::Error>,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: PipelineConfig,
+        enricher: Enricher,
+        filter: Filter,
+        sink: Box<dyn Sink>,
+    ) -> Self {
+        Pipeline {
+            config,
+            enricher,
+            filter,
+            sink,
+            states: States::default(),
+            stats: Stats::default(),
+            out: Vec::with_capacity(16),
+            error: None,
+        }
+    }
+
+    /// One record's bytes, as the ring buffer delivers them. Never panics;
+    /// returns non-zero when the output failed (stop consuming).
+    pub fn record(&mut self, data: &[u8]) -> i32 {
+        self.stats.records += 1;
+        match decode(data) {
+            Ok(rec) => self.push(rec),
+            Err(e) => {
+                self.stats.undecodable += 1;
+                if self.stats.undecodable <= 5 {
+                    eprintln!("ksight: warning: skipped a record: {e}");
+                }
+                0
+            }
+        }
+    }
+
+    /// One decoded record.
+    pub fn push(&mut self, rec: Record) -> i32 {
+        let keep = self.filter.pre(rec.kind(), rec.subject());
+        let now = rec.header().ktime_ns;
+        let mut cx = Cx {
+            enricher: &mut self.enricher,
+            stats: &mut self.stats,
+            config: &self.config,
+            now,
+            keep,
+            out: &mut self.out,
+        };
+        self.states.born(rec, &mut cx);
+        self.write_out()
+    }
+
+    /// After a poll, at `now` (CLOCK_MONOTONIC ns): events made from state,
+    /// then forget processes past their grace period.
+    pub fn tick(&mut self, kernel: &dyn KernelState, now: u64) -> i32 {
+        self.step(kernel, now, false);
+        self.enricher.evict(now);
+        self.write_out()
+    }
+
+    /// At stop, after the last records: the last events made from state.
+    pub fn finish(&mut self, kernel: &dyn KernelState, now: u64) -> i32 {
+        self.step(kernel, now, true);
+        self.write_out()
+    }
+
+    fn step(&mut self, kernel: &dyn KernelState, now: u64, last: bool) {
+        let mut cx = Cx {
+            enricher: &mut self.enricher,
+            stats: &mut self.stats,
+            config: &self.config,
+            now,
+            keep: true,
+            out: &mut self.out,
+        };
+        self.states.tick(&mut cx, kernel, last);
+    }
+
+    fn write_out(&mut self) -> i32 {
+        for ev in self.out.drain(..) {
+            if self.error.is_some() {
+                break;
+            }
+            if !self.filter.matches(&ev) {
+                self.stats.filtered += 1;
+                continue;
+            }
+            match self.sink.write(&ev) {
+                Ok(()) => self.stats.written[ev.kind() as usize] += 1,
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.out.clear();
+        if self.error.is_some() {
+            -1
+        } else {
+            0
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+
+    /// The write error that stopped the pipeline, if one did.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn enricher(&mut self) -> &mut Enricher {
+        &mut self.enricher
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::net::IpAddr;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::enrich::testing::{enricher, hdr, task};
+    use crate::enrich::Clock;
+    use crate::event::{Detail, WallTime};
+    use crate::filter::FilterSpec;
+    use crate::kinds::exec::RawExec;
+    use crate::kinds::exit::RawExit;
+    use crate::kinds::fork::RawFork;
+    use crate::kinds::getaddrinfo::RawGai;
+    use crate::kinds::udp::RawUdpClose;
+
+    struct Collect(Rc<RefCell<Vec<Event>>>);
+
+    impl Sink for Collect {
+        fn write(&mut self, ev: &Event) -> io::Result<()> {
+            self.0.borrow_mut().push(ev.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pipeline(spec: FilterSpec) -> (Pipeline, Rc<RefCell<Vec<Event>>>) {
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let p = Pipeline::new(
+            PipelineConfig::default(),
+            enricher(),
+            Filter::new(spec),
+            Box::new(Collect(out.clone())),
+        );
+        (p, out)
+    }
+
+    fn exec(pid: u32, start: u64, ppid: u32, pstart: u64, at: u64, exe: &str) -> Record {
+        Record::Exec(
+            hdr(at),
+            RawExec {
+                task: task(pid, start, ppid, pstart),
+                filename: exe.as_bytes().to_vec(),
+                exe: Some(exe.as_bytes().to_vec()),
+                cwd: b"/".to_vec(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn fork(parent: u32, pstart: u64, child: u32, at: u64) -> Record {
+        Record::Fork(
+            hdr(at),
+            RawFork {
+                task: task(parent, pstart, 1, 1),
+                child_pid: child,
+                child_tid: child,
+                child_start_ns: at,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn fork_exec_exit_chain_carries_ids_and_ancestors() {
+        let (mut p, out) = pipeline(FilterSpec::default());
+        p.push(exec(100, 5, 1, 1, 10, "/usr/bin/dash"));
+        p.push(fork(100, 5, 101, 20));
+        p.push(Record::Exec(
+            hdr(30),
+            RawExec {
+                task: task(101, 20, 100, 5),
+                filename: b"run.sh".to_vec(),
+                exe: None,
+                interpreter: Some(b"/usr/bin/dash".to_vec()),
+                cwd: b"/tmp".to_vec(),
+                argv: vec![b"sh".to_vec(), b"run.sh".to_vec()],
+                ..Default::default()
+            },
+        ));
+        let exit = Record::Exit(
+            hdr(90),
+            RawExit {
+                task: task(101, 20, 100, 5),
+                exit_code: 42 << 8,
+                ..Default::default()
+            },
+        );
+        p.push(exit.clone());
+        p.push(exit);
+        let evs = out.borrow();
+        assert_eq!(evs.len(), 4, "the second exit is dropped");
+        assert_eq!(p.stats().duplicate_exits, 1);
+        let parent_id = evs[0].process.as_ref().unwrap().exec_id.clone();
+        assert_eq!(&*parent_id, "b00t:10:100");
+        let Detail::Fork(f) = &evs[1].detail else {
+            panic!()
+        };
+        assert_eq!(f.child.exec_id.as_deref(), Some("b00t:20:101"));
+        let pr = evs[2].process.as_ref().unwrap();
+        assert_eq!(pr.parent_exec_id.as_deref(), Some(&*parent_id));
+        let Detail::Exec(x) = &evs[2].detail else {
+            panic!()
+        };
+        assert_eq!(x.exec.exe.to_string(), "/tmp/run.sh");
+        assert_eq!(x.ancestors[0].pid, 100);
+        assert_eq!(
+            x.ancestors[0].exe.as_ref().unwrap().to_string(),
+            "/usr/bin/dash"
+        );
+        let Detail::Exit(e) = &evs[3].detail else {
+            panic!()
+        };
+        assert_eq!(
+            (e.exit.code, e.exit.signal, e.exit.lifetime_ns),
+            (Some(42), None, 70)
+        );
+        let exe = evs[3].process.as_ref().unwrap().exe.as_ref().unwrap();
+        assert_eq!(exe.to_string(), "/tmp/run.sh");
+    }
+
+    #[test]
+    fn cheap_filters_drop_events_but_keep_the_process_table() {
+        // --pid 101: the parent's exec and fork are not shown, but the child's
+        // exec still names its parent and ancestors
+        let (mut p, out) = pipeline(FilterSpec {
+            pids: vec![101],
+            ..Default::default()
+        });
+        p.push(exec(100, 5, 1, 1, 10, "/usr/bin/dash"));
+        p.push(fork(100, 5, 101, 20));
+        p.push(exec(101, 20, 100, 5, 30, "/usr/bin/true"));
+        let evs = out.borrow();
+        let kinds: Vec<&str> = evs.iter().map(|e| e.kind().name()).collect();
+        assert_eq!(kinds, ["fork", "exec"], "the fork matches on its child");
+        let Detail::Exec(x) = &evs[1].detail else {
+            panic!()
+        };
+        assert_eq!(
+            x.ancestors[0].exe.as_ref().unwrap().to_string(),
+            "/usr/bin/dash"
+        );
+        assert_eq!(p.stats().filtered, 1);
+    }
+
+    struct OneFlow(RawUdpFlow);
+
+    impl KernelState for OneFlow {
+        fn udp_flows(&self, _: Option<&HashSet<u64>>) -> Vec<RawUdpFlow> {
+            Vec::new()
+        }
+        fn udp_flows_of(&self, cookie: u64, remotes: &[SocketAddr]) -> Vec<RawUdpFlow> {
+            let f = &self.0;
+            if f.cookie == cookie && remotes.contains(&f.remote) {
+                vec![f.clone()]
+            } else {
+                Vec::new()
+            }
+        }
+        fn udp_owner(&self, _: u64) -> Option<(TaskFacts, u32)> {
+            None
+        }
+        fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>> {
+            let mut d = [0; WIRE_KINDS];
+            d[1] = 3;
+            Ok(vec![[0; WIRE_KINDS], d])
+        }
+        fn skipped_runs(&self) -> Vec<(String, u64)> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn an_exited_socket_owner_does_not_replace_the_new_holder_of_its_pid() {
+        let (mut p, out) = pipeline(FilterSpec::default());
+        // the owner made its socket, handed it on and exited; pid 100 was reused
+        p.push(exec(100, 50, 1, 1, 60, "/bin/x"));
+        let flow = RawUdpFlow {
+            cookie: 7,
+            local: "127.0.0.1:5000".parse().unwrap(),
+            remote: "127.0.0.1:53".parse().unwrap(),
+            first_ns: 10,
+            last_ns: 70,
+            packets_sent: 1,
+            bytes_sent: 1,
+            packets_received: 0,
+            bytes_received: 0,
+        };
+        p.push(Record::Udp(
+            hdr(80),
+            RawUdpClose {
+                ktime: 80,
+                cookie: 7,
+                owner: Some(task(100, 5, 1, 1)),
+                netns: 1,
+                remotes: Some(vec![flow.remote]),
+            },
+        ));
+        p.tick(&OneFlow(flow), 90);
+        let evs = out.borrow();
+        let udp = evs.iter().find(|e| e.kind().name() == "udp").unwrap();
+        let owner = udp.process.as_ref().unwrap();
+        assert_eq!(&*owner.exec_id, "b00t:5:100", "the owner's own id");
+        assert!(owner.exe.is_none());
+        // the loss the kernel counted on CPU 1, wire kind 1 (exec)
+        let lost = evs.iter().find(|e| e.kind().name() == "lost").unwrap();
+        assert_eq!((lost.cpu, lost.seq), (1, None));
+        drop(evs);
+        assert_eq!(p.stats().lost[1], 3);
+        // the new holder's next event keeps its identity
+        let again = p.enricher().process(&task(100, 50, 1, 1));
+        assert_eq!(&*again.exec_id, "b00t:60:100");
+        assert!(again.exe.is_some());
+    }
+
+    #[test]
+    fn processes_older_than_ksight_are_recognised_after_the_machine_slept() {
+        // started 1 s after boot; the machine has since slept an hour, so
+        // CLOCK_BOOTTIME runs 3600 s ahead of CLOCK_MONOTONIC
+        let (mut p, out) = pipeline(FilterSpec::default());
+        let en = p.enricher();
+        en.set_clock(Clock {
+            wall_minus_mono: 1_000_000_000_000_000_000,
+            boot_minus_mono: 3_600_000_000_000,
+            clk_tck: 100,
+        });
+        let seeded = en.entry_from_proc(&crate::procfs::ProcInfo {
+            pid: 300,
+            ppid: 1,
+            comm: b"old".to_vec(),
+            exe: Some(b"/usr/sbin/old".to_vec()),
+            argv: Vec::new(),
+            start_ticks: 100,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            kernel_thread: false,
+        });
+        let seeded_id = seeded.exec_id.clone();
+        en.table.insert(seeded);
+        // the kernel side reports the task's creation in CLOCK_BOOTTIME: 1 s
+        p.push(Record::Exit(
+            hdr(7_200_000_000_000),
+            RawExit {
+                task: task(300, 1_000_000_000, 1, 1),
+                ..Default::default()
+            },
+        ));
+        let evs = out.borrow();
+        let pr = evs[0].process.as_ref().unwrap();
+        assert_eq!(pr.exec_id, seeded_id, "the same process");
+        assert_eq!(
+            pr.exe.as_deref().map(|t| t.to_string()).as_deref(),
+            Some("/usr/sbin/old")
+        );
+        let Detail::Exit(x) = &evs[0].detail else {
+            panic!()
+        };
+        // exit at mono 7200 s = boot 10800 s, start at boot 1 s
+        assert_eq!(x.exit.lifetime_ns, 10_799_000_000_000);
+        // wall clock of the start: boot 1 s - (boot - mono) + (wall - mono)
+        assert_eq!(
+            pr.start_time,
+            WallTime(1_000_000_000 + 1_000_000_000_000_000_000 - 3_600_000_000_000)
+        );
+    }
+
+    #[test]
+    fn remembered_names_are_bounded() {
+        let (mut p, _out) = pipeline(FilterSpec::default());
+        for i in 0..70_000u32 {
+            p.push(Record::Getaddrinfo(
+                hdr(u64::from(i)),
+                RawGai {
+                    task: task(100, 5, 1, 1),
+                    returned: true,
+                    name: b"many.test".to_vec(),
+                    addrs: vec![IpAddr::from(i.to_be_bytes())],
+                    ..Default::default()
+                },
+            ));
+        }
+        let en = p.enricher();
+        assert!(en.names_len() <= 65_536, "{}", en.names_len());
+        // the newest is still known
+        let last = IpAddr::from(69_999u32.to_be_bytes());
+        assert_eq!(en.name_of(last, 70_000).as_deref(), Some("many.test"));
+    }
+}
