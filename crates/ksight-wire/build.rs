@@ -116,7 +116,30 @@ fn main() {
         wire.push('\n');
     }
     wire.push_str(&plain);
+    wire.push_str(&kind_names(&text));
     fs::write(out.join("wire.rs"), wire).unwrap();
+}
+
+/// `event_kind_name()`: events.h's `KS_EVENT_TCP_CLOSE = 7` is the kind `tcp_close`.
+fn kind_names(header: &str) -> String {
+    let mut arms = String::new();
+    for line in header.lines() {
+        let Some(rest) = line.trim().strip_prefix("KS_EVENT_") else {
+            continue;
+        };
+        let Some((name, value)) = rest.trim_end_matches(',').split_once(" = ") else {
+            continue;
+        };
+        if name == "NONE" || name == "KIND_MAX" {
+            continue;
+        }
+        writeln!(arms, "        {value} => Some({:?}),", name.to_lowercase()).unwrap();
+    }
+    format!(
+        "/// The name of the event kind of a record kind (events.h `enum ks_event_kind`,\n\
+         /// lower-cased without its prefix): the name it has everywhere in ksight.\n\
+         pub fn event_kind_name(kind: u32) -> Option<&'static str> {{\n    match kind {{\n{arms}        _ => None,\n    }}\n}}\n"
+    )
 }
 
 /// The body of the skeleton's `pub mod types { ... }`, by brace depth (the

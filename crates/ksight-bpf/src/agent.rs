@@ -24,8 +24,9 @@ use crate::object::{capture_libbpf_log, map, LoadError, SharedMaps};
 use crate::sensor::{AttachMode, Config, LoadCx, Sensor};
 use crate::transport::{PerfParts, Stream, TransportMode};
 use ksight_core::event::TaskFacts;
-use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key, RawUdpFlow};
-use ksight_core::pipeline::{KernelState, WIRE_KINDS};
+use ksight_core::kind::{KernelState, WIRE_KINDS};
+use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
+use ksight_core::net::RawUdpFlow;
 use ksight_wire::{ks_cpu_stats, ks_limits};
 
 /// The largest argv ksight can copy (events.h KS_ARGV_MAX).

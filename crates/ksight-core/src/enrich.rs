@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
-use crate::event::{Detail, Event, Header, Process, TaskFacts, WallTime};
+use crate::model::{Process, TaskFacts, WallTime};
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
 use crate::text::Text;
@@ -256,31 +256,6 @@ impl Enricher {
         }
     }
 
-    /// The event of a kernel record.
-    pub fn event(&self, hdr: &Header, process: Option<Process>, detail: Detail) -> Event {
-        Event {
-            time: self.clock.wall(hdr.ktime_ns),
-            ktime: hdr.ktime_ns,
-            cpu: hdr.cpu,
-            seq: Some(hdr.seq),
-            process,
-            detail,
-        }
-    }
-
-    /// An event ksight made from state at `ktime` (no record of its own: no
-    /// sequence number, CPU 0).
-    pub fn state_event(&self, ktime: u64, process: Option<Process>, detail: Detail) -> Event {
-        Event {
-            time: self.clock.wall(ktime),
-            ktime,
-            cpu: 0,
-            seq: None,
-            process,
-            detail,
-        }
-    }
-
     /// Bounded: when full, names older than the window go, and if none has, all.
     pub fn remember_name(&mut self, ip: IpAddr, name: &str, ktime: u64) {
         const MAX_NAMES: usize = 65_536;
@@ -314,6 +289,7 @@ impl Enricher {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::model::Header;
 
     pub fn enricher() -> Enricher {
         let clock = Clock {

@@ -16,8 +16,8 @@
 use std::collections::BTreeSet;
 
 use crate::event::{Event, Kind, TaskFacts};
-use crate::field::{registry, Field, Value};
 use crate::kind::Subject;
+use crate::registry::{registry, Field, Value};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,32 +1,42 @@
 //! What an event kind is: the [`KindSpec`] trait that each module of `kinds/`
-//! implements once, and the [`kinds!`] macro that derives every match site from
-//! the list of those modules.
+//! implements once, what a kind works with ([`Cx`]: the enricher, the
+//! counters, the settings; [`KernelState`]: the kernel's maps), and the
+//! [`kinds!`] macro that derives every match site from the list of kinds.
 //!
 //! A kind declares, in one place: its name (the JSON `type`, the `--events`
 //! value, the name in rules), the kernel records it is born from (events.h's
 //! `enum ks_event_kind`), how their bytes decode, what the pipeline does with a
 //! decoded record, its JSON detail (the type itself, serialised with serde), its
-//! fields for the registry, and its table cell. From the list of kinds, the
-//! macro makes the [`Kind`](crate::event::Kind) enum, the
-//! [`Detail`](crate::event::Detail) and [`Record`](crate::record::Record)
-//! enums and the dispatch over them; nothing else names every kind.
+//! fields, and its table cell. From the list of kinds, the macro makes the
+//! `Kind`, `Detail` and `Record` enums and the dispatch over them; nothing
+//! else names every kind.
+//!
+//! Layers: this module and the ones it uses (`model`, `decode`, `field`,
+//! `net`, `table`, `enrich`) know no kind; the kinds use them; `kinds/mod.rs`
+//! gathers the kinds; `event`, `registry`, `record`, `filter`, `sink` and
+//! `pipeline` use the gathered enums. No module imports one above it.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 
+use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header, TaskFacts};
+use crate::decode::DecodeError;
+use crate::enrich::Enricher;
 use crate::field::Fields;
-use crate::net::NetInfo;
-use crate::pipeline::{Cx, KernelState};
-use crate::record::DecodeError;
+use crate::model::{EventOf, Header, Process, TaskFacts};
+use crate::net::{NetInfo, RawUdpFlow};
 use crate::table::{Cell, Colour};
 
 /// One event kind. Implemented by the type that holds the kind's detail: the
 /// part of its JSON after the common fields (`{"exec": ..., "ancestors": ...}`
 /// for `exec`), which is what `Serialize` writes.
 pub trait KindSpec: Sized + Clone + fmt::Debug + PartialEq + Serialize + 'static {
-    /// The kind's name: the JSON `type`, the `--events` value, its name in rules.
+    /// The kind's name: the JSON `type`, the `--events` value, its name in
+    /// rules; events.h's `KS_EVENT_<NAME>` for kinds born in the kernel.
     const NAME: &'static str;
     /// The kernel record kinds (events.h `KS_EVENT_*`) this kind decodes;
     /// empty for kinds made in userspace (`lost`).
@@ -56,18 +66,24 @@ pub trait KindSpec: Sized + Clone + fmt::Debug + PartialEq + Serialize + 'static
 
     /// What the pipeline does with a decoded record: bookkeeping (the process
     /// table, state) and, unless the cheap filter refused it, the event(s).
-    fn born(hdr: Header, rec: Self::Record, state: &mut Self::State, cx: &mut Cx<'_>);
+    fn born(hdr: Header, rec: Self::Record, state: &mut Self::State, cx: &mut Cx<'_, Self>);
 
     /// Called after each poll (with `last` once more at stop): events made
     /// from state rather than from one record.
-    fn tick(_state: &mut Self::State, _cx: &mut Cx<'_>, _kernel: &dyn KernelState, _last: bool) {}
+    fn tick(
+        _state: &mut Self::State,
+        _cx: &mut Cx<'_, Self>,
+        _kernel: &dyn KernelState,
+        _last: bool,
+    ) {
+    }
 
     /// This kind's fields, by dotted path (the common and `process.*` ones are
-    /// declared once for all kinds, in `event.rs`).
+    /// declared once for all kinds, in `registry.rs`).
     fn fields(f: &mut Fields<Self>);
 
     /// The table's DETAIL column.
-    fn table(&self, ev: &Event, cell: &mut Cell<'_>);
+    fn table(&self, cell: &mut Cell<'_>);
 
     /// The colour of the table's EVENT column.
     fn colour(&self) -> Colour {
@@ -98,6 +114,149 @@ pub enum Subject<'a> {
 /// The record type of kinds made in userspace: there is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoRecord {}
+
+/// Number of wire record kinds (events.h KS_EVENT_KIND_MAX): the size of the
+/// kernel's drop counters.
+pub const WIRE_KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
+
+/// What the pipeline reads from the kernel besides records: state the BPF
+/// programs keep in maps.
+pub trait KernelState {
+    /// The UDP flows the kernel has counted: all, or those of the given
+    /// sockets, which are then removed (their sockets are gone).
+    fn udp_flows(&self, only: Option<&HashSet<u64>>) -> Vec<RawUdpFlow>;
+    /// The flows of a released socket with these remotes, removed from the
+    /// kernel's map: a lookup each, no scan.
+    fn udp_flows_of(&self, cookie: u64, remotes: &[SocketAddr]) -> Vec<RawUdpFlow>;
+    /// The owner the kernel recorded for a UDP socket, and its netns.
+    fn udp_owner(&self, cookie: u64) -> Option<(TaskFacts, u32)>;
+    /// Records the kernel could not deliver so far: per CPU, by wire kind.
+    fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>>;
+    /// Per program, the runs the kernel skipped so far (nested on one CPU).
+    fn skipped_runs(&self) -> Vec<(String, u64)>;
+}
+
+/// What the kinds count, for the exit summary.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    /// Events a filter refused.
+    pub filtered: u64,
+    pub duplicate_exits: u64,
+    /// Records the kernel refused, by wire kind.
+    pub lost: [u64; WIRE_KINDS],
+    /// Program runs the kernel skipped (nested on one CPU): records possibly lost.
+    pub skipped_runs: u64,
+    /// Datagrams on DNS ports that did not parse as DNS.
+    pub dns_malformed: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            filtered: 0,
+            duplicate_exits: 0,
+            lost: [0; WIRE_KINDS],
+            skipped_runs: 0,
+            dns_malformed: 0,
+        }
+    }
+}
+
+/// Settings of the kinds that keep state.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// How often open UDP flows with new traffic are reported.
+    pub udp_interval_ns: u64,
+    /// A DNS query with no response after this long is reported as unanswered.
+    pub dns_timeout_ns: u64,
+    /// When the programs were attached (CLOCK_MONOTONIC ns): losses are
+    /// counted from then.
+    pub started_ktime: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            udp_interval_ns: 10_000_000_000,
+            dns_timeout_ns: 5_000_000_000,
+            started_ktime: 0,
+        }
+    }
+}
+
+/// What a kind's `born` and `tick` work with.
+pub struct Cx<'a, K> {
+    pub enricher: &'a mut Enricher,
+    pub counters: &'a mut Counters,
+    pub config: &'a PipelineConfig,
+    /// CLOCK_MONOTONIC ns: the record's time in `born`, the poll's in `tick`.
+    pub now: u64,
+    keep: bool,
+    out: &'a mut Vec<EventOf<K>>,
+}
+
+impl<'a, K> Cx<'a, K> {
+    /// Made by `kinds!`'s dispatch.
+    #[doc(hidden)]
+    pub fn new(
+        enricher: &'a mut Enricher,
+        counters: &'a mut Counters,
+        config: &'a PipelineConfig,
+        now: u64,
+        keep: bool,
+        out: &'a mut Vec<EventOf<K>>,
+    ) -> Self {
+        Cx {
+            enricher,
+            counters,
+            config,
+            now,
+            keep,
+            out,
+        }
+    }
+
+    /// Whether the cheap filter lets the record's event through: when not,
+    /// the kind does its bookkeeping, calls [`Cx::filtered`] and makes no event.
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// The record's event was filtered out before it was made.
+    pub fn filtered(&mut self) {
+        self.counters.filtered += 1;
+    }
+
+    /// The event of a kernel record.
+    pub fn record_event(&mut self, hdr: &Header, process: Option<Process>, detail: K) {
+        self.out.push(EventOf {
+            time: self.enricher.clock().wall(hdr.ktime_ns),
+            ktime: hdr.ktime_ns,
+            cpu: hdr.cpu,
+            seq: Some(hdr.seq),
+            process,
+            detail,
+        });
+    }
+
+    /// An event ksight made from state at `ktime` (no record of its own: no
+    /// sequence number, CPU 0).
+    pub fn state_event(&mut self, ktime: u64, process: Option<Process>, detail: K) {
+        self.out.push(EventOf {
+            time: self.enricher.clock().wall(ktime),
+            ktime,
+            cpu: 0,
+            seq: None,
+            process,
+            detail,
+        });
+    }
+
+    /// Any event.
+    pub fn emit(&mut self, ev: EventOf<K>) {
+        self.out.push(ev);
+    }
+}
 
 /// Derives the kind enums and their dispatch from the list of kind modules
 /// (each `module::Type`, `Type: KindSpec`). Invoked once, in `kinds/mod.rs`,
@@ -155,9 +314,15 @@ macro_rules! kinds {
                 Kind::ALL.into_iter().find(|k| k.name() == name)
             }
 
-            pub(crate) fn declare_fields(registry: &mut $crate::field::Registry) {
-                $(registry.declare::<$module::$ty>(Kind::$ty);)+
+            /// Call `v` with each kind's type.
+            pub fn visit_all(v: &mut impl KindVisitor) {
+                $(v.visit::<$module::$ty>(Kind::$ty);)+
             }
+        }
+
+        /// Something done once per kind, with its type (the field registry).
+        pub trait KindVisitor {
+            fn visit<K: $crate::kind::KindSpec + FromDetail>(&mut self, kind: Kind);
         }
 
         /// The part of an event that depends on its kind.
@@ -175,8 +340,8 @@ macro_rules! kinds {
                 match self { $(Detail::$ty(d) => d.net()),+ }
             }
 
-            pub fn table(&self, ev: &$crate::event::Event, cell: &mut $crate::table::Cell<'_>) {
-                match self { $(Detail::$ty(d) => d.table(ev, cell)),+ }
+            pub fn table(&self, cell: &mut $crate::table::Cell<'_>) {
+                match self { $(Detail::$ty(d) => d.table(cell)),+ }
             }
 
             pub fn colour(&self) -> $crate::table::Colour {
@@ -184,8 +349,14 @@ macro_rules! kinds {
             }
         }
 
+        /// Borrow a kind's detail out of an event's.
+        pub trait FromDetail: Sized {
+            const KIND: Kind;
+            fn from_detail(d: &Detail) -> Option<&Self>;
+        }
+
         $(
-            impl $crate::kind::FromDetail for $module::$ty {
+            impl FromDetail for $module::$ty {
                 const KIND: Kind = Kind::$ty;
                 fn from_detail(d: &Detail) -> Option<&Self> {
                     #[allow(unreachable_patterns)]
@@ -201,7 +372,7 @@ macro_rules! kinds {
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum Record {
-            $($ty($crate::event::Header, <$module::$ty as $crate::kind::KindSpec>::Record)),+
+            $($ty($crate::model::Header, <$module::$ty as $crate::kind::KindSpec>::Record)),+
         }
 
         impl Record {
@@ -209,21 +380,22 @@ macro_rules! kinds {
                 match self { $(Record::$ty(..) => Kind::$ty),+ }
             }
 
-            pub fn header(&self) -> &$crate::event::Header {
+            pub fn header(&self) -> &$crate::model::Header {
                 match self { $(Record::$ty(h, _) => h),+ }
             }
 
-            pub(crate) fn decode_as(
+            /// Decode the body of a record whose header says `wire`.
+            pub fn decode_as(
                 wire: u32,
                 buf: &[u8],
-                hdr: $crate::event::Header,
-            ) -> Result<Record, $crate::record::DecodeError> {
+                hdr: $crate::model::Header,
+            ) -> Result<Record, $crate::decode::DecodeError> {
                 $(
                     if <$module::$ty>::WIRE.contains(&wire) {
                         return <$module::$ty>::decode(buf, hdr).map(|r| Record::$ty(hdr, r));
                     }
                 )+
-                Err($crate::record::DecodeError::UnknownKind(wire))
+                Err($crate::decode::DecodeError::UnknownKind(wire))
             }
 
             pub fn subject(&self) -> $crate::kind::Subject<'_> {
@@ -231,37 +403,54 @@ macro_rules! kinds {
             }
         }
 
-        /// Every kind's private state.
+        /// Every kind's private state, and the events it made in one step.
         #[derive(Default)]
         #[allow(non_snake_case)]
-        pub(crate) struct States { $($ty: <$module::$ty as $crate::kind::KindSpec>::State),+ }
+        pub struct States {
+            $($ty: (
+                <$module::$ty as $crate::kind::KindSpec>::State,
+                Vec<$crate::model::EventOf<$module::$ty>>,
+            )),+
+        }
+
+        /// What every step shares.
+        pub struct Step<'a> {
+            pub enricher: &'a mut $crate::enrich::Enricher,
+            pub counters: &'a mut $crate::kind::Counters,
+            pub config: &'a $crate::kind::PipelineConfig,
+            pub now: u64,
+            pub out: &'a mut Vec<$crate::model::EventOf<Detail>>,
+        }
 
         impl States {
-            pub(crate) fn born(&mut self, rec: Record, cx: &mut $crate::pipeline::Cx<'_>) {
-                match rec { $(Record::$ty(h, r) => <$module::$ty>::born(h, r, &mut self.$ty, cx)),+ }
+            /// A record through its kind's `born`; `keep`: the cheap filter's verdict.
+            pub fn born(&mut self, rec: Record, keep: bool, s: Step<'_>) {
+                match rec {
+                    $(Record::$ty(h, r) => {
+                        let (state, made) = &mut self.$ty;
+                        let mut cx = $crate::kind::Cx::new(s.enricher, s.counters, s.config, s.now, keep, made);
+                        <$module::$ty>::born(h, r, state, &mut cx);
+                        s.out.extend(made.drain(..).map(|e| e.map(Detail::$ty)));
+                    })+
+                }
             }
 
-            /// In documentation order: UDP flows, then DNS timeouts, then loss.
-            pub(crate) fn tick(
-                &mut self,
-                cx: &mut $crate::pipeline::Cx<'_>,
-                kernel: &dyn $crate::pipeline::KernelState,
-                last: bool,
-            ) {
+            /// Every kind's `tick`, in documentation order: UDP flows, then
+            /// DNS timeouts, then loss.
+            pub fn tick(&mut self, kernel: &dyn $crate::kind::KernelState, last: bool, s: Step<'_>) {
                 for kind in Kind::ALL {
                     match kind {
-                        $(Kind::$ty => <$module::$ty>::tick(&mut self.$ty, cx, kernel, last),)+
+                        $(Kind::$ty => {
+                            let (state, made) = &mut self.$ty;
+                            let mut cx = $crate::kind::Cx::new(&mut *s.enricher, &mut *s.counters, s.config, s.now, true, made);
+                            <$module::$ty>::tick(state, &mut cx, kernel, last);
+                            s.out.extend(made.drain(..).map(|e| e.map(Detail::$ty)));
+                        })+
                     }
                 }
             }
         }
     };
-}
-
-/// Borrow a kind's detail out of an event's. Implemented by [`kinds!`].
-pub trait FromDetail: Sized {
-    const KIND: crate::event::Kind;
-    fn from_detail(d: &crate::event::Detail) -> Option<&Self>;
 }
 
 /// An enum written as one of a fixed set of names (in JSON, the table and rules).

@@ -17,36 +17,14 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 
-use ksight_wire::ks_event_kind;
-
 use crate::enrich::Enricher;
 use crate::event::{Event, Kind, TaskFacts};
 use crate::filter::Filter;
-use crate::kinds::udp::RawUdpFlow;
-use crate::kinds::States;
+pub use crate::kind::{Counters, KernelState, PipelineConfig, WIRE_KINDS};
+use crate::kinds::{States, Step};
+use crate::net::RawUdpFlow;
 use crate::record::{decode, Record};
 use crate::sink::Sink;
-
-/// Number of wire record kinds (events.h KS_EVENT_KIND_MAX): the size of the
-/// kernel's drop counters.
-pub const WIRE_KINDS: usize = ks_event_kind::KS_EVENT_KIND_MAX.0 as usize;
-
-/// What the pipeline reads from the kernel besides records: state the BPF
-/// programs keep in maps.
-pub trait KernelState {
-    /// The UDP flows the kernel has counted: all, or those of the given
-    /// sockets, which are then removed (their sockets are gone).
-    fn udp_flows(&self, only: Option<&HashSet<u64>>) -> Vec<RawUdpFlow>;
-    /// The flows of a released socket with these remotes, removed from the
-    /// kernel's map: a lookup each, no scan.
-    fn udp_flows_of(&self, cookie: u64, remotes: &[SocketAddr]) -> Vec<RawUdpFlow>;
-    /// The owner the kernel recorded for a UDP socket, and its netns.
-    fn udp_owner(&self, cookie: u64) -> Option<(TaskFacts, u32)>;
-    /// Records the kernel could not deliver so far: per CPU, by wire kind.
-    fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>>;
-    /// Per program, the runs the kernel skipped so far (nested on one CPU).
-    fn skipped_runs(&self) -> Vec<(String, u64)>;
-}
 
 /// A kernel with no state: for replaying records.
 pub struct NoKernel;
@@ -73,81 +51,21 @@ impl KernelState for NoKernel {
 #[derive(Debug, Clone)]
 pub struct Stats {
     pub records: u64,
+    pub undecodable: u64,
     /// Events written, indexed by `Kind as usize`.
     pub written: [u64; Kind::ALL.len()],
-    pub filtered: u64,
-    pub duplicate_exits: u64,
-    pub undecodable: u64,
-    /// Records the kernel refused, by wire kind.
-    pub lost: [u64; WIRE_KINDS],
-    /// Program runs the kernel skipped (nested on one CPU): records possibly lost.
-    pub skipped_runs: u64,
-    /// Datagrams on DNS ports that did not parse as DNS.
-    pub dns_malformed: u64,
+    /// What the kinds counted (filtered, lost, ...).
+    pub counters: Counters,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
             records: 0,
-            written: [0; Kind::ALL.len()],
-            filtered: 0,
-            duplicate_exits: 0,
             undecodable: 0,
-            lost: [0; WIRE_KINDS],
-            skipped_runs: 0,
-            dns_malformed: 0,
+            written: [0; Kind::ALL.len()],
+            counters: Counters::default(),
         }
-    }
-}
-
-/// Settings of the kinds that keep state.
-#[derive(Debug, Clone)]
-pub struct PipelineConfig {
-    /// How often open UDP flows with new traffic are reported.
-    pub udp_interval_ns: u64,
-    /// A DNS query with no response after this long is reported as unanswered.
-    pub dns_timeout_ns: u64,
-    /// When the programs were attached (CLOCK_MONOTONIC ns): losses are
-    /// counted from then.
-    pub started_ktime: u64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            udp_interval_ns: 10_000_000_000,
-            dns_timeout_ns: 5_000_000_000,
-            started_ktime: 0,
-        }
-    }
-}
-
-/// What a kind's `born` and `tick` work with.
-pub struct Cx<'a> {
-    pub enricher: &'a mut Enricher,
-    pub stats: &'a mut Stats,
-    pub config: &'a PipelineConfig,
-    /// CLOCK_MONOTONIC ns: the record's time in `born`, the poll's in `tick`.
-    pub now: u64,
-    keep: bool,
-    out: &'a mut Vec<Event>,
-}
-
-impl Cx<'_> {
-    /// Whether the cheap filter lets the record's event through: when not,
-    /// the kind does its bookkeeping, calls [`Cx::filtered`] and makes no event.
-    pub fn keep(&self) -> bool {
-        self.keep
-    }
-
-    /// The record's event was filtered out before it was made.
-    pub fn filtered(&mut self) {
-        self.stats.filtered += 1;
-    }
-
-    pub fn emit(&mut self, ev: Event) {
-        self.out.push(ev);
     }
 }
 
@@ -203,15 +121,14 @@ impl Pipeline {
     pub fn push(&mut self, rec: Record) -> i32 {
         let keep = self.filter.pre(rec.kind(), rec.subject());
         let now = rec.header().ktime_ns;
-        let mut cx = Cx {
+        let step = Step {
             enricher: &mut self.enricher,
-            stats: &mut self.stats,
+            counters: &mut self.stats.counters,
             config: &self.config,
             now,
-            keep,
             out: &mut self.out,
         };
-        self.states.born(rec, &mut cx);
+        self.states.born(rec, keep, step);
         self.write_out()
     }
 
@@ -230,15 +147,14 @@ impl Pipeline {
     }
 
     fn step(&mut self, kernel: &dyn KernelState, now: u64, last: bool) {
-        let mut cx = Cx {
+        let step = Step {
             enricher: &mut self.enricher,
-            stats: &mut self.stats,
+            counters: &mut self.stats.counters,
             config: &self.config,
             now,
-            keep: true,
             out: &mut self.out,
         };
-        self.states.tick(&mut cx, kernel, last);
+        self.states.tick(kernel, last, step);
     }
 
     fn write_out(&mut self) -> i32 {
@@ -247,7 +163,7 @@ impl Pipeline {
                 break;
             }
             if !self.filter.matches(&ev) {
-                self.stats.filtered += 1;
+                self.stats.counters.filtered += 1;
                 continue;
             }
             match self.sink.write(&ev) {
@@ -376,7 +292,7 @@ mod tests {
         p.push(exit);
         let evs = out.borrow();
         assert_eq!(evs.len(), 4, "the second exit is dropped");
-        assert_eq!(p.stats().duplicate_exits, 1);
+        assert_eq!(p.stats().counters.duplicate_exits, 1);
         let parent_id = evs[0].process.as_ref().unwrap().exec_id.clone();
         assert_eq!(&*parent_id, "b00t:10:100");
         let Detail::Fork(f) = &evs[1].detail else {
@@ -426,7 +342,7 @@ mod tests {
             x.ancestors[0].exe.as_ref().unwrap().to_string(),
             "/usr/bin/dash"
         );
-        assert_eq!(p.stats().filtered, 1);
+        assert_eq!(p.stats().counters.filtered, 1);
     }
 
     struct OneFlow(RawUdpFlow);
@@ -492,7 +408,7 @@ mod tests {
         let lost = evs.iter().find(|e| e.kind().name() == "lost").unwrap();
         assert_eq!((lost.cpu, lost.seq), (1, None));
         drop(evs);
-        assert_eq!(p.stats().lost[1], 3);
+        assert_eq!(p.stats().counters.lost[1], 3);
         // the new holder's next event keeps its identity
         let again = p.enricher().process(&task(100, 50, 1, 1));
         assert_eq!(&*again.exec_id, "b00t:60:100");

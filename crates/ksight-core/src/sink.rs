@@ -1,5 +1,5 @@
 //! Where events go. One [`Sink`] trait, interchangeable outputs: JSON Lines
-//! (the documented schema), the table for humans (`table.rs`), and a counting
+//! (the documented schema), the table for humans (its cells: `table.rs`), a counting
 //! sink for benchmarks; a [`FanOut`] writes to several, so that one failing
 //! output does not stop the others. Sinks buffer; the caller flushes after
 //! each batch so output latency stays bounded by the poll interval.
@@ -11,8 +11,10 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
+use std::fmt::Write as _;
+
 use crate::event::Event;
-use crate::table::TableSink;
+use crate::table::{clock_utc, Cell, Colour, DIM, RESET};
 
 pub trait Sink {
     fn write(&mut self, ev: &Event) -> io::Result<()>;
@@ -79,6 +81,71 @@ impl Sink for Vec<Event> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Aligned columns, one line per event, optionally coloured by kind.
+pub struct TableSink<W: Write> {
+    out: W,
+    color: bool,
+    header_done: bool,
+    line: String,
+}
+
+impl<W: Write> TableSink<W> {
+    pub fn new(out: W, color: bool) -> Self {
+        TableSink {
+            out,
+            color,
+            header_done: false,
+            line: String::with_capacity(256),
+        }
+    }
+}
+
+impl<W: Write> Sink for TableSink<W> {
+    fn write(&mut self, ev: &Event) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            let (dim, reset) = if self.color { (DIM, RESET) } else { ("", "") };
+            writeln!(
+                self.out,
+                "{dim}{:<12} {:<9} {:>7} {:>7} {:>5} {:<16} DETAIL{reset}",
+                "TIME(UTC)", "EVENT", "PID", "PPID", "UID", "COMM",
+            )?;
+        }
+        let line = &mut self.line;
+        line.clear();
+        let _ = write!(line, "{:<12} ", clock_utc(ev.time.0));
+        let kind = ev.kind().name();
+        let colour = ev.detail.colour();
+        if self.color && colour != Colour::Plain {
+            let _ = write!(line, "{}{kind:<9}{RESET} ", colour.code());
+        } else {
+            let _ = write!(line, "{kind:<9} ");
+        }
+        match &ev.process {
+            Some(p) => {
+                let _ = write!(
+                    line,
+                    "{:>7} {:>7} {:>5} {:<16} ",
+                    p.pid,
+                    p.ppid,
+                    p.uid,
+                    p.comm.to_string()
+                );
+            }
+            None => {
+                let _ = write!(line, "{:>7} {:>7} {:>5} {:<16} ", "-", "-", "-", "-");
+            }
+        }
+        ev.detail.table(&mut Cell::new(line, self.color, ev.cpu));
+        line.push('\n');
+        self.out.write_all(line.as_bytes())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -327,7 +394,7 @@ mod tests {
             detail: Lost {
                 lost: LostDetail {
                     reason: LostReason::BufferFull,
-                    kind: crate::event::Kind::from_name("fork"),
+                    kind: Some("fork"),
                     program: None,
                     count: 2,
                     since_ktime: 0,

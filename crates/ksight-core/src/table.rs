@@ -1,12 +1,8 @@
-//! The table for humans: aligned columns, one line per event, optionally
-//! coloured by kind. The common columns are written here; the DETAIL column
-//! by each kind (`KindSpec::table`), through a [`Cell`].
+//! The table for humans: each kind writes its DETAIL column into a [`Cell`]
+//! (`KindSpec::table`) and names its [`Colour`]; the table sink (`sink.rs`)
+//! writes the common columns around them.
 
 use std::fmt::{self, Write as _};
-use std::io::{self, Write};
-
-use crate::event::Event;
-use crate::sink::Sink;
 
 /// The colour of an event's EVENT column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +18,7 @@ pub enum Colour {
 }
 
 impl Colour {
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Colour::Plain => "",
             Colour::Green => "\x1b[32m",
@@ -35,16 +31,26 @@ impl Colour {
     }
 }
 
-const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
+pub(crate) const DIM: &str = "\x1b[2m";
+pub(crate) const RESET: &str = "\x1b[0m";
 
 /// Where a kind writes its DETAIL column.
 pub struct Cell<'a> {
     line: &'a mut String,
     color: bool,
+    cpu: u32,
 }
 
-impl Cell<'_> {
+impl<'a> Cell<'a> {
+    pub(crate) fn new(line: &'a mut String, color: bool, cpu: u32) -> Self {
+        Cell { line, color, cpu }
+    }
+
+    /// The CPU the event's hook ran on (for `lost`: whose records were lost).
+    pub fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
     pub fn push(&mut self, s: &str) {
         self.line.push_str(s);
     }
@@ -67,7 +73,7 @@ impl fmt::Write for Cell<'_> {
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a wall time.
-fn clock_utc(ns: u64) -> String {
+pub(crate) fn clock_utc(ns: u64) -> String {
     let ms = ns / 1_000_000;
     let s = ms / 1000;
     format!(
@@ -94,77 +100,6 @@ pub fn human_duration(ns: u64) -> String {
     } else {
         let m = us / 60_000_000;
         format!("{}h{:02}m", m / 60, m % 60)
-    }
-}
-
-/// Aligned columns, one line per event, optionally coloured by kind.
-pub struct TableSink<W: Write> {
-    out: W,
-    color: bool,
-    header_done: bool,
-    line: String,
-}
-
-impl<W: Write> TableSink<W> {
-    pub fn new(out: W, color: bool) -> Self {
-        TableSink {
-            out,
-            color,
-            header_done: false,
-            line: String::with_capacity(256),
-        }
-    }
-}
-
-impl<W: Write> Sink for TableSink<W> {
-    fn write(&mut self, ev: &Event) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            let (dim, reset) = if self.color { (DIM, RESET) } else { ("", "") };
-            writeln!(
-                self.out,
-                "{dim}{:<12} {:<9} {:>7} {:>7} {:>5} {:<16} DETAIL{reset}",
-                "TIME(UTC)", "EVENT", "PID", "PPID", "UID", "COMM",
-            )?;
-        }
-        let line = &mut self.line;
-        line.clear();
-        let _ = write!(line, "{:<12} ", clock_utc(ev.time.0));
-        let kind = ev.kind().name();
-        let colour = ev.detail.colour();
-        if self.color && colour != Colour::Plain {
-            let _ = write!(line, "{}{kind:<9}{RESET} ", colour.code());
-        } else {
-            let _ = write!(line, "{kind:<9} ");
-        }
-        match &ev.process {
-            Some(p) => {
-                let _ = write!(
-                    line,
-                    "{:>7} {:>7} {:>5} {:<16} ",
-                    p.pid,
-                    p.ppid,
-                    p.uid,
-                    p.comm.to_string()
-                );
-            }
-            None => {
-                let _ = write!(line, "{:>7} {:>7} {:>5} {:<16} ", "-", "-", "-", "-");
-            }
-        }
-        ev.detail.table(
-            ev,
-            &mut Cell {
-                line,
-                color: self.color,
-            },
-        );
-        line.push('\n');
-        self.out.write_all(line.as_bytes())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 }
 

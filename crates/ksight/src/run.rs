@@ -224,10 +224,10 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
     p.flush().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
-    if p.stats().dns_malformed > 0 {
+    if p.stats().counters.dns_malformed > 0 {
         eprintln!(
             "ksight: {} datagrams on DNS ports did not parse as DNS and were skipped",
-            p.stats().dns_malformed
+            p.stats().counters.dns_malformed
         );
     }
     Ok(())
@@ -236,13 +236,14 @@ pub fn run(cfg: RunConfig) -> Result<()> {
 fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {
     let list = |items: Vec<String>| items.join(", ");
     let written: u64 = s.written.iter().sum();
-    let lost: u64 = s.lost.iter().sum();
+    let c = &s.counters;
+    let lost: u64 = c.lost.iter().sum();
     let by_kind = Kind::ALL
         .iter()
         .map(|&k| format!("{} {}", k.name(), s.written[k as usize]))
         .collect();
     let lost_by_kind = (0..WIRE_KINDS)
-        .filter_map(|w| Kind::of_wire(w as u32).map(|k| format!("{} {}", k.name(), s.lost[w])))
+        .filter_map(|w| Kind::of_wire(w as u32).map(|k| format!("{} {}", k.name(), c.lost[w])))
         .collect();
     eprintln!(
         "ksight: stopped after {:.1}s: {} records, {written} events written ({}), {} filtered out, \
@@ -250,11 +251,11 @@ fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {
         elapsed.as_secs_f64(),
         s.records,
         list(by_kind),
-        s.filtered,
+        c.filtered,
         list(lost_by_kind),
-        s.skipped_runs,
+        c.skipped_runs,
         s.undecodable,
-        s.duplicate_exits,
+        c.duplicate_exits,
     );
     if stream != StreamStats::default() {
         eprintln!(

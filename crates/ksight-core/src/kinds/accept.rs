@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header};
+use crate::decode::DecodeError;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::net::{self, NetInfo, RawTcp};
-use crate::pipeline::Cx;
-use crate::record::DecodeError;
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::Header;
+use crate::net::{self, NetInfo};
 use crate::table::{Cell, Colour};
+use crate::tcp::{self, RawTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Accept {
@@ -48,15 +48,15 @@ impl KindSpec for Accept {
     type State = ();
 
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawTcp, DecodeError> {
-        net::decode_tcp(buf)
+        tcp::decode_tcp(buf)
     }
 
     fn subject(t: &RawTcp) -> Subject<'_> {
-        net::tcp_subject(t)
+        tcp::tcp_subject(t)
     }
 
-    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_>) {
-        net::tcp_event(&hdr, &t, cx, |net, since| {
+    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_, Self>) {
+        tcp::tcp_event(&hdr, &t, cx, |net, since| {
             let accept = AcceptDetail {
                 by: if t.accepted {
                     AcceptBy::Accept
@@ -65,12 +65,12 @@ impl KindSpec for Accept {
                 },
                 queued_ns: t.accepted.then(|| since(t.start_ns)).flatten(),
             };
-            Accept { net, accept }.into()
+            Accept { net, accept }
         });
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add("accept.by", FieldType::Enum(AcceptBy::NAMES), |d| {
             Value::Text(d.accept.by.name().as_bytes())
         });
@@ -79,7 +79,7 @@ impl KindSpec for Accept {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let _ = write!(cell, "{} ← {}", self.net.local, self.net.remote);
         if self.accept.by == AcceptBy::Listener {
             cell.push(" (listener's owner)");

@@ -8,13 +8,13 @@ use std::fmt::Write as _;
 use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header};
+use crate::decode::DecodeError;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::net::{self, errno_name, NetInfo, RawTcp};
-use crate::pipeline::Cx;
-use crate::record::DecodeError;
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::Header;
+use crate::net::{self, errno_name, NetInfo};
 use crate::table::{human_duration, Cell, Colour};
+use crate::tcp::{self, RawTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Connect {
@@ -78,22 +78,22 @@ impl KindSpec for Connect {
     type State = ();
 
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawTcp, DecodeError> {
-        net::decode_tcp(buf)
+        tcp::decode_tcp(buf)
     }
 
     fn subject(t: &RawTcp) -> Subject<'_> {
-        net::tcp_subject(t)
+        tcp::tcp_subject(t)
     }
 
-    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_>) {
-        net::tcp_event(&hdr, &t, cx, |net, since| {
+    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_, Self>) {
+        tcp::tcp_event(&hdr, &t, cx, |net, since| {
             let connect = ConnectDetail::outcome(t.new_state, t.error, since(t.start_ns));
-            Connect { net, connect }.into()
+            Connect { net, connect }
         });
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add(
             "connect.result",
             FieldType::Enum(ConnectResult::NAMES),
@@ -112,7 +112,7 @@ impl KindSpec for Connect {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let c = &self.connect;
         let _ = write!(
             cell,

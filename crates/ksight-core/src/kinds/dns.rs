@@ -14,13 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use ksight_wire::{ks_dns_event, ks_event_kind, ks_net_flags};
 use serde::Serialize;
 
+use crate::decode::{copy_padded, ip, task, DecodeError};
 use crate::dns::{AskedBy, DnsDetail, DnsTracker, RawDns, Role, Status, Transaction};
-use crate::event::{Event, Header};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::KindSpec;
+use crate::kind::{Cx, KernelState, KindSpec};
+use crate::model::{EventOf, Header};
 use crate::net::{self, NetInfo, Protocol};
-use crate::pipeline::{Cx, KernelState};
-use crate::record::{copy_padded, ip, task, DecodeError};
 use crate::table::{human_duration, Cell, Colour};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,9 +67,9 @@ impl KindSpec for Dns {
         })
     }
 
-    fn born(_hdr: Header, p: RawDns, tracker: &mut DnsTracker, cx: &mut Cx<'_>) {
+    fn born(_hdr: Header, p: RawDns, tracker: &mut DnsTracker, cx: &mut Cx<'_, Self>) {
         let tx = tracker.packet(p);
-        cx.stats.dns_malformed = tracker.malformed;
+        cx.counters.dns_malformed = tracker.malformed;
         if let Some(tx) = tx {
             let ev = transaction(tx, cx);
             cx.emit(ev);
@@ -78,7 +77,7 @@ impl KindSpec for Dns {
     }
 
     /// Queries that waited longer than `--dns-timeout`.
-    fn tick(tracker: &mut DnsTracker, cx: &mut Cx<'_>, _: &dyn KernelState, last: bool) {
+    fn tick(tracker: &mut DnsTracker, cx: &mut Cx<'_, Self>, _: &dyn KernelState, last: bool) {
         if last {
             return;
         }
@@ -89,7 +88,7 @@ impl KindSpec for Dns {
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add("dns.role", FieldType::Enum(Role::NAMES), |d| {
             Value::Text(d.dns.role.name().as_bytes())
         });
@@ -169,7 +168,7 @@ impl KindSpec for Dns {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let dns = &self.dns;
         let q = dns.question.as_ref();
         let _ = write!(
@@ -205,7 +204,7 @@ impl KindSpec for Dns {
 /// A transaction's event: the socket's owner; the application a resolver
 /// asked for, when a getaddrinfo call was waiting for the name; and the
 /// answers' addresses remembered under the name asked.
-fn transaction(mut tx: Transaction, cx: &mut Cx<'_>) -> Event {
+fn transaction(mut tx: Transaction, cx: &mut Cx<'_, Dns>) -> EventOf<Dns> {
     let en = &mut *cx.enricher;
     let process = tx.owner.as_ref().map(|o| en.owner(o));
     // a resolver asking upstream for a name an application is waiting on
@@ -239,13 +238,15 @@ fn transaction(mut tx: Transaction, cx: &mut Cx<'_>) -> Event {
         tx.remote,
         tx.cookie,
     );
-    en.state_event(
-        tx.ktime,
+    EventOf {
+        time: en.clock().wall(tx.ktime),
+        ktime: tx.ktime,
+        cpu: 0,
+        seq: None,
         process,
-        Dns {
+        detail: Dns {
             net,
             dns: tx.detail,
-        }
-        .into(),
-    )
+        },
+    }
 }

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use ksight_wire::{ks_event_kind, ks_exec_event, ks_exec_flags, ks_exec_info, ks_task};
 use serde::Serialize;
 
-use crate::event::{Event, Header, TaskFacts};
+use crate::decode::{copy, cstr, task, DecodeError};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::pipeline::Cx;
-use crate::record::{copy, cstr, task, DecodeError};
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::{Header, TaskFacts};
 use crate::table::{Cell, Colour};
 use crate::text::Text;
 
@@ -143,7 +142,7 @@ impl KindSpec for Exec {
 
     /// A new image: the process's table entry gets its exec id, parent and
     /// exe (whether or not the event is shown: later events need them).
-    fn born(hdr: Header, x: RawExec, _: &mut (), cx: &mut Cx<'_>) {
+    fn born(hdr: Header, x: RawExec, _: &mut (), cx: &mut Cx<'_, Self>) {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let t = &x.task;
@@ -161,7 +160,7 @@ impl KindSpec for Exec {
         e.exe = Some(exe.clone());
         e.exited = false;
         if !keep {
-            cx.stats.filtered += 1;
+            cx.counters.filtered += 1;
             return;
         }
         let process = en.process(t);
@@ -186,8 +185,7 @@ impl KindSpec for Exec {
             old_tid: (x.old_tid != t.pid).then_some(x.old_tid),
             path_truncated: x.path_truncated,
         };
-        let ev = en.event(&hdr, Some(process), Exec { exec, ancestors }.into());
-        cx.emit(ev);
+        cx.record_event(&hdr, Some(process), Exec { exec, ancestors });
     }
 
     fn fields(f: &mut Fields<Self>) {
@@ -230,7 +228,7 @@ impl KindSpec for Exec {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let exec = &self.exec;
         let _ = write!(cell, "{}", exec.exe);
         for arg in exec.argv.iter().skip(1) {
@@ -301,7 +299,7 @@ mod tests {
     use ksight_wire::ks_event_hdr;
 
     use super::*;
-    use crate::record::testing::*;
+    use crate::decode::testing::*;
     use crate::record::{decode, Record};
 
     fn exec_record(argv: &[u8], filename: &[u8], exe: &[u8], cwd: &[u8], flags: u32) -> Vec<u8> {

@@ -9,11 +9,10 @@ use std::fmt::Write as _;
 use ksight_wire::{ks_event_kind, ks_exit_event, ks_exit_flags};
 use serde::Serialize;
 
-use crate::event::{signal_name, Event, Header, TaskFacts};
+use crate::decode::{copy, task, DecodeError};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::pipeline::Cx;
-use crate::record::{copy, task, DecodeError};
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::{signal_name, Header, TaskFacts};
 use crate::table::{human_duration, Cell, Colour};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,7 +99,7 @@ impl KindSpec for Exit {
 
     /// The table marks the process exited (it is forgotten after the grace
     /// period); a second exit of one process is dropped and counted.
-    fn born(hdr: Header, x: RawExit, _: &mut (), cx: &mut Cx<'_>) {
+    fn born(hdr: Header, x: RawExit, _: &mut (), cx: &mut Cx<'_, Self>) {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let process = en.process(&x.task);
@@ -109,11 +108,11 @@ impl KindSpec for Exit {
                 .table
                 .mark_exited(x.task.pid, x.task.start_ns, hdr.ktime_ns)
         {
-            cx.stats.duplicate_exits += 1;
+            cx.counters.duplicate_exits += 1;
             return;
         }
         if !keep {
-            cx.stats.filtered += 1;
+            cx.counters.filtered += 1;
             return;
         }
         let lifetime = en
@@ -121,8 +120,7 @@ impl KindSpec for Exit {
             .mono_to_boot(hdr.ktime_ns)
             .saturating_sub(x.task.start_ns);
         let exit = ExitDetail::new(x.exit_code, lifetime, x.utime_ns, x.stime_ns, x.thread);
-        let ev = en.event(&hdr, Some(process), Exit { exit }.into());
-        cx.emit(ev);
+        cx.record_event(&hdr, Some(process), Exit { exit });
     }
 
     fn fields(f: &mut Fields<Self>) {
@@ -154,7 +152,7 @@ impl KindSpec for Exit {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let exit = &self.exit;
         match (exit.code, exit.signal_name, exit.signal) {
             (Some(code), _, _) => {
@@ -189,7 +187,7 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::record::testing::*;
+    use crate::decode::testing::*;
     use crate::record::{decode, Record};
 
     #[test]

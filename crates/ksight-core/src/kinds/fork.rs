@@ -9,11 +9,10 @@ use std::sync::Arc;
 use ksight_wire::{ks_event_kind, ks_fork_event, ks_fork_flags};
 use serde::Serialize;
 
-use crate::event::{Event, Header, TaskFacts};
+use crate::decode::{copy, task, DecodeError};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::pipeline::Cx;
-use crate::record::{copy, task, DecodeError};
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::{Header, TaskFacts};
 use crate::table::{Cell, Colour};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,7 +76,7 @@ impl KindSpec for Fork {
 
     /// A new process enters the table with its parent's exe and exec id as
     /// parent, whether or not the event is shown.
-    fn born(hdr: Header, f: RawFork, _: &mut (), cx: &mut Cx<'_>) {
+    fn born(hdr: Header, f: RawFork, _: &mut (), cx: &mut Cx<'_, Self>) {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let process = en.process(&f.task);
@@ -94,7 +93,7 @@ impl KindSpec for Fork {
             Some(id)
         };
         if !keep {
-            cx.stats.filtered += 1;
+            cx.counters.filtered += 1;
             return;
         }
         let child = Child {
@@ -106,8 +105,7 @@ impl KindSpec for Fork {
             ns_pid: f.child_ns_pid,
             ns_tid: f.child_ns_tid,
         };
-        let ev = en.event(&hdr, Some(process), Fork { child }.into());
-        cx.emit(ev);
+        cx.record_event(&hdr, Some(process), Fork { child });
     }
 
     fn fields(f: &mut Fields<Self>) {
@@ -137,7 +135,7 @@ impl KindSpec for Fork {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let c = &self.child;
         let what = if c.thread { "thread" } else { "child" };
         let id = if c.thread { c.tid } else { c.pid };
@@ -154,7 +152,7 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::record::testing::*;
+    use crate::decode::testing::*;
     use crate::record::{decode, Record};
 
     #[test]

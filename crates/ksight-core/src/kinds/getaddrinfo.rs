@@ -11,12 +11,11 @@ use std::net::IpAddr;
 use ksight_wire::{ks_event_kind, ks_getaddrinfo_event, ks_getaddrinfo_phase};
 use serde::Serialize;
 
+use crate::decode::{copy, cstr, task, DecodeError, AF_INET, AF_INET6};
 use crate::enrich::GaiCall;
-use crate::event::{Event, Header, TaskFacts};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::pipeline::Cx;
-use crate::record::{copy, cstr, task, DecodeError, AF_INET, AF_INET6};
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::{Header, TaskFacts};
 use crate::table::{human_duration, Cell, Colour};
 use crate::text::Text;
 
@@ -104,7 +103,7 @@ impl KindSpec for Getaddrinfo {
 
     /// Entered: remembered (for `dns.asked_by`). Returned: forgotten, its
     /// addresses remembered under the name, and the event.
-    fn born(hdr: Header, g: RawGai, _: &mut (), cx: &mut Cx<'_>) {
+    fn born(hdr: Header, g: RawGai, _: &mut (), cx: &mut Cx<'_, Self>) {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let name = String::from_utf8_lossy(&g.name)
@@ -129,7 +128,7 @@ impl KindSpec for Getaddrinfo {
             en.remember_name(*ip, &name, hdr.ktime_ns);
         }
         if !keep {
-            cx.stats.filtered += 1;
+            cx.counters.filtered += 1;
             return;
         }
         let getaddrinfo = GaiDetail {
@@ -138,8 +137,7 @@ impl KindSpec for Getaddrinfo {
             addresses: g.addrs,
             latency_ns: g.latency_ns,
         };
-        let ev = en.event(&hdr, Some(process), Getaddrinfo { getaddrinfo }.into());
-        cx.emit(ev);
+        cx.record_event(&hdr, Some(process), Getaddrinfo { getaddrinfo });
     }
 
     fn fields(f: &mut Fields<Self>) {
@@ -167,7 +165,7 @@ impl KindSpec for Getaddrinfo {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let g = &self.getaddrinfo;
         let _ = write!(cell, "getaddrinfo({}) {}", g.name, g.result);
         for a in &g.addresses {

@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header};
+use crate::decode::DecodeError;
 use crate::field::Fields;
-use crate::kind::{KindSpec, Subject};
-use crate::net::{self, NetInfo, RawTcp};
-use crate::pipeline::Cx;
-use crate::record::DecodeError;
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::Header;
+use crate::net::{self, NetInfo};
 use crate::table::{Cell, Colour};
+use crate::tcp::{self, RawTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listen {
@@ -27,22 +27,22 @@ impl KindSpec for Listen {
     type State = ();
 
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawTcp, DecodeError> {
-        net::decode_tcp(buf)
+        tcp::decode_tcp(buf)
     }
 
     fn subject(t: &RawTcp) -> Subject<'_> {
-        net::tcp_subject(t)
+        tcp::tcp_subject(t)
     }
 
-    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_>) {
-        net::tcp_event(&hdr, &t, cx, |net, _| Listen { net }.into());
+    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_, Self>) {
+        tcp::tcp_event(&hdr, &t, cx, |net, _| Listen { net });
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let _ = write!(cell, "{} listening", self.net.local);
     }
 

@@ -9,11 +9,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::event::{Event, Header, Kind};
+use crate::decode::DecodeError;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, NoRecord};
-use crate::pipeline::{Cx, KernelState, WIRE_KINDS};
-use crate::record::DecodeError;
+use crate::kind::{Cx, KernelState, KindSpec, NoRecord, WIRE_KINDS};
+use crate::model::{EventOf, Header};
 use crate::table::{Cell, Colour};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,7 +36,7 @@ pub struct LostDetail {
     pub reason: LostReason,
     /// Which kind of record the kernel could not deliver; `null` for skipped
     /// runs (a run makes a record of one of several kinds, or none).
-    pub kind: Option<Kind>,
+    pub kind: Option<&'static str>,
     /// The program whose runs were skipped (`skipped_runs` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
@@ -70,11 +69,11 @@ impl KindSpec for Lost {
         unreachable!("no record has the kind `lost`: WIRE is empty")
     }
 
-    fn born(_hdr: Header, never: NoRecord, _: &mut Watch, _cx: &mut Cx<'_>) {
+    fn born(_hdr: Header, never: NoRecord, _: &mut Watch, _cx: &mut Cx<'_, Self>) {
         match never {}
     }
 
-    fn tick(w: &mut Watch, cx: &mut Cx<'_>, kernel: &dyn KernelState, _last: bool) {
+    fn tick(w: &mut Watch, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, _last: bool) {
         let since = w.since.unwrap_or(cx.config.started_ktime);
         let now = cx.now;
         match kernel.drops() {
@@ -85,13 +84,13 @@ impl KindSpec for Lost {
                 for (cpu, (new, old)) in drops.iter().zip(&mut w.last).enumerate() {
                     for k in 0..WIRE_KINDS {
                         let count = new[k].saturating_sub(old[k]);
-                        let Some(kind) = Kind::of_wire(k as u32) else {
+                        let Some(kind) = ksight_wire::event_kind_name(k as u32) else {
                             continue;
                         };
                         if count == 0 {
                             continue;
                         }
-                        cx.stats.lost[k] += count;
+                        cx.counters.lost[k] += count;
                         let lost = LostDetail {
                             reason: LostReason::BufferFull,
                             kind: Some(kind),
@@ -99,9 +98,15 @@ impl KindSpec for Lost {
                             count,
                             since_ktime: since,
                         };
-                        let mut ev = cx.enricher.state_event(now, None, Lost { lost }.into());
-                        ev.cpu = cpu as u32;
-                        cx.emit(ev);
+                        let time = cx.enricher.clock().wall(now);
+                        cx.emit(EventOf {
+                            time,
+                            ktime: now,
+                            cpu: cpu as u32,
+                            seq: None,
+                            process: None,
+                            detail: Lost { lost },
+                        });
                     }
                     *old = *new;
                 }
@@ -119,7 +124,7 @@ impl KindSpec for Lost {
             if count == 0 {
                 continue;
             }
-            cx.stats.skipped_runs += count;
+            cx.counters.skipped_runs += count;
             let lost = LostDetail {
                 reason: LostReason::SkippedRuns,
                 kind: None,
@@ -128,8 +133,7 @@ impl KindSpec for Lost {
                 since_ktime: since,
             };
             // the kernel counts these per program, not per CPU
-            let ev = cx.enricher.state_event(now, None, Lost { lost }.into());
-            cx.emit(ev);
+            cx.state_event(now, None, Lost { lost });
         }
         w.since = Some(now);
     }
@@ -141,7 +145,7 @@ impl KindSpec for Lost {
         f.add("lost.kind", FieldType::Kind, |d| {
             d.lost
                 .kind
-                .map_or(Value::Null, |k| Value::Text(k.name().as_bytes()))
+                .map_or(Value::Null, |k| Value::Text(k.as_bytes()))
         });
         f.add("lost.program", FieldType::Text, |d| {
             d.lost
@@ -155,12 +159,17 @@ impl KindSpec for Lost {
         });
     }
 
-    fn table(&self, ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let lost = &self.lost;
         match (lost.kind, &lost.program) {
             (Some(kind), _) => cell.painted(
                 Colour::Alarm,
-                format_args!("{} {} record(s) lost on cpu {}", lost.count, kind, ev.cpu),
+                format_args!(
+                    "{} {} record(s) lost on cpu {}",
+                    lost.count,
+                    kind,
+                    cell.cpu()
+                ),
             ),
             (None, program) => cell.painted(
                 Colour::Alarm,
@@ -175,52 +184,5 @@ impl KindSpec for Lost {
 
     fn colour(&self) -> Colour {
         Colour::Alarm
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::WallTime;
-
-    #[test]
-    fn lost_event_json_shape() {
-        let ev = Event {
-            time: WallTime(1_700_000_000_123_456_789),
-            ktime: 5,
-            cpu: 1,
-            seq: None,
-            process: None,
-            detail: Lost {
-                lost: LostDetail {
-                    reason: LostReason::BufferFull,
-                    kind: Kind::from_name("exec"),
-                    program: None,
-                    count: 3,
-                    since_ktime: 1,
-                },
-            }
-            .into(),
-        };
-        let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
-        assert_eq!(v["v"], 1);
-        assert_eq!(v["type"], "lost");
-        assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
-        assert_eq!(v["lost"]["kind"], "exec");
-        assert_eq!(v["lost"]["reason"], "buffer_full");
-        assert!(v["lost"].get("program").is_none());
-        assert_eq!(v["lost"]["count"], 3);
-        assert!(v.get("process").is_none());
-
-        let skipped = LostDetail {
-            reason: LostReason::SkippedRuns,
-            kind: None,
-            program: Some("ks_tcp_btf".into()),
-            count: 2,
-            since_ktime: 1,
-        };
-        let v = serde_json::to_value(&skipped).unwrap();
-        assert_eq!(v["kind"], serde_json::Value::Null);
-        assert_eq!(v["program"], "ks_tcp_btf");
     }
 }

@@ -8,13 +8,13 @@ use std::fmt::Write as _;
 use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header, WallTime};
+use crate::decode::DecodeError;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::net::{self, NetInfo, RawTcp, TcpState};
-use crate::pipeline::Cx;
-use crate::record::DecodeError;
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::{Header, WallTime};
+use crate::net::{self, NetInfo, TcpState};
 use crate::table::{human_duration, Cell};
+use crate::tcp::{self, RawTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TcpClose {
@@ -55,16 +55,16 @@ impl KindSpec for TcpClose {
     type State = ();
 
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawTcp, DecodeError> {
-        net::decode_tcp(buf)
+        tcp::decode_tcp(buf)
     }
 
     fn subject(t: &RawTcp) -> Subject<'_> {
-        net::tcp_subject(t)
+        tcp::tcp_subject(t)
     }
 
-    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_>) {
+    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_, Self>) {
         let start_time = (t.start_ns != 0).then(|| cx.enricher.clock().wall(t.start_ns));
-        net::tcp_event(&hdr, &t, cx, |net, since| {
+        tcp::tcp_event(&hdr, &t, cx, |net, since| {
             let tcp = TcpCloseDetail {
                 direction: match (t.outbound, t.inbound) {
                     (true, _) => Direction::Out,
@@ -78,12 +78,12 @@ impl KindSpec for TcpClose {
                 retransmits: t.retransmits,
                 last_state: TcpState::from_kernel(t.old_state),
             };
-            TcpClose { net, tcp }.into()
+            TcpClose { net, tcp }
         });
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add("tcp.direction", FieldType::Enum(Direction::NAMES), |d| {
             Value::Text(d.tcp.direction.name().as_bytes())
         });
@@ -107,7 +107,7 @@ impl KindSpec for TcpClose {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let tcp = &self.tcp;
         let arrow = if tcp.direction == Direction::In {
             "←"

@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 use ksight_wire::ks_event_kind;
 use serde::Serialize;
 
-use crate::event::{Event, Header};
+use crate::decode::DecodeError;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{KindSpec, Subject};
-use crate::net::{self, NetInfo, RawTcp, TcpState as State};
-use crate::pipeline::Cx;
-use crate::record::DecodeError;
+use crate::kind::{Cx, KindSpec, Subject};
+use crate::model::Header;
+use crate::net::{self, NetInfo, TcpState as State};
 use crate::table::Cell;
+use crate::tcp::{self, RawTcp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TcpState {
@@ -36,26 +36,26 @@ impl KindSpec for TcpState {
     type State = ();
 
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawTcp, DecodeError> {
-        net::decode_tcp(buf)
+        tcp::decode_tcp(buf)
     }
 
     fn subject(t: &RawTcp) -> Subject<'_> {
-        net::tcp_subject(t)
+        tcp::tcp_subject(t)
     }
 
-    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_>) {
-        net::tcp_event(&hdr, &t, cx, |net, since| {
+    fn born(hdr: Header, t: RawTcp, _: &mut (), cx: &mut Cx<'_, Self>) {
+        tcp::tcp_event(&hdr, &t, cx, |net, since| {
             let state = TcpStateDetail {
                 old: State::from_kernel(t.old_state),
                 new: State::from_kernel(t.new_state),
                 time_in_old_ns: since(t.state_ns),
             };
-            TcpState { net, state }.into()
+            TcpState { net, state }
         });
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add("state.old", FieldType::Enum(State::NAMES), |d| {
             Value::Text(d.state.old.name().as_bytes())
         });
@@ -67,7 +67,7 @@ impl KindSpec for TcpState {
         });
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let _ = write!(
             cell,
             "{} → {}  {} → {}",

@@ -17,12 +17,11 @@ use ksight_wire::{
 };
 use serde::Serialize;
 
-use crate::event::{Event, Header, TaskFacts, WallTime};
+use crate::decode::{copy, ip, task, DecodeError};
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::KindSpec;
-use crate::net::{self, NetInfo, Protocol};
-use crate::pipeline::{Cx, KernelState};
-use crate::record::{copy, ip, task, DecodeError};
+use crate::kind::{Cx, KernelState, KindSpec};
+use crate::model::{EventOf, Header, TaskFacts, WallTime};
+use crate::net::{self, NetInfo, Protocol, RawUdpFlow};
 use crate::table::Cell;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,21 +58,6 @@ pub struct RawUdpClose {
     pub remotes: Option<Vec<SocketAddr>>,
 }
 
-/// One UDP flow's counters, as read from the kernel's flow map.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawUdpFlow {
-    pub cookie: u64,
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    pub first_ns: u64,
-    pub last_ns: u64,
-    pub packets_sent: u64,
-    /// UDP payload bytes.
-    pub bytes_sent: u64,
-    pub packets_received: u64,
-    pub bytes_received: u64,
-}
-
 /// A flow from the kernel's ks_udp_flows map (key and value bytes).
 pub fn decode_flow(key: &[u8], value: &[u8]) -> Result<RawUdpFlow, DecodeError> {
     let k: ks_udp_flow_key = copy(key, 0, "udp flow key")?;
@@ -100,11 +84,11 @@ pub fn flow_key(cookie: u64, remote: SocketAddr) -> ks_udp_flow_key {
     };
     match remote.ip() {
         std::net::IpAddr::V4(v4) => {
-            key.family = crate::record::AF_INET;
+            key.family = crate::decode::AF_INET;
             key.raddr[..4].copy_from_slice(&v4.octets());
         }
         std::net::IpAddr::V6(v6) => {
-            key.family = crate::record::AF_INET6;
+            key.family = crate::decode::AF_INET6;
             key.raddr = v6.octets();
         }
     }
@@ -132,7 +116,7 @@ impl Report {
     /// Closed sockets' flows: most sockets name their flows' remotes, a
     /// lookup each; the rest (servers with many peers, sockets older than
     /// ksight) share one scan.
-    fn closed(&mut self, cx: &mut Cx<'_>, kernel: &dyn KernelState) {
+    fn closed(&mut self, cx: &mut Cx<'_, Udp>, kernel: &dyn KernelState) {
         if self.closed.is_empty() {
             return;
         }
@@ -162,7 +146,7 @@ impl Report {
     }
 
     /// Open flows with traffic since their last report, every `interval`.
-    fn open(&mut self, cx: &mut Cx<'_>, kernel: &dyn KernelState, force: bool) {
+    fn open(&mut self, cx: &mut Cx<'_, Udp>, kernel: &dyn KernelState, force: bool) {
         let now = cx.now;
         if self.last == 0 {
             self.last = now;
@@ -193,13 +177,13 @@ impl Report {
 /// A flow's event, read from the kernel's counters at `ktime`; `closed` when
 /// its socket is gone (these are its totals).
 fn flow_event(
-    cx: &mut Cx<'_>,
+    cx: &mut Cx<'_, Udp>,
     owner: Option<&TaskFacts>,
     netns: u32,
     flow: &RawUdpFlow,
     closed: bool,
     ktime: u64,
-) -> Event {
+) -> EventOf<Udp> {
     let en = &mut *cx.enricher;
     let process = owner.map(|o| en.owner(o));
     let mut net = NetInfo::new(Protocol::Udp, netns, flow.local, flow.remote, flow.cookie);
@@ -214,7 +198,14 @@ fn flow_event(
         last_time: clock.wall(flow.last_ns),
         closed,
     };
-    en.state_event(ktime, process, Udp { net, udp }.into())
+    EventOf {
+        time: clock.wall(ktime),
+        ktime,
+        cpu: 0,
+        seq: None,
+        process,
+        detail: Udp { net, udp },
+    }
 }
 
 impl KindSpec for Udp {
@@ -244,17 +235,17 @@ impl KindSpec for Udp {
 
     /// Reported with its flows after the poll (see [`Report`]); the events
     /// are filtered then, as flows of open sockets are.
-    fn born(_hdr: Header, c: RawUdpClose, report: &mut Report, _cx: &mut Cx<'_>) {
+    fn born(_hdr: Header, c: RawUdpClose, report: &mut Report, _cx: &mut Cx<'_, Self>) {
         report.closed.push(c);
     }
 
-    fn tick(report: &mut Report, cx: &mut Cx<'_>, kernel: &dyn KernelState, last: bool) {
+    fn tick(report: &mut Report, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, last: bool) {
         report.closed(cx, kernel);
         report.open(cx, kernel, last);
     }
 
     fn fields(f: &mut Fields<Self>) {
-        net::fields(f);
+        net::fields(f, |d| &d.net);
         f.add("udp.packets_sent", FieldType::Int, |d| {
             Value::uint(d.udp.packets_sent)
         });
@@ -276,7 +267,7 @@ impl KindSpec for Udp {
         f.add("udp.final", FieldType::Bool, |d| Value::Bool(d.udp.closed));
     }
 
-    fn table(&self, _ev: &Event, cell: &mut Cell<'_>) {
+    fn table(&self, cell: &mut Cell<'_>) {
         let u = &self.udp;
         let _ = write!(
             cell,

@@ -21,8 +21,7 @@ use ksight_core::event::Event;
 use ksight_core::filter::{Filter, FilterSpec};
 use ksight_core::pipeline::{Pipeline, PipelineConfig};
 use ksight_core::record::decode;
-use ksight_core::sink::{CountingSink, JsonSink, Sink};
-use ksight_core::table::TableSink;
+use ksight_core::sink::{CountingSink, JsonSink, Sink, TableSink};
 use serde_json::json;
 
 use crate::cli::bench::{Bench, BenchArgs, PipelineArgs, Rate, TransportArgs};
