@@ -40,6 +40,7 @@ enum ks_event_kind {
 	KS_EVENT_UDP = 9,
 	KS_EVENT_DNS = 10,
 	KS_EVENT_GETADDRINFO = 11,
+	KS_EVENT_SIGNAL = 12,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -308,6 +309,19 @@ struct ks_getaddrinfo_event {
 	__s32 ret;			/* 0 or an EAI_* code */
 	__u32 phase;			/* enum ks_getaddrinfo_phase */
 	char name[KS_GAI_NAME];
+};
+
+/* A signal one process sent another (signal.bpf.c): `task` sent it, `target`
+ * is the process it was sent to. */
+struct ks_signal_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	struct ks_task target;
+	__s32 sig;
+	__s32 code;		/* si_code: SI_USER 0, SI_QUEUE -1, SI_TKILL -6, SI_KERNEL 0x80 */
+	__u32 result;		/* TRACE_SIGNAL_*: 0 delivered, 1 ignored, 2 already pending,
+				 * 3 queue overflow, 4 delivered without its siginfo */
+	__u32 group;		/* sent to the whole process, not one thread */
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

@@ -365,3 +365,64 @@ fn pid_namespace_pids_are_reported() {
     assert_eq!(mine["process"]["pidns"], host_ns);
     assert_eq!(mine["process"]["ns_pid"], unshare);
 }
+
+/// A signal one process sends another: one `signal` event, naming the sender
+/// and the target. A process signalling itself, and the SIGCHLD of every
+/// exit, make none.
+#[test]
+fn a_signal_names_its_sender_and_its_target() {
+    let k = Ksight::start(&["--events", "signal,exit"]);
+    let mut target = Command::new("/bin/sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tpid = target.id();
+    std::thread::sleep(Duration::from_millis(100));
+    let (sender, st) = run(Command::new("/bin/sh").args(["-c", &format!("kill -TERM {tpid}")]));
+    assert!(st.success());
+    let status = target.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15)
+    );
+    let (selfish, st) = run(Command::new("/bin/sh").args(["-c", "trap '' TERM; kill -TERM $$"]));
+    assert!(st.success());
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    let sigs: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "signal" && e["signal"]["target"]["pid"] == tpid)
+        .collect();
+    assert_eq!(sigs.len(), 1, "{sigs:#?}\n{}", r.stderr);
+    let s = sigs[0];
+    assert_eq!(s["process"]["pid"], sender);
+    assert_eq!(s["process"]["comm"], "sh");
+    assert_eq!(s["signal"]["number"], 15);
+    assert_eq!(s["signal"]["name"], "SIGTERM");
+    assert_eq!(s["signal"]["code"], "user");
+    assert_eq!(s["signal"]["result"], "delivered");
+    assert_eq!(s["signal"]["group"], true);
+    let t = &s["signal"]["target"];
+    assert_eq!(t["comm"], "sleep");
+    assert_eq!(t["exe"], canonical("/bin/sleep"));
+    // the target is the process that then died of it
+    let exit = r.one("exit", tpid);
+    assert_eq!(exit["exit"]["signal_name"], "SIGTERM");
+    assert_eq!(exit["process"]["exec_id"], t["exec_id"]);
+    assert!(r.index(s) < r.index(exit));
+    // not reported: a process's signal to itself, and SIGCHLD
+    assert!(
+        r.of("signal", selfish).is_empty(),
+        "{:#?}",
+        r.of("signal", selfish)
+    );
+    assert!(
+        r.events
+            .iter()
+            .all(|e| e["type"] != "signal" || e["signal"]["name"] != "SIGCHLD"),
+        "no SIGCHLD"
+    );
+}
