@@ -188,6 +188,11 @@ impl Pipeline {
         self.error.take()
     }
 
+    /// Outputs that failed, and how many events each could not take.
+    pub fn failures(&self) -> Vec<(String, u64)> {
+        self.sink.failures()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -19,6 +19,11 @@ use crate::table::{clock_utc, Cell, Colour, DIM, RESET};
 pub trait Sink {
     fn write(&mut self, ev: &Event) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()>;
+
+    /// Outputs that failed, and how many events each could not take.
+    fn failures(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// One JSON object per line (docs/events.md).
@@ -254,14 +259,6 @@ impl FanOut {
         }
     }
 
-    /// Per output: its name and the events it could not take.
-    pub fn errors(&self) -> Vec<(&str, u64)> {
-        self.outputs
-            .iter()
-            .map(|o| (o.name.as_str(), o.errors))
-            .collect()
-    }
-
     fn all_failed(&mut self) -> io::Result<()> {
         if self.outputs.iter().all(|o| o.failed.is_some()) {
             let first = self.outputs.iter_mut().find_map(|o| o.failed.take());
@@ -301,6 +298,14 @@ impl Sink for FanOut {
 
     fn flush(&mut self) -> io::Result<()> {
         self.each(|s| s.flush())
+    }
+
+    fn failures(&self) -> Vec<(String, u64)> {
+        self.outputs
+            .iter()
+            .filter(|o| o.errors > 0)
+            .map(|o| (o.name.clone(), o.errors))
+            .collect()
     }
 }
 
@@ -436,7 +441,7 @@ mod tests {
         for _ in 0..3 {
             fan.write(&exit_event(0)).unwrap();
         }
-        assert_eq!(fan.errors(), [("bad", 3), ("good", 0)]);
+        assert_eq!(fan.failures(), [("bad".to_string(), 3)]);
         let mut alone = FanOut::new(vec![("bad".into(), Box::new(Failing))]);
         let e = alone.write(&exit_event(0)).unwrap_err();
         assert_eq!(e.to_string(), "disk full");

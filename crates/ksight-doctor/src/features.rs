@@ -30,18 +30,18 @@ pub struct Feature {
 }
 
 /// One feature a sensor gives.
-struct Row {
+struct Row<'a> {
     name: &'static str,
     sensor: &'static str,
     /// When it runs; `{hooks}` is the tracepoint flavour, `{hook}` the sensor's own choice.
-    active: &'static str,
+    active: &'a str,
     /// When the kernel refuses the sensor (the process sensor runs).
     refused: FeatureState,
     /// Followed by the kernel's reason when it ends with ": ".
     refused_detail: &'static str,
 }
 
-const ROWS: &[Row] = &[
+const ROWS: &[Row<'static>] = &[
     Row {
         name: "TCP events",
         sensor: "net",
@@ -162,15 +162,16 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
         .filter(|s| !s.wanted_by.is_empty())
         .collect();
     for spec in specs {
-        let rows: Vec<&Row> = ROWS.iter().filter(|r| r.sensor == spec.name).collect();
+        let rows: Vec<&Row<'_>> = ROWS.iter().filter(|r| r.sensor == spec.name).collect();
+        let hooks = format!("{} (hooks: {})", spec.feature, spec.hooks);
         let generic = [Row {
             name: spec.feature,
             sensor: spec.name,
-            active: spec.hooks,
+            active: &hooks,
             refused: FeatureState::Unavailable,
             refused_detail: "the kernel refused its programs: ",
         }];
-        let rows: Vec<&Row> = if rows.is_empty() {
+        let rows: Vec<&Row<'_>> = if rows.is_empty() {
             generic.iter().collect()
         } else {
             rows
@@ -222,7 +223,7 @@ fn process_feature(best: Option<&OwnLoad>) -> Feature {
 }
 
 /// A row's feature in the configuration ksight would run.
-fn feature(row: &Row, spec: &Spec, best: Option<&OwnLoad>) -> Feature {
+fn feature(row: &Row<'_>, spec: &Spec, best: Option<&OwnLoad>) -> Feature {
     let unavailable = |detail: String| Feature {
         name: row.name,
         state: FeatureState::Unavailable,

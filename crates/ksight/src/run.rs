@@ -224,6 +224,9 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
     p.flush().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
+    for (output, lost) in p.failures() {
+        eprintln!("ksight: output {output} failed: {lost} events were not written to it");
+    }
     if p.stats().counters.dns_malformed > 0 {
         eprintln!(
             "ksight: {} datagrams on DNS ports did not parse as DNS and were skipped",
