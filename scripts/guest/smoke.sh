@@ -102,6 +102,11 @@ workload() {
     uport=$2
     /bin/true ksight-matrix
     sh -c 'exit 7'
+    # a signal from one process to another
+    sleep 30 &
+    SIGNALLED=$!
+    sh -c "kill -TERM $SIGNALLED"
+    wait "$SIGNALLED" 2>/dev/null
     # TCP: busybox nc server (stdin /dev/null: it half-closes at once) and client
     timeout 30 nc -l -p "$tport" </dev/null >/tmp/tcp-server.out 2>&1 &
     srv=$!
@@ -169,6 +174,13 @@ run_transport() {
         ok "$t: exec of /bin/true with its argv" || fail "$t: no exec event for /bin/true ksight-matrix"
     has fork '"child":' "$ev" && ok "$t: fork" || fail "$t: no fork event"
     has exit '"code":7' "$ev" && ok "$t: exit with code 7" || fail "$t: no exit event with code 7"
+    if grep -q '^ksight: degraded: signal events unavailable' "$er"; then
+        degraded "$t: $(grep '^ksight: degraded: signal' "$er")"
+    else
+        grep -F '"type":"signal"' "$ev" | grep -F '"name":"SIGTERM"' | grep -qF "\"target\":{\"pid\":$SIGNALLED," &&
+            ok "$t: signal SIGTERM to pid $SIGNALLED" ||
+            fail "$t: no signal event for the SIGTERM sent to pid $SIGNALLED"
+    fi
 
     # network events: required unless ksight said they are degraded
     if grep -q '^ksight: degraded: TCP events unavailable' "$er"; then
@@ -194,7 +206,7 @@ run_transport() {
         has udp "\"port\":$uport" "$ev" && ok "$t: udp flow with port $uport" ||
             fail "$t: no udp event with port $uport"
     fi
-    grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' |
+    grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' -e 'signal events unavailable' |
         while read -r line; do degraded "$t: $line"; done
     # the verifier's / libbpf's last words that ksight prints under a degraded line
     awk '/^ksight: degraded:/ { d = 1; next } d && /^last lines of the/ { next } d && /^  \| / { sub(/^  \| /, ""); print; next } { d = 0 }' "$er" |

@@ -187,15 +187,6 @@ pub struct HookProbe {
     pub attach: Option<Outcome>,
 }
 
-/// The libc this process runs with: where uprobes on libc functions go.
-pub(crate) fn libc_path() -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
-        .map(PathBuf::from)
-}
-
 /// Load (and attach, then detach) one program of each hook kind.
 pub fn hooks(cgroup2: Option<&Path>) -> Vec<HookProbe> {
     capture_libbpf_log();
@@ -242,7 +233,7 @@ fn probe_hook(hook: Hook, cgroup2: Option<&Path>) -> HookProbe {
         };
     };
     let attached = match hook {
-        Hook::Uprobe => match libc_path() {
+        Hook::Uprobe => match crate::sys::libc_path() {
             Some(libc) => {
                 target = format!("getpid in {}", libc.display());
                 let opts = UprobeOpts {

@@ -1,4 +1,5 @@
-//! Reading the kernel clocks ksight's records are stamped with.
+//! Facts of the host read outside BPF: the kernel clocks records are stamped
+//! with, securityfs's lockdown and LSM files, the libc that uprobes go on.
 
 use ksight_core::enrich::Clock;
 
@@ -123,4 +124,13 @@ unsafe fn securityfs_child(out: i32) -> ! {
         }
     }
     libc::_exit(0)
+}
+
+/// The libc this process runs with: where uprobes on libc functions go.
+pub fn libc_path() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .map(std::path::PathBuf::from)
 }

@@ -36,7 +36,7 @@ impl sensor::Sensor for Sensor {
     /// The entry and return probes, on getaddrinfo in the host's libc, for every process.
     fn attach(&mut self, _cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError> {
         let obj = self.obj.as_ref().expect("loaded");
-        let libc = crate::probe::libc_path().ok_or_else(|| {
+        let libc = crate::sys::libc_path().ok_or_else(|| {
             LoadError::Config("no libc found to attach getaddrinfo probes to".into())
         })?;
         let mut links = Vec::new();
