@@ -7,7 +7,7 @@
 //! findings with meaning and fixes.
 
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapType, ProgramType, UprobeOpts};
