@@ -61,6 +61,8 @@ pub enum Value<'a> {
     Bool(bool),
     Int(i64),
     Text(&'a [u8]),
+    /// Text that had to be decoded (a replayed event's `{"bytes": ...}`).
+    Bytes(Vec<u8>),
     Ip(IpAddr),
     Time(WallTime),
     List(Vec<Value<'a>>),
@@ -84,6 +86,15 @@ impl<'a> Value<'a> {
 
     pub fn opt_int(n: Option<u64>) -> Value<'static> {
         n.map_or(Value::Null, Value::uint)
+    }
+
+    /// The bytes of a text value.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Text(t) => Some(t),
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
     }
 }
 

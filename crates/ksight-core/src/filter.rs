@@ -122,7 +122,11 @@ impl Filter {
         }
         if !s.comms.is_empty() {
             let comm = self.comm.get(ev);
-            if !s.comms.iter().any(|c| comm == Value::Text(c.as_bytes())) {
+            if !s
+                .comms
+                .iter()
+                .any(|c| comm.as_bytes() == Some(c.as_bytes()))
+            {
                 return false;
             }
         }
@@ -133,10 +137,8 @@ impl Filter {
             }
         }
         if !s.containers.is_empty() {
-            let id = match self.container.get(ev) {
-                Value::Text(t) => t,
-                _ => b"",
-            };
+            let value = self.container.get(ev);
+            let id = value.as_bytes().unwrap_or_default();
             if id.is_empty() || !s.containers.iter().any(|c| id.starts_with(c.as_bytes())) {
                 return false;
             }

@@ -69,6 +69,16 @@ impl Default for Stats {
     }
 }
 
+/// Something that sees every event the pipeline makes, before the filter,
+/// and may add events of its own after it (the rules engine, with alerts).
+pub trait Stage {
+    fn event(&mut self, ev: &Event, out: &mut Vec<Event>);
+    /// After each poll (`now`: CLOCK_MONOTONIC ns), and with `last` at stop.
+    fn tick(&mut self, now: u64, last: bool, out: &mut Vec<Event>);
+    /// For reaching the stage's own methods (a reload).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
 pub struct Pipeline {
     config: PipelineConfig,
     enricher: Enricher,
@@ -78,6 +88,9 @@ pub struct Pipeline {
     stats: Stats,
     /// Events made by one step, before the filter and the sink.
     out: Vec<Event>,
+    stage: Option<Box<dyn Stage>>,
+    /// Events the stage made for one event.
+    staged: Vec<Event>,
     /// A write failed: the caller stops and reports it.
     error: Option<io::Error>,
 }
@@ -97,6 +110,8 @@ impl Pipeline {
             states: States::default(),
             stats: Stats::default(),
             out: Vec::with_capacity(16),
+            stage: None,
+            staged: Vec::new(),
             error: None,
         }
     }
@@ -155,28 +170,59 @@ impl Pipeline {
             out: &mut self.out,
         };
         self.states.tick(kernel, last, step);
+        // the events made from state go through the stage first; then what
+        // the stage owes at this time (windows that closed)
+        self.write_out();
+        if let Some(stage) = &mut self.stage {
+            stage.tick(now, last, &mut self.staged);
+        }
+        for ev in std::mem::take(&mut self.staged) {
+            self.write(ev);
+        }
     }
 
     fn write_out(&mut self) -> i32 {
-        for ev in self.out.drain(..) {
-            if self.error.is_some() {
-                break;
+        let mut made = std::mem::take(&mut self.out);
+        for ev in made.drain(..) {
+            if let Some(stage) = &mut self.stage {
+                stage.event(&ev, &mut self.staged);
             }
-            if !self.filter.matches(&ev) {
-                self.stats.counters.filtered += 1;
-                continue;
-            }
-            match self.sink.write(&ev) {
-                Ok(()) => self.stats.written[ev.kind() as usize] += 1,
-                Err(e) => self.error = Some(e),
+            self.write(ev);
+            for ev in std::mem::take(&mut self.staged) {
+                self.write(ev);
             }
         }
-        self.out.clear();
+        self.out = made;
         if self.error.is_some() {
             -1
         } else {
             0
         }
+    }
+
+    /// One event through the filter to the sink.
+    fn write(&mut self, ev: Event) {
+        if self.error.is_some() {
+            return;
+        }
+        if !self.filter.matches(&ev) {
+            self.stats.counters.filtered += 1;
+            return;
+        }
+        match self.sink.write(&ev) {
+            Ok(()) => self.stats.written[ev.kind() as usize] += 1,
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// The stage every event goes through before the filter (the rules).
+    pub fn set_stage(&mut self, stage: Box<dyn Stage>) {
+        self.stage = Some(stage);
+    }
+
+    /// The stage, as its own type.
+    pub fn stage_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.stage.as_mut()?.as_any_mut().downcast_mut()
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

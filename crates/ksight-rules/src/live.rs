@@ -1,0 +1,99 @@
+//! The rules engine as a stage of ksight's pipeline: it sees every event
+//! before the filters and writes `alert` events after the events that fired
+//! them.
+
+use std::sync::Arc;
+
+use ksight_core::event::Event;
+use ksight_core::kinds::alert::{Alert, AlertDetail, Matched};
+use ksight_core::pipeline::Stage;
+
+use crate::engine::{Engine, Fired};
+use crate::rules::RuleSet;
+
+pub struct LiveRules {
+    engine: Engine<Event>,
+    fired: Vec<Fired<Event>>,
+    /// Alerts made outside an event's turn (a reload's closed windows).
+    pending: Vec<Event>,
+}
+
+impl LiveRules {
+    pub fn new(set: RuleSet) -> Self {
+        LiveRules {
+            engine: Engine::new(set),
+            fired: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine<Event> {
+        &self.engine
+    }
+
+    /// A new rule set: rules (added, removed, changed).
+    pub fn reload(&mut self, set: RuleSet) -> (usize, usize, usize) {
+        let changes = set.changes_from(self.engine.rules());
+        self.engine.replace(set, &mut self.fired);
+        let fired = std::mem::take(&mut self.fired);
+        for f in fired {
+            let a = self.alert(f);
+            self.pending.push(a);
+        }
+        changes
+    }
+
+    fn alert(&self, f: Fired<Event>) -> Event {
+        let rule = self.engine.rule(f.rule);
+        let ev = f.event;
+        let json = serde_json::value::to_raw_value(&ev).expect("an event serialises");
+        Event {
+            time: ev.time,
+            ktime: ev.ktime,
+            cpu: ev.cpu,
+            seq: None,
+            process: ev.process.clone(),
+            detail: Alert {
+                alert: AlertDetail {
+                    rule: rule.id.clone(),
+                    severity: rule.severity,
+                    tags: rule.tags.clone(),
+                    output: f.output,
+                    suppressed: f.suppressed,
+                    event: Matched(Arc::from(json)),
+                },
+            }
+            .into(),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.pending);
+        let fired = std::mem::take(&mut self.fired);
+        for f in fired {
+            out.push(self.alert(f));
+        }
+    }
+}
+
+impl Stage for LiveRules {
+    fn event(&mut self, ev: &Event, out: &mut Vec<Event>) {
+        self.engine.eval(ev, ev.ktime, &mut self.fired);
+        if !self.fired.is_empty() || !self.pending.is_empty() {
+            self.flush(out);
+        }
+    }
+
+    fn tick(&mut self, now: u64, last: bool, out: &mut Vec<Event>) {
+        if last {
+            self.engine.finish(&mut self.fired);
+        } else {
+            self.engine.sweep(now, &mut self.fired);
+        }
+        self.flush(out);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
