@@ -72,6 +72,10 @@ impl Default for Stats {
 /// Something that sees every event the pipeline makes, before the filter,
 /// and may add events of its own after it (the rules engine, with alerts).
 pub trait Stage {
+    /// Whether it needs the events of `kind` whatever the filters say (the
+    /// cheap filter then lets their records through; the filter still
+    /// decides what is written).
+    fn wants(&self, kind: Kind) -> bool;
     fn event(&mut self, ev: &Event, out: &mut Vec<Event>);
     /// After each poll (`now`: CLOCK_MONOTONIC ns), and with `last` at stop.
     fn tick(&mut self, now: u64, last: bool, out: &mut Vec<Event>);
@@ -134,7 +138,9 @@ impl Pipeline {
 
     /// One decoded record.
     pub fn push(&mut self, rec: Record) -> i32 {
-        let keep = self.filter.pre(rec.kind(), rec.subject());
+        let kind = rec.kind();
+        let keep = self.filter.pre(kind, rec.subject())
+            || self.stage.as_ref().is_some_and(|s| s.wants(kind));
         let now = rec.header().ktime_ns;
         let step = Step {
             enricher: &mut self.enricher,

@@ -5,6 +5,7 @@
 //! a rule that loads never fails at run time. Evaluation reads fields through
 //! [`Source`], which is a live event or a replayed line of JSON alike.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -20,10 +21,72 @@ pub trait Source {
     fn get(&self, f: &'static Field) -> Value<'_>;
 }
 
-/// What a predicate sees: the event, and inside `any(...)`/`all(...)` the element.
+/// What a predicate sees: the event, what was already worked out about it
+/// (each field is read and each macro decided at most once per event: rules
+/// that share them share the work), and inside `any(...)`/`all(...)` the
+/// element.
 pub struct At<'a, 'v> {
-    pub src: &'a dyn Source,
+    pub src: &'v dyn Source,
+    pub memo: &'a Memo<'v>,
+    pub slots: &'a Slots,
     pub elem: Option<&'a Value<'v>>,
+}
+
+impl<'a, 'v> At<'a, 'v> {
+    /// A field's value in this event, read on first use.
+    pub fn field(&self, slot: usize) -> &'a Value<'v> {
+        self.memo.fields[slot].get_or_init(|| self.src.get(self.slots.fields[slot]))
+    }
+}
+
+/// What a rule set reads from an event: its fields and its macros (outside
+/// any quantifier), each in one slot of [`Memo`].
+#[derive(Default)]
+pub struct Slots {
+    pub fields: Vec<&'static Field>,
+    pub macros: Vec<String>,
+}
+
+/// One event's worked-out fields and macros. Emptied and refilled for each
+/// event; its buffers are kept, so evaluation allocates nothing for it.
+pub struct Memo<'v> {
+    fields: Vec<OnceCell<Value<'v>>>,
+    macros: Vec<OnceCell<bool>>,
+}
+
+impl Memo<'static> {
+    pub fn new() -> Self {
+        Memo {
+            fields: Vec::new(),
+            macros: Vec::new(),
+        }
+    }
+}
+
+impl Default for Memo<'static> {
+    fn default() -> Self {
+        Memo::new()
+    }
+}
+
+impl Memo<'_> {
+    /// This memo's buffers, empty, for an event of another lifetime.
+    pub fn reuse<'w>(self, slots: &Slots) -> Memo<'w> {
+        let mut fields = recycle(self.fields);
+        fields.resize_with(slots.fields.len(), OnceCell::new);
+        let mut macros = self.macros;
+        macros.clear();
+        macros.resize_with(slots.macros.len(), OnceCell::new);
+        Memo { fields, macros }
+    }
+}
+
+/// An emptied vector with another lifetime in its elements, in the same
+/// allocation (std collects a mapped `IntoIter` in place when the layouts
+/// match; were it not to, this would allocate, never misbehave).
+fn recycle<'w>(mut v: Vec<OnceCell<Value<'_>>>) -> Vec<OnceCell<Value<'w>>> {
+    v.clear();
+    v.into_iter().map(|_| OnceCell::new()).collect()
 }
 
 pub type Pred = Box<dyn for<'a, 'v> Fn(&At<'a, 'v>) -> bool + Send + Sync>;
@@ -43,7 +106,30 @@ pub struct Scope<'a> {
     pub lists: &'a HashMap<String, Vec<String>>,
     pub macros: &'a HashMap<String, MacroDef>,
     /// The macros being expanded (a macro that uses itself is an error).
-    pub expanding: std::cell::RefCell<Vec<String>>,
+    pub expanding: RefCell<Vec<String>>,
+    /// What the rule set reads, slot by slot (shared by its rules).
+    pub slots: &'a RefCell<Slots>,
+}
+
+impl Scope<'_> {
+    fn slot(&self, f: &'static Field) -> usize {
+        let fields = &mut self.slots.borrow_mut().fields;
+        fields
+            .iter()
+            .position(|s| std::ptr::eq(*s, f))
+            .unwrap_or_else(|| {
+                fields.push(f);
+                fields.len() - 1
+            })
+    }
+
+    fn macro_slot(&self, name: &str) -> usize {
+        let macros = &mut self.slots.borrow_mut().macros;
+        macros.iter().position(|m| m == name).unwrap_or_else(|| {
+            macros.push(name.to_string());
+            macros.len() - 1
+        })
+    }
 }
 
 /// The element type of the enclosing quantifier, if any.
@@ -84,10 +170,40 @@ fn compile_in(e: &Expr, scope: &Scope<'_>, elem: Elem) -> Result<Pred, LangError
             Box::new(move |at| ps.iter().all(|p| p(at)))
         }
         Expr::Or(parts) => {
-            let ps = parts
-                .iter()
-                .map(|p| compile_in(p, scope, elem))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut ps = Vec::new();
+            // `f regex a or f regex b`: one automaton for the field, not one per pattern.
+            let mut regexes: Vec<(&str, Span, Vec<&str>)> = Vec::new();
+            for p in parts {
+                let compiled = compile_in(p, scope, elem)?; // checks each alone
+                if let Expr::Test {
+                    field,
+                    fspan,
+                    test: Test::Str(StrOp::Regex, l),
+                } = p
+                {
+                    if !field.starts_with('.') {
+                        match regexes.iter_mut().find(|(f, ..)| f == field) {
+                            Some((.., pats)) => pats.push(&l.text),
+                            None => regexes.push((field, *fspan, vec![&l.text])),
+                        }
+                        continue;
+                    }
+                }
+                ps.push(compiled);
+            }
+            for (field, fspan, pats) in regexes {
+                let f = event_field(field, fspan, scope)?;
+                let alt: Vec<String> = pats.iter().map(|p| format!("(?:{p})")).collect();
+                let re = Regex::new(&alt.join("|"))
+                    .or_else(|e| err(fspan, format!("bad regex: {e}")))?;
+                let slot = scope.slot(f);
+                ps.push(Box::new(move |at| {
+                    at.field(slot).as_bytes().is_some_and(|b| re.is_match(b))
+                }));
+            }
+            if ps.len() == 1 {
+                return Ok(ps.pop().expect("one"));
+            }
             Box::new(move |at| ps.iter().any(|p| p(at)))
         }
         Expr::Macro { name, span } => {
@@ -103,7 +219,7 @@ fn compile_in(e: &Expr, scope: &Scope<'_>, elem: Elem) -> Result<Pred, LangError
             scope.expanding.borrow_mut().push(name.clone());
             let compiled = compile_in(&m.expr, scope, elem);
             scope.expanding.borrow_mut().pop();
-            compiled.map_err(|e| LangError {
+            let p = compiled.map_err(|e| LangError {
                 span: *span,
                 msg: format!(
                     "in macro `{name}` ({}, column {} of its condition): {}",
@@ -111,7 +227,12 @@ fn compile_in(e: &Expr, scope: &Scope<'_>, elem: Elem) -> Result<Pred, LangError
                     e.span.start + 1,
                     e.msg
                 ),
-            })?
+            })?;
+            if !matches!(elem, Elem::None) {
+                return Ok(p); // depends on the element: decided per element
+            }
+            let slot = scope.macro_slot(name);
+            Box::new(move |at| *at.memo.macros[slot].get_or_init(|| p(at)))
         }
         Expr::Quant {
             all,
@@ -132,11 +253,14 @@ fn compile_in(e: &Expr, scope: &Scope<'_>, elem: Elem) -> Result<Pred, LangError
             };
             let p = compile_in(pred, scope, inner)?;
             let all = *all;
-            Box::new(move |at| match at.src.get(f) {
+            let slot = scope.slot(f);
+            Box::new(move |at| match at.field(slot) {
                 Value::List(items) => {
                     let mut each = items.iter().map(|v| {
                         p(&At {
                             src: at.src,
+                            memo: at.memo,
+                            slots: at.slots,
                             elem: Some(v),
                         })
                     });
@@ -195,7 +319,8 @@ fn compile_in(e: &Expr, scope: &Scope<'_>, elem: Elem) -> Result<Pred, LangError
             } else {
                 let f = event_field(field, *fspan, scope)?;
                 let check = value_test(f.ty, test, scope, field)?;
-                Box::new(move |at| check(&at.src.get(f)))
+                let slot = scope.slot(f);
+                Box::new(move |at| check(at.field(slot)))
             }
         }
     })
@@ -524,9 +649,10 @@ fn text_test(op: StrOp, l: &Lit) -> Result<Check, LangError> {
     })
 }
 
-/// Substring search.
+/// Substring search, with a searcher built once.
 fn memmem(needle: Vec<u8>) -> impl Fn(&[u8]) -> bool + Send + Sync {
-    move |hay: &[u8]| needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice())
+    let finder = memchr::memmem::Finder::new(&needle).into_owned();
+    move |hay: &[u8]| finder.find(hay).is_some()
 }
 
 /// A shell glob (`*`, `?`, `[...]`) as an anchored regex.
@@ -627,5 +753,39 @@ mod tests {
         assert!(cidr(&lit("10.0.0.0/33")).is_err());
         assert_eq!(distance("process.exee", "process.exe"), 1);
         assert_eq!(suggest("process.exee"), Some("process.exe"));
+    }
+
+    #[test]
+    fn patterns_on_one_field_or_macros_shared_by_rules_decide_alike() {
+        let text = r#"
+- macro: odd
+  condition: process.comm regex "^ab" or process.exe == /x or process.comm regex "yz$"
+- rule: a
+  description: d
+  events: [exec]
+  condition: odd
+  severity: low
+  tags: [T1]
+  output: o
+  tests:
+    - {expect: match, event: {type: exec, process: {comm: ab1, exe: /y}}}
+    - {expect: match, event: {type: exec, process: {comm: 1yz, exe: /y}}}
+    - {expect: match, event: {type: exec, process: {comm: q, exe: /x}}}
+    - {expect: no match, event: {type: exec, process: {comm: b, exe: /y}}}
+- rule: b
+  description: d
+  events: [exec]
+  condition: not odd and process.comm == b
+  severity: low
+  tags: [T1]
+  output: o
+  tests:
+    - {expect: match, event: {type: exec, process: {comm: b, exe: /y}}}
+    - {expect: no match, event: {type: exec, process: {comm: ab, exe: /y}}}
+"#;
+        let set = crate::load(&[("t.yaml".into(), text.into())]).expect("loads");
+        assert_eq!(set.slots.macros.len(), 1, "one memo for the shared macro");
+        let report = crate::testing::run(set);
+        assert!(report.failed.is_empty(), "{:#?}", report.failed);
     }
 }

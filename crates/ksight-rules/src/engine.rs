@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use ksight_core::registry::Value;
 
-use crate::compile::{At, Source};
+use crate::compile::{At, Memo, Source};
 use crate::rules::{Rule, RuleSet};
 
 /// A rule fired: the alert to write.
@@ -70,6 +70,8 @@ pub struct Engine<E> {
     windows: Vec<HashMap<Vec<u8>, Window<E>>>,
     counts: Vec<HashMap<Vec<u8>, (u64, u64)>>,
     events: u64,
+    /// Kept between events so evaluation allocates nothing.
+    memo: Memo<'static>,
 }
 
 fn key<E: Source>(by: &[&'static ksight_core::registry::Field], ev: &E) -> Vec<u8> {
@@ -97,6 +99,7 @@ impl<E: Source + Clone> Engine<E> {
             windows: (0..n).map(|_| HashMap::new()).collect(),
             counts: (0..n).map(|_| HashMap::new()).collect(),
             events: 0,
+            memo: Memo::new(),
         }
     }
 
@@ -137,15 +140,50 @@ impl<E: Source + Clone> Engine<E> {
 
     /// Evaluate the rules of `ev`'s kind; `ktime` is the event's (CLOCK_MONOTONIC ns).
     pub fn eval(&mut self, ev: &E, ktime: u64, out: &mut Vec<Fired<E>>) {
+        let kind = ev.kind() as usize;
+        if self.set.by_kind[kind].is_empty() {
+            return;
+        }
         self.events = self.events.wrapping_add(1);
         let timed = self.events.is_multiple_of(SAMPLE);
+        self.decide(ev, None, timed, ktime, out);
+    }
+
+    /// Evaluate one rule alone (its tests), enabled or not.
+    pub fn eval_rule(&mut self, r: usize, ev: &E, ktime: u64, out: &mut Vec<Fired<E>>) {
+        if self.set.rules[r].kinds.contains(&ev.kind()) {
+            self.decide(ev, Some(r), false, ktime, out);
+        }
+    }
+
+    /// The conditions of one rule, or of every rule of the event's kind, then
+    /// what the rules that held do.
+    fn decide(
+        &mut self,
+        ev: &E,
+        only: Option<usize>,
+        timed: bool,
+        ktime: u64,
+        out: &mut Vec<Fired<E>>,
+    ) {
+        let memo = std::mem::take(&mut self.memo).reuse(&self.set.slots);
         let at = At {
             src: ev,
+            memo: &memo,
+            slots: &self.set.slots,
             elem: None,
         };
-        let kind = ev.kind() as usize;
-        for i in 0..self.set.by_kind[kind].len() {
-            let r = self.set.by_kind[kind][i];
+        let one;
+        let rules = match only {
+            Some(r) => {
+                one = [r];
+                &one[..]
+            }
+            None => &self.set.by_kind[ev.kind() as usize][..],
+        };
+        // Conditions borrow the rule set; the rules that held act after.
+        let mut hits = Vec::new();
+        for &r in rules {
             let rule = &self.set.rules[r];
             let start = timed.then(Instant::now);
             let hit = (rule.cond)(&at) && !rule.exception.as_ref().is_some_and(|x| x(&at));
@@ -157,24 +195,11 @@ impl<E: Source + Clone> Engine<E> {
             st.evaluated += 1;
             if hit {
                 st.matched += 1;
-                self.matched(r, ev, ktime, out);
+                hits.push(r);
             }
         }
-    }
-
-    /// Evaluate one rule alone (its tests), enabled or not.
-    pub fn eval_rule(&mut self, r: usize, ev: &E, ktime: u64, out: &mut Vec<Fired<E>>) {
-        let at = At {
-            src: ev,
-            elem: None,
-        };
-        let rule = &self.set.rules[r];
-        if !rule.kinds.contains(&ev.kind()) {
-            return;
-        }
-        self.stats[r].evaluated += 1;
-        if (rule.cond)(&at) && !rule.exception.as_ref().is_some_and(|x| x(&at)) {
-            self.stats[r].matched += 1;
+        self.memo = memo.reuse(&Default::default());
+        for r in hits {
             self.matched(r, ev, ktime, out);
         }
     }
@@ -306,7 +331,7 @@ mod tests {
         let text = format!(
             "- rule: r\n  events: [exec]\n  condition: process.comm == sh\n  severity: low\n  output: \"{{process.pid}}\"\n{extra}"
         );
-        Engine::new(load(&[("r.yaml".into(), text)], None).unwrap())
+        Engine::new(load(&[("r.yaml".into(), text)]).unwrap())
     }
 
     fn exec(pid: u32, comm: &str, ktime: u64) -> JsonEvent {

@@ -22,18 +22,22 @@ pub mod testing;
 mod yaml;
 
 pub use engine::{Engine, Fired, RuleStats};
-pub use rules::{load, load_dir, RuleError, RuleSet};
+pub use rules::{load, load_dir, read_dir, RuleError, RuleSet};
 pub use source::JsonEvent;
 
 include!(concat!(env!("OUT_DIR"), "/pack.rs"));
 
-/// The shipped rule pack, compiled.
-pub fn default_pack() -> Result<RuleSet, Vec<RuleError>> {
-    let sources: Vec<(String, String)> = DEFAULT_PACK
+/// The shipped rule pack's files as (name, text), for [`load`] with others.
+pub fn shipped_sources() -> Vec<(String, String)> {
+    DEFAULT_PACK
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
-        .collect();
-    load(&sources, None)
+        .collect()
+}
+
+/// The shipped rule pack, compiled.
+pub fn default_pack() -> Result<RuleSet, Vec<RuleError>> {
+    load(&shipped_sources())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ksight_core::event::Event;
+use ksight_core::event::{Event, Kind};
 use ksight_core::kinds::alert::{Alert, AlertDetail, Matched};
 use ksight_core::pipeline::Stage;
 
@@ -77,6 +77,10 @@ impl LiveRules {
 }
 
 impl Stage for LiveRules {
+    fn wants(&self, kind: Kind) -> bool {
+        self.engine.rules().wants(kind)
+    }
+
     fn event(&mut self, ev: &Event, out: &mut Vec<Event>) {
         self.engine.eval(ev, ev.ktime, &mut self.fired);
         if !self.fired.is_empty() || !self.pending.is_empty() {

@@ -111,6 +111,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// By `Kind as usize`: the enabled rules for that kind.
     pub(crate) by_kind: Vec<Vec<usize>>,
+    /// The fields the conditions read (see `compile::At`).
+    pub(crate) slots: crate::compile::Slots,
 }
 
 impl fmt::Debug for RuleSet {
@@ -127,6 +129,11 @@ impl RuleSet {
             .into_iter()
             .filter(|k| !self.by_kind[*k as usize].is_empty())
             .collect()
+    }
+
+    /// Whether an enabled rule applies to `kind`.
+    pub fn wants(&self, kind: Kind) -> bool {
+        !self.by_kind[kind as usize].is_empty()
     }
 
     pub fn enabled(&self) -> usize {
@@ -162,6 +169,11 @@ impl RuleSet {
 
 /// Every `*.yaml` / `*.yml` file of a directory, in name order.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleError>> {
+    load(&read_dir(dir)?)
+}
+
+/// The rule files of a directory (`*.yaml`, `*.yml`) as (path, text), in name order.
+pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<RuleError>> {
     let whole = |msg: String| {
         vec![RuleError {
             file: dir.display().to_string(),
@@ -186,18 +198,18 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleError>> {
             std::fs::read_to_string(f).map_err(|e| whole(format!("{}: {e}", f.display())))?;
         sources.push((f.display().to_string(), text));
     }
-    load(&sources, Some(dir))
+    Ok(sources)
 }
 
-/// Rule files given as (name, text), in order. `dir` is where a test's
-/// `file:` is looked for.
-pub fn load(sources: &[(String, String)], dir: Option<&Path>) -> Result<RuleSet, Vec<RuleError>> {
+/// Rule files given as (name, text), in order: later files may append to
+/// what earlier ones declare. A test's `file:` is looked for beside its rule
+/// file (the directory of its name).
+pub fn load(sources: &[(String, String)]) -> Result<RuleSet, Vec<RuleError>> {
     let mut l = Loader {
         errors: Vec::new(),
         lists: HashMap::new(),
         macros: Vec::new(),
         rules: Vec::new(),
-        dir: dir.map(Path::to_path_buf),
     };
     for (name, text) in sources {
         match yaml::parse(text) {
@@ -251,7 +263,6 @@ struct Loader {
     lists: HashMap<String, Vec<String>>,
     macros: Vec<RawMacro>,
     rules: Vec<RawRule>,
-    dir: Option<std::path::PathBuf>,
 }
 
 const LIST_KEYS: &[&str] = &["list", "items", "append"];
@@ -624,12 +635,14 @@ impl Loader {
             );
         }
         let lists = std::mem::take(&mut self.lists);
+        let slots = std::cell::RefCell::new(crate::compile::Slots::default());
         let mut set = RuleSet {
             rules: Vec::new(),
             by_kind: vec![Vec::new(); Kind::ALL.len()],
+            slots: Default::default(),
         };
         for r in std::mem::take(&mut self.rules) {
-            if let Some(rule) = self.compile_rule(r, &lists, &macros) {
+            if let Some(rule) = self.compile_rule(r, &lists, &macros, &slots) {
                 if rule.enabled {
                     for k in &rule.kinds {
                         set.by_kind[*k as usize].push(set.rules.len());
@@ -638,6 +651,7 @@ impl Loader {
                 set.rules.push(rule);
             }
         }
+        set.slots = slots.into_inner();
         set
     }
 
@@ -646,6 +660,7 @@ impl Loader {
         r: RawRule,
         lists: &HashMap<String, Vec<String>>,
         macros: &HashMap<String, MacroDef>,
+        slots: &std::cell::RefCell<crate::compile::Slots>,
     ) -> Option<Rule> {
         let errors = self.errors.len();
         let here = Pos {
@@ -660,6 +675,7 @@ impl Loader {
             lists,
             macros,
             expanding: Default::default(),
+            slots,
         };
         let mut parts = Vec::new();
         for c in &r.conds {
@@ -931,10 +947,7 @@ impl Loader {
             }
         }
         if let Some(path) = n.get("file").and_then(Node::as_str) {
-            let full = match &self.dir {
-                Some(d) => d.join(path),
-                None => Path::new(path).to_path_buf(),
-            };
+            let full = Path::new(file).parent().unwrap_or(Path::new("")).join(path);
             match std::fs::read_to_string(&full) {
                 Ok(text) => {
                     for (i, line) in text
@@ -997,7 +1010,7 @@ mod tests {
     use super::*;
 
     fn load1(text: &str) -> Result<RuleSet, Vec<RuleError>> {
-        load(&[("r.yaml".into(), text.into())], None)
+        load(&[("r.yaml".into(), text.into())])
     }
 
     fn errors(text: &str) -> Vec<String> {
@@ -1074,16 +1087,13 @@ mod tests {
       fields: [process.exe]
       values: [[/usr/sbin/cron]]
 "#;
-        let set = load(
-            &[
-                ("a.yaml".into(), GOOD.into()),
-                ("b.yaml".into(), extra.into()),
-            ],
-            None,
-        )
+        let set = load(&[
+            ("a.yaml".into(), GOOD.into()),
+            ("b.yaml".into(), extra.into()),
+        ])
         .unwrap();
         assert!(set.rules[0].exception.is_some());
-        let e = load(&[("b.yaml".into(), extra.into())], None).unwrap_err();
+        let e = load(&[("b.yaml".into(), extra.into())]).unwrap_err();
         assert!(
             e[0].to_string().contains("which no earlier file defines"),
             "{e:?}"
