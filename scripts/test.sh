@@ -21,6 +21,8 @@ rustfmt --edition 2021 --check crates/ksight-core/src/kinds/*.rs crates/ksight-b
 KSIGHT_MATRIX_DOCS= scripts/kernel-matrix.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-e2e=(--test process --test cli --test transport --test net --test dns)
+# the shipped rule pack's own tests, through the command a rule author runs
+cargo run --locked -q -p ksight -- rules test rules
+e2e=(--test process --test cli --test transport --test net --test dns --test rules)
 KSIGHT_TEST_ARGS="--attach raw_tp" cargo test --locked -p ksight "${e2e[@]}"
 KSIGHT_TEST_ARGS="--transport perf" cargo test --locked -p ksight "${e2e[@]}"

@@ -10,6 +10,7 @@ use clap::Parser;
 mod bench;
 mod cli;
 mod preflight;
+mod rules;
 mod run;
 
 fn main() -> ExitCode {
@@ -20,6 +21,11 @@ fn main() -> ExitCode {
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())
             .map(ExitCode::from)
             .map_err(anyhow::Error::from),
+        cli::Command::Rules(args) => match args.which {
+            cli::RulesCommand::Check { dirs } => rules::check(&dirs),
+            cli::RulesCommand::Test { dirs, baseline } => rules::test(&dirs, baseline),
+        },
+        cli::Command::Replay(a) => rules::replay(a.file, &a.rules, a.output),
     };
     match result {
         Ok(code) => code,

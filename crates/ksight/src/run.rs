@@ -25,8 +25,19 @@ use ksight_core::filter::{Filter, FilterSpec};
 use ksight_core::pipeline::{Pipeline, PipelineConfig, Stats, WIRE_KINDS};
 use ksight_core::procfs::ProcFs;
 use ksight_core::sink::{FanOut, SinkSpec};
+use ksight_rules::live::LiveRules;
 
 use crate::preflight;
+use crate::rules::Pack;
+
+/// Which detection rules run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesSource {
+    /// The shipped pack and rule directories, loaded in order as one set
+    /// (SIGHUP reloads them).
+    Packs(Vec<Pack>),
+    Off,
+}
 
 /// What `ksight run` does, from the command line (later, a config file too).
 #[derive(Debug, Clone)]
@@ -47,6 +58,9 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Raw records are also written here.
     pub capture: Option<PathBuf>,
+    pub rules: RulesSource,
+    /// Write only alerts; collect only what the rules need.
+    pub alerts_only: bool,
 }
 
 /// The cgroup directories `--cgroup` names, under the cgroup2 mount.
@@ -81,10 +95,30 @@ pub fn host_enricher(cfg: EnrichConfig, cgroups: CgroupResolver) -> Enricher {
     Enricher::new(cfg, clock_now(), boot, procfs, cgroups)
 }
 
-pub fn run(cfg: RunConfig) -> Result<()> {
+pub fn run(mut cfg: RunConfig) -> Result<()> {
     let started = Instant::now();
     preflight::check_privileges()?;
     preflight::check_btf(cfg.agent.btf.as_deref())?;
+    let rules = match &cfg.rules {
+        RulesSource::Packs(packs) => Some(crate::rules::load(packs)?),
+        RulesSource::Off => None,
+    };
+    let alert = Kind::from_name("alert").expect("the alert kind");
+    match (&rules, cfg.alerts_only) {
+        (Some(set), true) => {
+            if set.enabled() == 0 {
+                bail!("--alerts-only, and no rule is enabled");
+            }
+            cfg.agent.kinds = set.kinds();
+            cfg.filter.kinds = [alert].into();
+        }
+        (None, true) => bail!("--alerts-only needs rules"),
+        // alerts pass a kind filter, as lost events do
+        (Some(_), false) if !cfg.filter.kinds.is_empty() => {
+            cfg.filter.kinds.insert(alert);
+        }
+        _ => {}
+    }
     let mut outputs = Vec::new();
     for spec in &cfg.sinks {
         outputs.push((spec.name(), spec.open()?));
@@ -96,6 +130,9 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
 
     let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
     let attached_ktime = ktime_now();
@@ -140,12 +177,17 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         dns_timeout_ns: cfg.dns_timeout.as_nanos() as u64,
         started_ktime: attached_ktime,
     };
-    let pipeline = RefCell::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         pipeline_cfg,
         enricher,
         Filter::new(cfg.filter.clone()),
         sink,
-    ));
+    );
+    let rules_loaded = rules.as_ref().map(|set| (set.rules.len(), set.enabled()));
+    if let Some(set) = rules {
+        pipeline.set_stage(Box::new(LiveRules::new(set)));
+    }
+    let pipeline = RefCell::new(pipeline);
     let mut capture = match &cfg.capture {
         Some(path) => Some(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -165,7 +207,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
     eprintln!(
-        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes known, in {} ms",
+        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes known, {}in {} ms",
         agent.links(),
         agent.mode(),
         agent
@@ -173,6 +215,10 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             .map(|h| format!(" (accept() via {h})"))
             .unwrap_or_default(),
         agent.transport(),
+        match rules_loaded {
+            Some((n, on)) => format!("{on} of {n} rules enabled, "),
+            None => String::new(),
+        },
         started.elapsed().as_millis()
     );
 
@@ -191,6 +237,9 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         };
         let polled = stream.poll(timeout);
         let mut p = pipeline.borrow_mut();
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_rules(&cfg.rules, &mut p);
+        }
         if let Some(e) = p.take_error() {
             return Err(e).context("writing events");
         }
@@ -224,6 +273,9 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
     p.flush().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
+    if let Some(live) = p.stage_mut::<LiveRules>() {
+        rules_summary(live);
+    }
     for (output, lost) in p.failures() {
         eprintln!("ksight: output {output} failed: {lost} events were not written to it");
     }
@@ -234,6 +286,79 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// SIGHUP: the rule directory again. A set with errors is refused whole and
+/// the rules that run go on.
+fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
+    let Some(live) = p.stage_mut::<LiveRules>() else {
+        return eprintln!("ksight: SIGHUP: no rules run (--no-rules): nothing to reload");
+    };
+    let RulesSource::Packs(packs) = source else {
+        return;
+    };
+    if packs.iter().all(|p| *p == Pack::Shipped) {
+        return eprintln!(
+            "ksight: SIGHUP: the shipped rules are built in: nothing to reload (run with --rules DIR)"
+        );
+    }
+    match crate::rules::load(packs) {
+        Ok(set) => {
+            let (n, on) = (set.rules.len(), set.enabled());
+            let (added, removed, changed) = live.reload(set);
+            eprintln!(
+                "ksight: rules reloaded from {}: {n} rules ({on} enabled): {added} added, \
+                 {removed} removed, {changed} changed",
+                crate::rules::name(packs)
+            );
+        }
+        Err(e) => {
+            eprintln!("ksight: SIGHUP: the rules were not reloaded, the old ones run on: {e:#}")
+        }
+    }
+}
+
+/// The rules that matched, with their counters, and the cost of evaluating.
+fn rules_summary(live: &LiveRules) {
+    let engine = live.engine();
+    let mut evaluations = 0;
+    let mut ns = 0.0;
+    let mut lines = Vec::new();
+    for (rule, st) in engine.stats() {
+        evaluations += st.evaluated;
+        if let Some(t) = st.ns_per_eval() {
+            ns += t * st.evaluated as f64;
+        }
+        if st.matched > 0 {
+            lines.push(format!(
+                "{} {} matches, {} alerts, {} suppressed{}",
+                rule.id,
+                st.matched,
+                st.alerts,
+                st.suppressed,
+                st.ns_per_eval()
+                    .map(|t| format!(", {t:.0} ns per evaluation"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    eprintln!(
+        "ksight: rules: {} evaluations{}; {}",
+        evaluations,
+        if evaluations > 0 && ns > 0.0 {
+            format!(
+                " ({:.0} ns each on average, sampled)",
+                ns / evaluations as f64
+            )
+        } else {
+            String::new()
+        },
+        if lines.is_empty() {
+            "no rule matched".to_string()
+        } else {
+            lines.join("; ")
+        }
+    );
 }
 
 fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {

@@ -99,6 +99,8 @@ fn a_full_buffer_is_reported_in_band_and_in_the_summary() {
         "1",
         "--events",
         "exec,fork,exit",
+        // every event then has a sequence number (alerts have none)
+        "--no-rules",
     ]);
     k.signal(libc::SIGSTOP);
     for _ in 0..50 {
@@ -181,7 +183,8 @@ fn filters_by_comm_and_kind() {
     let dir = temp_dir("filter");
     let exe = dir.join("ks-filter-me");
     std::fs::copy("/bin/true", &exe).unwrap();
-    let k = Ksight::start(&["--comm", "ks-filter-me", "--events", "exec"]);
+    // (no rules: their alerts pass a kind filter, and this binary runs from /tmp)
+    let k = Ksight::start(&["--comm", "ks-filter-me", "--events", "exec", "--no-rules"]);
     let (pid, _) = run(&mut Command::new(&exe));
     run(&mut Command::new("/bin/true"));
     let r = k.stop();
@@ -446,9 +449,12 @@ fn overhead_benchmark_runs_every_setup_and_counts_events() {
     );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 8, "2 workloads x 4 setups");
+    assert_eq!(results.len(), 10, "2 workloads x 5 setups");
     for r in results {
         assert!(r["ops_per_s"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        if r["setup"] == "ks no rules" {
+            assert!(r["events"].get("alert").is_none(), "{r}");
+        }
         if r["setup"] == "ksight" {
             assert_eq!(r["lost"], 0, "{r}");
             if r["workload"] == "exec" {

@@ -486,3 +486,31 @@ fn dig_over_udp_and_tcp() {
     assert_eq!(t["answers"][0]["data"], "fd00::1");
     assert!(t["latency_ns"].as_u64().unwrap() > 0);
 }
+
+/// A query with a long label, the shape of DNS tunnelling, raises exactly one
+/// alert, naming the process that asked; an ordinary query raises none.
+#[test]
+fn a_dns_tunnel_pattern_raises_one_alert_naming_the_client() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "dns"]);
+    let label = "mzxw6ytboi4dqmrzgq2tmnzygezdgnbvgy3tqojqgeztenbwgq3dqnzzgiytc";
+    let tunnel = res.raw_client(&format!("{label}.t.test"), 0);
+    let plain = res.raw_client("a.test", 0);
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let fired: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "alert" && e["alert"]["rule"] == "dns_long_label")
+        .collect();
+    let mine: Vec<&&Value> = fired
+        .iter()
+        .filter(|a| a["process"]["pid"] == tunnel)
+        .collect();
+    assert_eq!(mine.len(), 1, "{fired:#?}");
+    assert_eq!(
+        mine[0]["alert"]["event"]["dns"]["question"]["name"],
+        format!("{label}.t.test.")
+    );
+    assert!(fired.iter().all(|a| a["process"]["pid"] != plain));
+}

@@ -24,7 +24,7 @@ use ksight_core::record::decode;
 use ksight_core::sink::{CountingSink, JsonSink, Sink, TableSink};
 use serde_json::json;
 
-use crate::cli::bench::{Bench, BenchArgs, PipelineArgs, Rate, TransportArgs};
+use crate::cli::bench::{Bench, BenchArgs, PipelineArgs, Rate, RulesBenchArgs, TransportArgs};
 use crate::{preflight, run};
 
 mod overhead;
@@ -103,6 +103,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         Bench::Transport(t) => transport(t),
         Bench::Pipeline(p) => pipeline(p),
         Bench::Overhead(o) => overhead::overhead(o),
+        Bench::Rules(r) => rules(r),
         Bench::Workload(_) => unreachable!("handled above"),
     }
 }
@@ -221,7 +222,7 @@ fn transport(a: TransportArgs) -> Result<()> {
 }
 
 /// Capture the real records of `n` process lifecycles from the kernel.
-fn capture(n: usize) -> Result<Vec<Vec<u8>>> {
+fn capture(n: usize, connections: usize) -> Result<Vec<Vec<u8>>> {
     let agent = Agent::start(&Config::default())?;
     let records = RefCell::new(Vec::new());
     let mut stream = agent.stream(
@@ -241,6 +242,17 @@ fn capture(n: usize) -> Result<Vec<Vec<u8>>> {
             stream.poll(Duration::ZERO)?;
         }
     }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    for i in 0..connections {
+        let c = std::net::TcpStream::connect(addr)?;
+        let (s, _) = listener.accept()?;
+        drop(c);
+        drop(s);
+        if i % 100 == 0 {
+            stream.poll(Duration::ZERO)?;
+        }
+    }
     stream.drain()?;
     drop(stream);
     Ok(records.into_inner())
@@ -251,7 +263,7 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
         bail!("--runs and --processes must be at least 1");
     }
     let _awake = hold_cpu_awake();
-    let records = capture(a.processes)?;
+    let records = capture(a.processes, 0)?;
     eprintln!(
         "ksight bench pipeline: {} real records from {} processes, {} replays",
         records.len(),
@@ -332,6 +344,128 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
         "total    {total:>10.3} µs/record for JSON output: one core keeps up with {} records/s",
         si(1e6 / total)
     );
+    Ok(())
+}
+
+/// The events a fresh pipeline makes of `records`.
+fn events_of(records: &[Vec<u8>]) -> Result<Vec<Event>> {
+    let mut enricher = run::host_enricher(
+        EnrichConfig::default(),
+        CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref()),
+    );
+    enricher.seed()?;
+    let kept = Rc::new(RefCell::new(Vec::with_capacity(records.len())));
+    let mut p = Pipeline::new(
+        PipelineConfig::default(),
+        enricher,
+        Filter::new(FilterSpec::default()),
+        Box::new(Keep(kept.clone())),
+    );
+    for r in records {
+        p.record(r);
+    }
+    Ok(kept.take())
+}
+
+/// The shipped pack, its rules copied under new ids until there are `n`.
+fn pack_of(n: usize) -> ksight_rules::RuleSet {
+    let mut sources: Vec<(String, String)> = Vec::new();
+    let mut count = 0;
+    let mut copy = 0;
+    while count < n {
+        for (name, text) in ksight_rules::DEFAULT_PACK {
+            let rules = text.matches("- rule: ").count();
+            if copy == 0 {
+                sources.push((name.to_string(), text.to_string()));
+            } else if rules > 0 {
+                let renamed = text.replace("- rule: ", &format!("- rule: c{copy}_"));
+                sources.push((format!("{name}#{copy}"), renamed));
+            }
+            count += rules;
+        }
+        copy += 1;
+    }
+    ksight_rules::load(&sources).expect("copies of the shipped pack load")
+}
+
+fn rules(a: RulesBenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let _awake = hold_cpu_awake();
+    let records = capture(a.processes, a.connections)?;
+    let events = events_of(&records)?;
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for e in &events {
+        let k = e.kind().name();
+        match kinds.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, c)) => *c += 1,
+            None => kinds.push((k, 1)),
+        }
+    }
+    eprintln!(
+        "ksight bench rules: {} real events ({}), {} evaluations each",
+        events.len(),
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.runs
+    );
+    println!(
+        "{:<22} {:>6} {:>26} {:>14}",
+        "rules", "enabled", "ns/event median (min-max)", "exec ns/event"
+    );
+    let sets = [
+        (
+            "shipped pack",
+            ksight_rules::default_pack().map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        ),
+        ("200 rules", pack_of(200)),
+    ];
+    let execs: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind().name() == "exec")
+        .collect();
+    let mut engines: Vec<_> = sets
+        .into_iter()
+        .map(|(label, set)| {
+            (
+                label,
+                set.enabled(),
+                ksight_rules::Engine::<Event>::new(set),
+            )
+        })
+        .collect();
+    // Runs alternate between the sets, so this machine's slow phases fall on both.
+    let mut per_event = vec![Vec::new(); engines.len()];
+    let mut per_exec = vec![Vec::new(); engines.len()];
+    let mut fired = Vec::new();
+    for _ in 0..a.runs {
+        for (i, (_, _, engine)) in engines.iter_mut().enumerate() {
+            let t = Instant::now();
+            for e in &events {
+                engine.eval(e, e.ktime, &mut fired);
+                fired.clear();
+            }
+            per_event[i].push(t.elapsed().as_secs_f64() * 1e9 / events.len().max(1) as f64);
+            let t = Instant::now();
+            for e in &execs {
+                engine.eval(*e, e.ktime, &mut fired);
+                fired.clear();
+            }
+            per_exec[i].push(t.elapsed().as_secs_f64() * 1e9 / execs.len().max(1) as f64);
+        }
+    }
+    for (i, (label, enabled, _)) in engines.iter().enumerate() {
+        let (m, lo, hi) = median(std::mem::take(&mut per_event[i]));
+        let (x, _, _) = median(std::mem::take(&mut per_exec[i]));
+        println!(
+            "{label:<22} {enabled:>6} {:>26} {x:>14.0}",
+            format!("{m:.0} ({lo:.0}-{hi:.0})")
+        );
+    }
     Ok(())
 }
 

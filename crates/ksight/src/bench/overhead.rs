@@ -28,14 +28,17 @@ use crate::cli::bench::{OverheadArgs, Workload};
 enum Setup {
     Baseline,
     Ksight,
+    /// The same, without detection rules: what the rules add.
+    KsightNoRules,
     KsightFile,
     Floor,
 }
 
 impl Setup {
-    const ALL: [Setup; 4] = [
+    const ALL: [Setup; 5] = [
         Setup::Baseline,
         Setup::Ksight,
+        Setup::KsightNoRules,
         Setup::KsightFile,
         Setup::Floor,
     ];
@@ -44,6 +47,7 @@ impl Setup {
         match self {
             Setup::Baseline => "baseline",
             Setup::Ksight => "ksight",
+            Setup::KsightNoRules => "ks no rules",
             Setup::KsightFile => "ksight>file",
             Setup::Floor => "floor",
         }
@@ -205,11 +209,12 @@ fn parse_ids(line: &str) -> Vec<u32> {
 }
 
 impl Agent {
-    fn start(output: &Path) -> Result<Agent> {
+    fn start(output: &Path, extra: &[&str]) -> Result<Agent> {
         let t = Instant::now();
         let mut child = Command::new(std::env::current_exe()?)
             .args(["run", "--format", "json", "-v", "-o"])
             .arg(output)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -328,13 +333,18 @@ fn one_run(env: &Env, setup: Setup, w: Workload, count: u64, cgroup_root: &Path)
                 ..Sample::default()
             })
         }
-        Setup::Ksight | Setup::KsightFile => {
-            let out = if setup == Setup::Ksight {
-                PathBuf::from("/dev/null")
-            } else {
+        Setup::Ksight | Setup::KsightNoRules | Setup::KsightFile => {
+            let out = if setup == Setup::KsightFile {
                 std::env::temp_dir().join(format!("ksight-bench-{}.jsonl", std::process::id()))
+            } else {
+                PathBuf::from("/dev/null")
             };
-            let agent = Agent::start(&out)?;
+            let extra: &[&str] = if setup == Setup::KsightNoRules {
+                &["--no-rules"]
+            } else {
+                &[]
+            };
+            let agent = Agent::start(&out, extra)?;
             let cpu0 = agent.cpu();
             let rate = env.workload(w, count)?;
             // let the last records reach it before reading its CPU time
@@ -423,7 +433,10 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let is_ks = matches!(setup, Setup::Ksight | Setup::KsightFile);
+            let is_ks = matches!(
+                setup,
+                Setup::Ksight | Setup::KsightNoRules | Setup::KsightFile
+            );
             let cpu = median(ss.iter().map(|s| s.cpu_us_per_1k / 1000.0).collect()).0;
             let rss = ss.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
             let start = median(ss.iter().map(|s| s.start_ms).collect()).0;

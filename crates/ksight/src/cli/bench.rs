@@ -19,6 +19,8 @@ pub enum Bench {
     Pipeline(PipelineArgs),
     /// What ksight costs exec, connect, DNS and syscall storms, against no ksight and a no-op floor.
     Overhead(OverheadArgs),
+    /// What evaluating the detection rules costs per event: the shipped pack, and 200 rules.
+    Rules(RulesBenchArgs),
     /// One workload of the overhead benchmark, timed (run by it in a child process).
     #[command(hide = true)]
     Workload(WorkloadArgs),
@@ -31,6 +33,19 @@ pub struct PipelineArgs {
     pub processes: usize,
     /// Times the captured records are replayed through the pipeline.
     #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RulesBenchArgs {
+    /// Processes started to capture real records from (each: fork, exec, exit).
+    #[arg(long, default_value_t = 2000)]
+    pub processes: usize,
+    /// TCP connections on loopback captured too (each: connect, accept, two closes).
+    #[arg(long, default_value_t = 500)]
+    pub connections: usize,
+    /// Times the events are evaluated, per rule set.
+    #[arg(long, default_value_t = 7)]
     pub runs: usize,
 }
 

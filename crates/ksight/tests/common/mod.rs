@@ -35,6 +35,7 @@ pub struct Ksight {
     child: Child,
     stdout: JoinHandle<Vec<u8>>,
     stderr: JoinHandle<String>,
+    live: std::sync::Arc<std::sync::Mutex<String>>,
     /// Kernel ids printed by `-v`.
     pub prog_ids: Vec<u32>,
     pub map_ids: Vec<u32>,
@@ -85,12 +86,18 @@ impl Ksight {
         });
         let (tx, rx) = mpsc::channel::<String>();
         let err = child.stderr.take().unwrap();
+        let live = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let live2 = live.clone();
         let stderr = thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 let _ = tx.send(line.clone());
                 all.push_str(&line);
                 all.push('\n');
+                if let Ok(mut l) = live2.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
             }
             all
         });
@@ -120,6 +127,7 @@ impl Ksight {
             child,
             stdout,
             stderr,
+            live,
             prog_ids,
             map_ids,
         }
@@ -127,6 +135,12 @@ impl Ksight {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What it has written to stderr so far.
+    #[allow(dead_code)]
+    pub fn stderr_so_far(&self) -> String {
+        self.live.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// How many entries this ksight's map `name` holds now (asks bpftool).
