@@ -323,7 +323,13 @@ fn port_and_loopback_filters_apply_in_the_kernel() {
         wanted.local_addr().unwrap().port(),
         other.local_addr().unwrap().port(),
     );
-    let k = Ksight::start(&["--events", NET_EVENTS, "--port", &wp.to_string()]);
+    let k = Ksight::start(&[
+        "--events",
+        NET_EVENTS,
+        "--port",
+        &wp.to_string(),
+        "--no-rules",
+    ]);
     let l1 = TcpListener::bind("127.0.0.1:0").unwrap(); // a listener on another port
     drop(TcpStream::connect(("127.0.0.1", wp)).unwrap());
     drop(TcpStream::connect(("127.0.0.1", op)).unwrap());
@@ -341,7 +347,12 @@ fn port_and_loopback_filters_apply_in_the_kernel() {
 
     // --no-loopback: the loopback exchange disappears, the veth one stays
     let (a, b) = joined("la", "lb", "10.214.0");
-    let k = Ksight::start(&["--events", "connect,accept,tcp_close,udp", "--no-loopback"]);
+    let k = Ksight::start(&[
+        "--events",
+        "connect,accept,tcp_close,udp",
+        "--no-loopback",
+        "--no-rules",
+    ]);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     drop(TcpStream::connect(l.local_addr().unwrap()).unwrap());
     drop(l.accept().unwrap());
@@ -467,7 +478,8 @@ fn two_namespaces_joined_by_a_veth_pair_carry_their_own_netns_and_addresses() {
 
 #[test]
 fn tcp_state_transitions_are_opt_in() {
-    let k = Ksight::start(&["--events", "tcp_state"]);
+    // (alerts pass an --events filter; these tests are about the filters alone)
+    let k = Ksight::start(&["--events", "tcp_state", "--no-rules"]);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
