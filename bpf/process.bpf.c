@@ -44,6 +44,181 @@ struct {
 
 /* ---- exec ---- */
 
+/* from include/uapi/linux/stat.h */
+#define KS_S_IFMT 0170000
+#define KS_S_IFSOCK 0140000
+#define KS_S_IFLNK 0120000
+#define KS_S_IFREG 0100000
+#define KS_S_IFBLK 0060000
+#define KS_S_IFDIR 0040000
+#define KS_S_IFCHR 0020000
+#define KS_S_IFIFO 0010000
+/* include/linux/mount.h: kern_mount()ed, never in a namespace (shm_mnt of memfd) */
+#define KS_MNT_INTERNAL 0x4000
+
+/*
+ * A field of a BTF-typed pointer (tp_btf arguments and what they lead to):
+ * a plain load, relocated by CO-RE and checked by the verifier; else (raw_tp)
+ * a probe read. `direct` is a constant at every call site.
+ */
+#define KS_RD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
+
+/* inode times moved: 6.6 renamed i_ctime to __i_ctime, 6.7 i_mtime to
+ * __i_mtime, 6.11 split both into i_[cm]time_sec and _nsec (vmlinux.h). */
+struct inode___ks_v67 {
+	struct timespec64 __i_mtime;
+	struct timespec64 __i_ctime;
+};
+struct inode___ks_v66 {
+	struct timespec64 i_mtime;
+	struct timespec64 __i_ctime;
+};
+struct inode___ks_old {
+	struct timespec64 i_mtime;
+	struct timespec64 i_ctime;
+};
+
+static __always_inline void exec_file_times(struct ks_exec_file *f, struct inode *ino,
+					    const int direct)
+{
+	if (bpf_core_field_exists(ino->i_ctime_sec)) {
+		f->ctime_sec = KS_RD(direct, ino, i_ctime_sec);
+		/* 6.13+ keeps a flag (I_CTIME_QUERIED, multigrain timestamps) in bit 31 */
+		f->ctime_nsec = KS_RD(direct, ino, i_ctime_nsec) & 0x7fffffff;
+		f->mtime_sec = KS_RD(direct, ino, i_mtime_sec);
+		f->mtime_nsec = KS_RD(direct, ino, i_mtime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___ks_v67 *)ino)->__i_mtime)) {
+		struct inode___ks_v67 *o = (void *)ino;
+
+		f->ctime_sec = KS_RD(direct, o, __i_ctime.tv_sec);
+		f->ctime_nsec = KS_RD(direct, o, __i_ctime.tv_nsec);
+		f->mtime_sec = KS_RD(direct, o, __i_mtime.tv_sec);
+		f->mtime_nsec = KS_RD(direct, o, __i_mtime.tv_nsec);
+	} else if (bpf_core_field_exists(((struct inode___ks_v66 *)ino)->__i_ctime)) {
+		struct inode___ks_v66 *o = (void *)ino;
+
+		f->ctime_sec = KS_RD(direct, o, __i_ctime.tv_sec);
+		f->ctime_nsec = KS_RD(direct, o, __i_ctime.tv_nsec);
+		f->mtime_sec = KS_RD(direct, o, i_mtime.tv_sec);
+		f->mtime_nsec = KS_RD(direct, o, i_mtime.tv_nsec);
+	} else {
+		struct inode___ks_old *o = (void *)ino;
+
+		f->ctime_sec = KS_RD(direct, o, i_ctime.tv_sec);
+		f->ctime_nsec = KS_RD(direct, o, i_ctime.tv_nsec);
+		f->mtime_sec = KS_RD(direct, o, i_mtime.tv_sec);
+		f->mtime_nsec = KS_RD(direct, o, i_mtime.tv_nsec);
+	}
+}
+
+/* The executed file's identity, from its inode. */
+static __always_inline void exec_file(struct ks_exec_file *f, struct file *file,
+				      struct vfsmount *mnt, const int direct)
+{
+	struct inode *ino = KS_RD(direct, file, f_inode);
+	struct super_block *sb = KS_RD(direct, ino, i_sb);
+
+	f->ino = KS_RD(direct, ino, i_ino);
+	f->size = KS_RD(direct, ino, i_size);
+	f->dev = KS_RD(direct, sb, s_dev);
+	f->magic = KS_RD(direct, sb, s_magic);
+	f->mode = KS_RD(direct, ino, i_mode);
+	f->uid = KS_RD(direct, ino, i_uid.val);
+	f->gid = KS_RD(direct, ino, i_gid.val);
+	f->nlink = KS_RD(direct, ino, i_nlink);
+	f->flags = (KS_RD(direct, mnt, mnt_flags) & KS_MNT_INTERNAL) ? KS_FILE_INTERNAL_MNT : 0;
+	exec_file_times(f, ino, direct);
+}
+
+/* The credentials the exec left (committed before this tracepoint), and
+ * whether set-id bits or file capabilities made them. kernel_cap_t is one
+ * u64 since 6.3, two u32 before: eight bytes either way. */
+static __always_inline void exec_cred(struct ks_exec_cred *c, struct task_struct *task,
+				      struct linux_binprm *bprm, const int direct)
+{
+	const struct cred *cred = KS_RD(direct, task, cred);
+
+	if (direct && bpf_core_field_exists(cred->cap_effective.val)) {
+		c->cap_effective = cred->cap_effective.val;
+		c->cap_permitted = cred->cap_permitted.val;
+	} else {
+		c->cap_effective = 0;
+		c->cap_permitted = 0;
+		bpf_core_read(&c->cap_effective, 8, &cred->cap_effective);
+		bpf_core_read(&c->cap_permitted, 8, &cred->cap_permitted);
+	}
+	c->suid = KS_RD(direct, cred, suid.val);
+	c->sgid = KS_RD(direct, cred, sgid.val);
+	c->per_clear = KS_RD(direct, bprm, per_clear);
+	c->secure = BPF_CORE_READ_BITFIELD_PROBED(bprm, secureexec);
+}
+
+/* What fds 0, 1 and 2 are; the paths of files and directories go into the
+ * data area from s->off on (walked like exe and cwd). */
+static __always_inline void exec_stdio(struct ks_exec_scratch *s, struct task_struct *task)
+{
+	struct ks_exec_event *e = &s->ev;
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	__u32 max = BPF_CORE_READ(fdt, max_fds);
+
+	for (int i = 0; i < 3; i++) {
+		struct ks_stdio *sd = &e->stdio[i];
+		struct file *f = 0;
+		int walk = 0;
+
+		__builtin_memset(sd, 0, sizeof(*sd));
+		if (i >= max || bpf_probe_read_kernel(&f, sizeof(f), &fds[i]) || !f)
+			continue;
+		/* a pointer read from the fd array is no BTF pointer: probe reads
+		 * from here on, as few as the type needs */
+		struct inode *ino = BPF_CORE_READ(f, f_inode);
+		__u32 mode = BPF_CORE_READ(ino, i_mode);
+
+		switch (mode & KS_S_IFMT) {
+		case KS_S_IFREG:
+			sd->type = KS_STDIO_FILE;
+			walk = 1;
+			break;
+		case KS_S_IFDIR:
+			sd->type = KS_STDIO_DIR;
+			walk = 1;
+			break;
+		case KS_S_IFCHR:
+		case KS_S_IFBLK:
+			/* the device number names it (userspace knows /dev/null, the
+			 * ptys, ...): a path walk here would cost more than the rest */
+			sd->type = (mode & KS_S_IFMT) == KS_S_IFCHR ? KS_STDIO_CHAR : KS_STDIO_BLOCK;
+			sd->rdev = BPF_CORE_READ(ino, i_rdev);
+			break;
+		case KS_S_IFIFO:
+			sd->type = KS_STDIO_PIPE;
+			sd->ino = BPF_CORE_READ(ino, i_ino);
+			break;
+		case KS_S_IFSOCK: {
+			struct socket *so = BPF_CORE_READ(f, private_data);
+			struct sock *sk = BPF_CORE_READ(so, sk);
+
+			sd->type = KS_STDIO_SOCKET;
+			if (sk) {
+				ks_sock_tuple_read(&sd->sock, sk);
+				sd->sock_type = BPF_CORE_READ(sk, sk_type);
+				sd->protocol = BPF_CORE_READ(sk, sk_protocol);
+			}
+			break;
+		}
+		default:
+			sd->type = KS_STDIO_OTHER;
+		}
+		if (walk)
+			ks_path_walk(e->data, &s->off, &sd->path_len, &e->info.flags,
+				     KS_EXEC_STDIO_TRUNCATED, BPF_CORE_READ(f, f_path.dentry),
+				     BPF_CORE_READ(f, f_path.mnt));
+		/* the next path goes after this one (in map memory: see ks_path_walk) */
+		s->off += sd->path_len;
+	}
+}
+
 static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t old_pid,
 				   struct linux_binprm *bprm, const int direct)
 {
@@ -94,9 +269,9 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 	/* binfmt_script/misc replace bprm->interp; bprm->file is then the
 	 * interpreter and the script itself is `filename` */
 	int script = BPF_CORE_READ(bprm, interp) != filename;
-	struct file *file = BPF_CORE_READ(bprm, file);
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	struct file *file = KS_RD(direct, bprm, file);
+	struct dentry *dentry = KS_RD(direct, file, f_path.dentry);
+	struct vfsmount *vfsmnt = KS_RD(direct, file, f_path.mnt);
 
 	/* the walks find their offsets in s->off (map memory): see ks_path_walk */
 	e->info.exe_len = 0;
@@ -118,6 +293,12 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 	ks_path_walk(e->data, &s->off, &e->info.cwd_len, &e->info.flags,
 		     KS_EXEC_CWD_TRUNCATED, BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt));
 
+	exec_file(&e->file, file, vfsmnt, direct);
+	exec_cred(&e->cred, task, bprm, direct);
+	s->off = e->info.argv_len + e->info.filename_len + e->info.exe_len + e->info.interp_len +
+		 e->info.cwd_len;
+	exec_stdio(s, task);
+
 	/* controlling terminal */
 	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
 	e->info.tty[0] = 0;
@@ -125,7 +306,7 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 		bpf_probe_read_kernel_str(e->info.tty, sizeof(e->info.tty), BPF_CORE_READ(tty, name));
 
 	off = e->info.argv_len + e->info.filename_len + e->info.exe_len + e->info.interp_len +
-	      e->info.cwd_len;
+	      e->info.cwd_len + e->stdio[0].path_len + e->stdio[1].path_len + e->stdio[2].path_len;
 	__u32 size = offsetof(struct ks_exec_event, data) + (off & KS_DATA_MASK);
 	if (size > sizeof(*e))
 		return 0;

@@ -18,7 +18,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 dnsmasq --keep-in-foreground --port=5353 --listen-address=127.0.0.1 --bind-interfaces \
     --no-resolv --no-hosts --address=/fixture.ksight.test/10.9.8.7 --pid-file="$tmp/dnsmasq.pid" &
 sleep 0.5
-target/release/ksight run --format json --dns-port 5353 --capture "$tmp/records.bin" \
+target/release/ksight run --format json --no-rules --dns-port 5353 --capture "$tmp/records.bin" \
     -o "$tmp/events.json" 2>"$tmp/stderr" &
 ks=$!
 for _ in $(seq 50); do grep -q '^ksight: watching' "$tmp/stderr" && break; sleep 0.1; done
@@ -43,4 +43,4 @@ sleep 0.5
 kill -INT $ks; wait $ks || true
 cp "$tmp/records.bin" "$out/scenario.bin"
 printf 'sh %s\nserver %s\nclient %s\ndig %s\n' "$echo_sh" "$server" "$client" "$digp" >"$out/scenario.txt"
-echo "captured $(stat -c %s "$out/scenario.bin") bytes: $(tail -1 "$tmp/stderr")"
+echo "captured $(stat -c %s "$out/scenario.bin") bytes: $(grep "^ksight: stopped" "$tmp/stderr")"

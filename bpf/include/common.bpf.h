@@ -256,6 +256,28 @@ static __always_inline struct task_struct *ks_current_btf(void)
 	return 0;
 }
 
+/* ---- sockets ---- */
+
+#define KS_AF_UNIX 1
+#define KS_AF_INET 2
+#define KS_AF_INET6 10
+
+/* A socket's family, addresses and ports, by probe reads (any hook). */
+static __always_inline void ks_sock_tuple_read(struct ks_sock_tuple *t, const struct sock *sk)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (t->family == KS_AF_INET6) {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else if (t->family == KS_AF_INET) {
+		bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
+	}
+}
+
 /* ---- path walk ---- */
 
 /*
@@ -286,9 +308,20 @@ static __always_inline void ks_path_walk(__u8 *buf, __u16 *basep, __u16 *lenp, _
 		if (dentry == mnt_root || dentry == parent) {
 			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 
-			/* the root of a detached tree, or of the namespace */
-			if (dentry != mnt_root || mnt == mnt_parent)
+			/* the root of the namespace */
+			if (dentry == mnt_root && mnt == mnt_parent)
 				return;
+			/* a file of no tree (memfd, other pseudo files: their own
+			 * root) or the root of a detached one: its name, and stop */
+			if (dentry != mnt_root) {
+				__u32 len = *lenp;
+				__u32 off = (__u32)*basep + len;
+				long n = bpf_probe_read_kernel_str(&buf[off & KS_DATA_MASK], KS_NAME_MAX,
+								   BPF_CORE_READ(dentry, d_name.name));
+				if (n > 0 && len <= KS_PATH_MAX - KS_NAME_MAX)
+					*lenp = len + n;
+				return;
+			}
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = mnt_parent;
 			vfsmnt = (void *)mnt + bpf_core_field_offset(struct mount, mnt);

@@ -24,7 +24,7 @@
 #define KS_EVENTS_H
 
 enum ks_abi {
-	KS_ABI_VERSION = 1,
+	KS_ABI_VERSION = 2,
 };
 
 enum ks_event_kind {
@@ -101,6 +101,79 @@ enum ks_exec_flags {
 	KS_EXEC_EXE_TRUNCATED = 1 << 3,	/* path walk hit KS_PATH_DEPTH/KS_PATH_MAX */
 	KS_EXEC_CWD_TRUNCATED = 1 << 4,
 	KS_EXEC_INTERP_TRUNCATED = 1 << 5,
+	KS_EXEC_STDIO_TRUNCATED = 1 << 6,	/* a stdio path walk hit a limit */
+};
+
+/* A socket's addresses, as the kernel holds them. Addresses are in network
+ * byte order, IPv4 in the first 4 bytes; ports in host byte order. */
+struct ks_sock_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;		/* inode of the socket's network namespace */
+	__u16 sport;
+	__u16 dport;
+	__u16 family;		/* AF_INET (2) or AF_INET6 (10) */
+	__u16 _pad[3];
+};
+
+enum ks_exec_file_flags {
+	KS_FILE_INTERNAL_MNT = 1 << 0,	/* on a kernel-internal mount: memfd_create, shm */
+};
+
+/*
+ * The file the kernel runs (bprm->file: for a script, its interpreter), as
+ * its inode says at exec: read from the file being executed, not from the
+ * path afterwards. Times are CLOCK_REALTIME; dev is the kernel's encoding
+ * (major << 20 | minor).
+ */
+struct ks_exec_file {
+	__u64 ino;
+	__s64 size;
+	__s64 ctime_sec;
+	__s64 mtime_sec;
+	__u32 ctime_nsec;
+	__u32 mtime_nsec;
+	__u32 dev;		/* the file system's s_dev */
+	__u32 mode;		/* i_mode: type, permissions, setuid/setgid bits */
+	__u32 uid;		/* owner, in the initial user namespace */
+	__u32 gid;
+	__u32 nlink;		/* 0: no name left (deleted, or a memfd) */
+	__u32 magic;		/* the file system's s_magic */
+	__u32 flags;		/* enum ks_exec_file_flags */
+	__u32 _pad;
+};
+
+/* Credentials after the exec (task->cred), and whether the exec changed them. */
+struct ks_exec_cred {
+	__u64 cap_effective;	/* capability bits (CAP_* numbers) */
+	__u64 cap_permitted;
+	__u32 suid;		/* saved set-user-id */
+	__u32 sgid;
+	__u32 per_clear;	/* bprm->per_clear: nonzero when set-id bits or file capabilities changed the credentials */
+	__u32 secure;		/* bprm->secureexec (AT_SECURE) */
+};
+
+/* What an exec's fd 0, 1 or 2 is. */
+enum ks_stdio_type {
+	KS_STDIO_NONE = 0,	/* not open */
+	KS_STDIO_FILE = 1,	/* a regular file (its path follows in data) */
+	KS_STDIO_DIR = 2,	/* (path follows) */
+	KS_STDIO_CHAR = 3,	/* a character device: a terminal, /dev/null (rdev names it) */
+	KS_STDIO_BLOCK = 4,
+	KS_STDIO_PIPE = 5,	/* a pipe or a FIFO */
+	KS_STDIO_SOCKET = 6,
+	KS_STDIO_OTHER = 7,	/* an anonymous inode (eventfd, epoll, ...), a symlink */
+};
+
+struct ks_stdio {
+	struct ks_sock_tuple sock;	/* SOCKET: family always; addresses for AF_INET/AF_INET6 */
+	__u64 ino;		/* PIPE: its inode (a pipe's two ends share it) */
+	__u32 _pad0;
+	__u32 rdev;		/* CHAR/BLOCK: the device (kernel encoding) */
+	__u16 type;		/* enum ks_stdio_type */
+	__u16 path_len;		/* bytes of its path in the exec record's data */
+	__u16 sock_type;	/* SOCKET: SOCK_STREAM (1), SOCK_DGRAM (2), ... */
+	__u16 protocol;		/* SOCKET: IPPROTO_* */
 };
 
 /*
@@ -110,7 +183,8 @@ enum ks_exec_flags {
  *   exe       exe_len bytes: path of the file the kernel opened for `filename`
  *   interp    interp_len bytes: path of the interpreter that runs (KS_EXEC_SCRIPT only)
  *   cwd       cwd_len bytes
- * exe, interp and cwd are written leaf first, one NUL-terminated component each
+ *   stdio     the paths of fds 0, 1, 2 that are files or directories (stdio[i].path_len bytes each)
+ * exe, interp, cwd and the stdio paths are written leaf first, one NUL-terminated component each
  * ("ls\0bin\0usr\0" is /usr/bin/ls): userspace reverses them. A walk that reaches
  * an unmounted or unreachable root ends without its leading components.
  */
@@ -130,6 +204,9 @@ struct ks_exec_event {
 	struct ks_event_hdr hdr;
 	struct ks_task task;
 	struct ks_exec_info info;
+	struct ks_exec_file file;
+	struct ks_exec_cred cred;
+	struct ks_stdio stdio[3];
 	__u8 data[KS_EXEC_DATA_SIZE];
 };
 
@@ -162,18 +239,6 @@ struct ks_exit_event {
 	__u64 stime_ns;		/* system CPU time of the whole process */
 	__u32 exit_code;	/* raw task->exit_code: wait(2) status layout */
 	__u32 flags;		/* enum ks_exit_flags */
-};
-
-/* A TCP socket's addresses, as the kernel holds them. Addresses are in network
- * byte order, IPv4 in the first 4 bytes; ports in host byte order. */
-struct ks_sock_tuple {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u32 netns;		/* inode of the socket's network namespace */
-	__u16 sport;
-	__u16 dport;
-	__u16 family;		/* AF_INET (2) or AF_INET6 (10) */
-	__u16 _pad[3];
 };
 
 enum ks_net_flags {

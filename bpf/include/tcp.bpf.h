@@ -20,8 +20,6 @@ enum {
 	KS_TCP_LISTEN = 10,
 };
 
-#define KS_AF_INET 2
-#define KS_AF_INET6 10
 #define KS_IPPROTO_TCP 6
 
 enum {
@@ -131,17 +129,7 @@ static __always_inline void fill_tuple(struct ks_sock_tuple *t, const struct soc
 			__builtin_memcpy(t->daddr, &d4, 4);
 		}
 	} else {
-		t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-		if (t->family == KS_AF_INET6) {
-			BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-			BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-		} else {
-			bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-			bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
-		}
+		ks_sock_tuple_read(t, sk);
 	}
 	/* by CLOSE the port is given back (skc_num = 0), but inet_sport keeps it
 	 * (inet_sock lies beyond struct sock: a probe read either way) */

@@ -100,7 +100,7 @@ dump_doctor() {
 workload() {
     tport=$1
     uport=$2
-    /bin/true ksight-matrix
+    /bin/true ksight-matrix </dev/null
     sh -c 'exit 7'
     # a signal from one process to another
     sleep 30 &
@@ -172,6 +172,18 @@ run_transport() {
     # process events: always required
     has exec '"filename":"/bin/true"' "$ev" && has exec '"argv":["/bin/true","ksight-matrix"]' "$ev" &&
         ok "$t: exec of /bin/true with its argv" || fail "$t: no exec event for /bin/true ksight-matrix"
+    # what the exec ran with: stdio, the file's identity (inode times moved between kernels)
+    x=$(grep -F '"argv":["/bin/true","ksight-matrix"]' "$ev" | head -1)
+    case "$x" in
+    *'"stdio":[{"fd":0,"type":"char","path":"/dev/null"}'*) ok "$t: exec stdio: fd 0 is /dev/null" ;;
+    *) fail "$t: exec stdio lacks fd 0 /dev/null" ;;
+    esac
+    case "$x" in
+    *'"ctime":"20'*'"mtime":"20'*'"nlink":'*'"deleted":false'*) ok "$t: exec file identity (times, links)" ;;
+    *) fail "$t: exec file identity missing or times not read" ;;
+    esac
+    grep -F '"type":"exe_hash"' "$ev" | grep -qF '"status":"ok"' || grep -qF '"sha256":"' "$ev" &&
+        ok "$t: an executed file hashed" || fail "$t: no executed file was hashed"
     has fork '"child":' "$ev" && ok "$t: fork" || fail "$t: no fork event"
     has exit '"code":7' "$ev" && ok "$t: exit with code 7" || fail "$t: no exit event with code 7"
     if grep -q '^ksight: degraded: signal events unavailable' "$er"; then

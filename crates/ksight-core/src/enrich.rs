@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cgroup::{container_id, CgroupResolver};
+use crate::hash::{HashConfig, Hashes};
 use crate::model::{Process, TaskFacts, WallTime};
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
@@ -66,6 +67,8 @@ pub struct EnrichConfig {
     pub ancestors: usize,
     /// How long exited processes stay known (their late children's events need them).
     pub grace_ns: u64,
+    /// Hashing executed files.
+    pub hash: HashConfig,
 }
 
 impl Default for EnrichConfig {
@@ -73,6 +76,7 @@ impl Default for EnrichConfig {
         EnrichConfig {
             ancestors: 4,
             grace_ns: 10_000_000_000,
+            hash: HashConfig::default(),
         }
     }
 }
@@ -94,6 +98,9 @@ pub struct GaiCall {
 }
 
 pub struct Enricher {
+    /// Hashes of executed files, and the worker that makes them (`exec` asks,
+    /// `exe_hash` answers); an answer goes back with the asking exec's process.
+    pub hashes: Hashes<Process>,
     /// getaddrinfo calls in progress (the `getaddrinfo` kind keeps them here:
     /// `dns` events name the application a resolver asks for).
     pub gai_calls: Vec<GaiCall>,
@@ -127,6 +134,7 @@ impl Enricher {
     ) -> Self {
         let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
         Enricher {
+            hashes: Hashes::new(cfg.hash, procfs.root().to_path_buf()),
             gai_calls: Vec::new(),
             names: HashMap::new(),
             cfg,

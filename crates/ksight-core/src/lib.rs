@@ -11,10 +11,12 @@
 
 // below the kinds: they know no kind
 pub mod cgroup;
+pub mod context;
 pub mod decode;
 pub mod dns;
 pub mod enrich;
 pub mod field;
+pub mod hash;
 pub mod model;
 pub mod net;
 pub mod procfs;

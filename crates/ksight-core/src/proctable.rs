@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::context::FileKey;
 use crate::text::Text;
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,11 @@ pub struct Entry {
     pub exec_id: Arc<str>,
     pub parent_exec_id: Option<Arc<str>>,
     pub exe: Option<Arc<Text>>,
+    /// The image's file (from its exec, or its parent's at fork): ties it to
+    /// the hash of that file.
+    pub file: Option<FileKey>,
+    /// Capabilities permitted after its last exec, when ksight saw it.
+    pub caps: Option<u64>,
     pub exited: bool,
 }
 
@@ -76,6 +82,22 @@ impl ProcessTable {
     }
 
     /// Whatever entry `pid` has now, without a start-time check.
+    /// Up to `n` live processes other than `pid` whose image is the file
+    /// (dev, inode): other ways into a file that no path holds any more.
+    pub fn running(&self, key: &FileKey, pid: u32, n: usize) -> Vec<u32> {
+        self.entries
+            .values()
+            .filter(|e| {
+                e.pid != pid
+                    && !e.exited
+                    && e.file
+                        .is_some_and(|f| f.dev == key.dev && f.inode == key.inode)
+            })
+            .map(|e| e.pid)
+            .take(n)
+            .collect()
+    }
+
     pub fn get_pid(&self, pid: u32) -> Option<&Entry> {
         self.entries.get(&pid)
     }
@@ -128,6 +150,8 @@ impl ProcessTable {
             exec_id: self.exec_id(pid, start_ns),
             parent_exec_id: None,
             exe: None,
+            file: None,
+            caps: None,
             exited: false,
         }
     }

@@ -113,7 +113,12 @@ fn typed(ty: FieldType, j: &Json) -> Value<'_> {
                     Value::Record(
                         fields
                             .iter()
-                            .map(|(name, t)| i.get(name).map_or(Value::Null, |v| typed(*t, v)))
+                            .map(|(name, t)| {
+                                // a record's field may be a path inside it (`socket.local.addr`)
+                                name.split('.')
+                                    .try_fold(i, |at, part| at.get(part))
+                                    .map_or(Value::Null, |v| typed(*t, v))
+                            })
                             .collect(),
                     )
                 })

@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub filter: FilterSpec,
     pub sinks: Vec<SinkSpec>,
     pub ancestors: usize,
+    /// Hashing executed files.
+    pub hash: ksight_core::hash::HashConfig,
     pub grace: Duration,
     pub udp_interval: Duration,
     pub dns_timeout: Duration,
@@ -119,6 +121,13 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         }
         _ => {}
     }
+    // an exec's hash may come after it: asking for execs is asking for that too
+    let (exec, exe_hash) = (Kind::from_name("exec"), Kind::from_name("exe_hash"));
+    if let (Some(exec), Some(exe_hash)) = (exec, exe_hash) {
+        if cfg.filter.kinds.contains(&exec) {
+            cfg.filter.kinds.insert(exe_hash);
+        }
+    }
     let mut outputs = Vec::new();
     for spec in &cfg.sinks {
         outputs.push((spec.name(), spec.open()?));
@@ -169,6 +178,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     let enrich_cfg = EnrichConfig {
         ancestors: cfg.ancestors,
         grace_ns: cfg.grace.as_nanos() as u64,
+        hash: cfg.hash,
     };
     let mut enricher = host_enricher(enrich_cfg, cgroups);
     let known = enricher.seed().context("reading /proc")?;
@@ -273,6 +283,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     }
     p.flush().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
+    hash_summary(&p.enricher().hashes);
     if let Some(live) = p.stage_mut::<LiveRules>() {
         rules_summary(live);
     }
@@ -316,6 +327,26 @@ fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
             eprintln!("ksight: SIGHUP: the rules were not reloaded, the old ones run on: {e:#}")
         }
     }
+}
+
+/// What hashing executed files did.
+fn hash_summary<T>(h: &ksight_core::hash::Hashes<T>) {
+    if !h.enabled() {
+        return;
+    }
+    let s = h.stats;
+    eprintln!(
+        "ksight: hashes: {} files hashed ({:.1} MiB read), {} execs found theirs cached, {} not hashed \
+         (changed, vanished, too large, skipped: see exe_hash events){}",
+        s.hashed,
+        s.bytes as f64 / f64::from(1 << 20),
+        s.hits,
+        s.failed,
+        match (s.unanswered, h.pending()) {
+            (0, 0) => String::new(),
+            (u, p) => format!(", {} execs got no exe_hash event ({u} beyond the waiters kept per file, {p} files unanswered at stop)", u as usize + p),
+        }
+    );
 }
 
 /// The rules that matched, with their counters, and the cost of evaluating.

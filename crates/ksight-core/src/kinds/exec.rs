@@ -1,15 +1,22 @@
-//! `exec`: a successful execve/execveat, with argv, paths and ancestors.
+//! `exec`: a successful execve/execveat, with argv, paths, what it ran with
+//! (the file's identity, stdio, privilege: crate::context) and ancestors.
 //!
 //! Born in bpf/process.bpf.c (`on_exec`, at `sched_process_exec`); the record
-//! (`ks_exec_event`) carries argv and three paths back to back in its data.
+//! (`ks_exec_event`) carries argv and the paths back to back in its data.
 
 use std::fmt::Write as _;
 use std::mem::offset_of;
 use std::sync::Arc;
 
-use ksight_wire::{ks_event_kind, ks_exec_event, ks_exec_flags, ks_exec_info, ks_task};
+use ksight_wire::{
+    ks_event_kind, ks_exec_cred, ks_exec_event, ks_exec_file, ks_exec_flags, ks_exec_info,
+    ks_stdio, ks_task,
+};
 use serde::Serialize;
 
+use std::os::unix::ffi::OsStringExt;
+
+use crate::context::{Creds, Dev, ExecFile, Privilege, Stdio, StdioType, ALL_CAPS};
 use crate::decode::{copy, cstr, task, DecodeError};
 use crate::field::{FieldType, Fields, Value};
 use crate::kind::{Cx, KindSpec, Subject};
@@ -43,6 +50,13 @@ pub struct ExecDetail {
     /// A path was deeper than ksight walks; its leading components are missing.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
+    /// The file the kernel ran (for a script, its interpreter), as its inode said.
+    pub file: ExecFile,
+    /// fds 0, 1 and 2.
+    pub stdio: Vec<Stdio>,
+    /// Present when the exec changed the credentials (set-id bits, file capabilities).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privilege: Option<Privilege>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +64,17 @@ pub struct Ancestor {
     pub pid: u32,
     pub exe: Option<Arc<Text>>,
     pub exec_id: Arc<str>,
+    /// Its image's file, when ksight saw the exec (or the fork) that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<AncestorFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AncestorFile {
+    pub dev: Dev,
+    pub inode: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Arc<str>>,
 }
 
 /// An exec record, decoded.
@@ -71,12 +96,29 @@ pub struct RawExec {
     /// A path walk stopped early: the path lacks its leading components.
     pub path_truncated: bool,
     pub tty: Option<Vec<u8>>,
+    pub file: ExecFile,
+    pub creds: Creds,
+    pub stdio: Vec<Stdio>,
 }
+
+const STDIO: &[(&str, FieldType)] = &[
+    ("fd", FieldType::Int),
+    ("type", FieldType::Enum(StdioType::NAMES)),
+    ("path", FieldType::Text),
+    ("inode", FieldType::Int),
+    ("socket.family", FieldType::Text),
+    ("socket.protocol", FieldType::Text),
+    ("socket.local.addr", FieldType::Ip),
+    ("socket.local.port", FieldType::Int),
+    ("socket.remote.addr", FieldType::Ip),
+    ("socket.remote.port", FieldType::Int),
+];
 
 const ANCESTOR: &[(&str, FieldType)] = &[
     ("pid", FieldType::Int),
     ("exe", FieldType::Text),
     ("exec_id", FieldType::Text),
+    ("file.sha256", FieldType::Text),
 ];
 
 impl KindSpec for Exec {
@@ -88,6 +130,15 @@ impl KindSpec for Exec {
     fn decode(buf: &[u8], _hdr: Header) -> Result<RawExec, DecodeError> {
         let t: ks_task = copy(buf, offset_of!(ks_exec_event, task), "exec task")?;
         let info: ks_exec_info = copy(buf, offset_of!(ks_exec_event, info), "exec info")?;
+        let wfile: ks_exec_file = copy(buf, offset_of!(ks_exec_event, file), "exec file")?;
+        let wcred: ks_exec_cred = copy(buf, offset_of!(ks_exec_event, cred), "exec cred")?;
+        let io = offset_of!(ks_exec_event, stdio);
+        let one = std::mem::size_of::<ks_stdio>();
+        let wstdio: [ks_stdio; 3] = [
+            copy(buf, io, "exec stdio")?,
+            copy(buf, io + one, "exec stdio")?,
+            copy(buf, io + 2 * one, "exec stdio")?,
+        ];
         let data = buf
             .get(offset_of!(ks_exec_event, data)..)
             .unwrap_or_default();
@@ -97,6 +148,9 @@ impl KindSpec for Exec {
             info.exe_len,
             info.interp_len,
             info.cwd_len,
+            wstdio[0].path_len,
+            wstdio[1].path_len,
+            wstdio[2].path_len,
         ]
         .map(usize::from);
         let sum: usize = lens.iter().sum();
@@ -108,13 +162,30 @@ impl KindSpec for Exec {
             });
         }
         let mut rest = data;
-        let [argv, filename, exe, interp, cwd] = lens.map(|n| {
+        let [argv, filename, exe, interp, cwd, io0, io1, io2] = lens.map(|n| {
             let (field, tail) = rest.split_at(n);
             rest = tail;
             field
         });
         let flag = |f: ks_exec_flags| info.flags & f.0 != 0;
         let script = flag(ks_exec_flags::KS_EXEC_SCRIPT);
+        // the file that runs: the binary, or a script's interpreter
+        let ran = if script { interp } else { exe };
+        let leaf = ran.split(|&b| b == 0).next().unwrap_or_default();
+        let stdio_trunc = flag(ks_exec_flags::KS_EXEC_STDIO_TRUNCATED);
+        let stdio = [io0, io1, io2]
+            .iter()
+            .zip(&wstdio)
+            .zip(0u8..)
+            .map(|((path, w), fd)| {
+                let path = if path.is_empty() {
+                    Vec::new()
+                } else {
+                    join_path(path, stdio_trunc)
+                };
+                Stdio::from_wire(fd, w, path)
+            })
+            .collect();
         Ok(RawExec {
             task: task(&t),
             old_tid: info.old_tid,
@@ -130,6 +201,9 @@ impl KindSpec for Exec {
                 || flag(ks_exec_flags::KS_EXEC_INTERP_TRUNCATED)
                 || flag(ks_exec_flags::KS_EXEC_CWD_TRUNCATED),
             tty: Some(cstr(&info.tty)).filter(|t| !t.is_empty()),
+            file: ExecFile::from_wire(&wfile, leaf),
+            creds: Creds::from_wire(&wcred),
+            stdio,
         })
     }
 
@@ -155,9 +229,20 @@ impl KindSpec for Exec {
         let exe = Arc::new(Text::from(exe));
         let exec_id = en.table.exec_id(t.pid, hdr.ktime_ns);
         let e = en.entry(t.pid, t.start_ns, t.ppid);
+        // What it could do before the exec, which the kernel no longer shows
+        // at this tracepoint: a process whose real uid is not root holds no
+        // capability (a setuid() away from root clears them; ambient ones are
+        // rare); a root process holds what its last image had, or all.
+        let caps_before = if t.uid == 0 {
+            e.caps.unwrap_or(ALL_CAPS)
+        } else {
+            0
+        };
         e.exec_id = exec_id;
         e.parent_exec_id = Some(parent_exec_id);
         e.exe = Some(exe.clone());
+        e.file = Some(x.file.key());
+        e.caps = Some(x.creds.cap_permitted);
         e.exited = false;
         if !keep {
             cx.counters.filtered += 1;
@@ -172,8 +257,27 @@ impl KindSpec for Exec {
                 pid: a.pid,
                 exe: a.exe.clone(),
                 exec_id: a.exec_id.clone(),
+                file: a.file.map(|k| AncestorFile {
+                    dev: k.dev,
+                    inode: k.inode,
+                    sha256: en.hashes.known(&k),
+                }),
             })
             .collect();
+        // the file that ran: known, or asked for (an exe_hash event follows)
+        let mut file = x.file;
+        let ran = x.interpreter.clone().or_else(|| x.exe.clone());
+        let path = (!file.memfd && !file.deleted)
+            .then(|| ran.map(|p| std::path::PathBuf::from(std::ffi::OsString::from_vec(p))))
+            .flatten();
+        if en.hashes.enabled() {
+            let key = file.key();
+            let mut pids = vec![t.pid];
+            if file.deleted {
+                pids.extend(en.table.running(&key, t.pid, 4));
+            }
+            file.sha256 = en.hashes.hash_or_ask(key, pids, path, process.clone());
+        }
         let exec = ExecDetail {
             filename: Text::from(x.filename),
             exe,
@@ -184,6 +288,9 @@ impl KindSpec for Exec {
             tty: x.tty.map(Text::from),
             old_tid: (x.old_tid != t.pid).then_some(x.old_tid),
             path_truncated: x.path_truncated,
+            privilege: Privilege::of(&x.creds, &file, (t.uid, t.euid, t.gid, t.egid), caps_before),
+            file,
+            stdio: x.stdio,
         };
         cx.record_event(&hdr, Some(process), Exec { exec, ancestors });
     }
@@ -212,6 +319,86 @@ impl KindSpec for Exec {
         f.add("exec.path_truncated", FieldType::Bool, |d| {
             Value::Bool(d.exec.path_truncated)
         });
+        let file = |f: &mut Fields<Self>, name, ty, get: fn(&ExecFile) -> Value<'_>| {
+            f.add(name, ty, move |d| get(&d.exec.file));
+        };
+        file(f, "exec.file.dev", FieldType::Text, |x| {
+            Value::Bytes(x.dev.to_string().into_bytes())
+        });
+        file(f, "exec.file.inode", FieldType::Int, |x| {
+            Value::uint(x.inode)
+        });
+        file(f, "exec.file.size", FieldType::Int, |x| Value::uint(x.size));
+        file(f, "exec.file.mode", FieldType::Text, |x| {
+            Value::Text(x.mode.as_bytes())
+        });
+        file(f, "exec.file.uid", FieldType::Int, |x| {
+            Value::Int(x.uid.into())
+        });
+        file(f, "exec.file.gid", FieldType::Int, |x| {
+            Value::Int(x.gid.into())
+        });
+        file(f, "exec.file.ctime", FieldType::Time, |x| {
+            Value::Time(x.ctime)
+        });
+        file(f, "exec.file.mtime", FieldType::Time, |x| {
+            Value::Time(x.mtime)
+        });
+        file(f, "exec.file.nlink", FieldType::Int, |x| {
+            Value::Int(x.nlink.into())
+        });
+        file(f, "exec.file.deleted", FieldType::Bool, |x| {
+            Value::Bool(x.deleted)
+        });
+        file(f, "exec.file.memfd", FieldType::Bool, |x| {
+            Value::Bool(x.memfd)
+        });
+        file(f, "exec.file.writable_by_others", FieldType::Bool, |x| {
+            Value::Bool(x.writable_by_others)
+        });
+        file(f, "exec.file.setuid", FieldType::Bool, |x| {
+            Value::Bool(x.setuid)
+        });
+        file(f, "exec.file.setgid", FieldType::Bool, |x| {
+            Value::Bool(x.setgid)
+        });
+        file(f, "exec.file.fs", FieldType::Text, |x| {
+            Value::Text(x.fs.as_bytes())
+        });
+        file(f, "exec.file.sha256", FieldType::Text, |x| {
+            x.sha256
+                .as_ref()
+                .map_or(Value::Null, |h| Value::Text(h.as_bytes()))
+        });
+        f.add("exec.stdio", FieldType::Records(STDIO), |d| {
+            Value::List(d.exec.stdio.iter().map(stdio_record).collect())
+        });
+        f.add("exec.privilege.setuid", FieldType::Bool, |d| {
+            d.exec
+                .privilege
+                .as_ref()
+                .map_or(Value::Null, |p| Value::Bool(p.setuid))
+        });
+        f.add("exec.privilege.setgid", FieldType::Bool, |d| {
+            d.exec
+                .privilege
+                .as_ref()
+                .map_or(Value::Null, |p| Value::Bool(p.setgid))
+        });
+        f.add(
+            "exec.privilege.caps_gained",
+            FieldType::List(&FieldType::Text),
+            |d| {
+                d.exec.privilege.as_ref().map_or(Value::Null, |p| {
+                    Value::List(
+                        p.caps_gained
+                            .iter()
+                            .map(|c| Value::Text(c.as_bytes()))
+                            .collect(),
+                    )
+                })
+            },
+        );
         f.add("ancestors", FieldType::Records(ANCESTOR), |d| {
             Value::List(
                 d.ancestors
@@ -221,6 +408,10 @@ impl KindSpec for Exec {
                             Value::Int(a.pid.into()),
                             Value::opt_text(a.exe.as_deref()),
                             Value::Text(a.exec_id.as_bytes()),
+                            a.file
+                                .as_ref()
+                                .and_then(|f| f.sha256.as_ref())
+                                .map_or(Value::Null, |h| Value::Text(h.as_bytes())),
                         ])
                     })
                     .collect(),
@@ -240,11 +431,57 @@ impl KindSpec for Exec {
         if let Some(i) = &exec.interpreter {
             let _ = write!(cell, "  [interp {i}]");
         }
+        // what a responder wants to see at a glance
+        let file = &exec.file;
+        for (on, mark) in [
+            (exec.privilege.as_ref().is_some_and(|p| p.setuid), "setuid"),
+            (
+                exec.privilege
+                    .as_ref()
+                    .is_some_and(|p| !p.caps_gained.is_empty()),
+                "caps+",
+            ),
+            (file.memfd, "memfd"),
+            (file.deleted && !file.memfd, "deleted"),
+        ] {
+            if on {
+                let _ = write!(cell, "  [{mark}]");
+            }
+        }
+        for io in &exec.stdio {
+            if let Some(r) = io.socket.as_ref().and_then(|s| s.remote.as_ref()) {
+                let _ = write!(cell, "  [fd{} socket {r}]", io.fd);
+            }
+        }
     }
 
     fn colour(&self) -> Colour {
         Colour::Green
     }
+}
+
+/// One `exec.stdio` element, its fields in STDIO's order.
+fn stdio_record(io: &Stdio) -> Value<'_> {
+    let sock = io.socket.as_ref();
+    let end = |e: Option<&crate::net::Endpoint>| {
+        e.map_or((Value::Null, Value::Null), |e| {
+            (Value::Ip(e.addr), Value::Int(e.port.into()))
+        })
+    };
+    let (la, lp) = end(sock.and_then(|s| s.local.as_ref()));
+    let (ra, rp) = end(sock.and_then(|s| s.remote.as_ref()));
+    Value::Record(vec![
+        Value::Int(io.fd.into()),
+        Value::Text(io.kind.name().as_bytes()),
+        Value::opt_text(io.path.as_ref()),
+        Value::opt_int(io.inode),
+        sock.map_or(Value::Null, |s| Value::Text(s.family.as_bytes())),
+        sock.map_or(Value::Null, |s| Value::Text(s.protocol.as_bytes())),
+        la,
+        lp,
+        ra,
+        rp,
+    ])
 }
 
 /// argv as /proc/pid/cmdline lays it out: NUL-terminated strings. Empty

@@ -83,11 +83,14 @@ impl KindSpec for Fork {
         let exec_id = if f.thread {
             None
         } else {
+            let parent = en.entry(f.task.pid, f.task.start_ns, f.task.ppid);
+            let (file, caps) = (parent.file, parent.caps);
             let mut child = en
                 .table
                 .bare_entry(f.child_pid, f.child_start_ns, f.task.pid);
             child.parent_exec_id = Some(process.exec_id.clone());
             child.exe = process.exe.clone();
+            (child.file, child.caps) = (file, caps);
             let id = child.exec_id.clone();
             en.table.insert(child);
             Some(id)

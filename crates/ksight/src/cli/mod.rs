@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ksight_bpf::{AcceptHook, AttachMode, TransportMode};
 use ksight_core::event::Kind;
 use ksight_core::filter::FilterSpec;
+use ksight_core::hash::HashMode;
 use ksight_core::sink::{Color, Format, SinkSpec};
 use ksight_doctor::DoctorFormat;
 
@@ -170,6 +171,19 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4)]
     pub ancestors: usize,
 
+    /// Hash every executed file (SHA-256, on a worker thread, off the event path):
+    /// `exec.file.sha256` when known, else an `exe_hash` event follows.
+    #[arg(long, value_enum, default_value_t = HashMode::Sha256)]
+    pub hash: HashMode,
+
+    /// Executed files larger than this are not hashed (K, M, G suffixes).
+    #[arg(long, default_value = "256M", value_parser = parse_bytes)]
+    pub hash_max_size: u64,
+
+    /// Bytes per second the hash worker reads at most (K, M, G suffixes).
+    #[arg(long, default_value = "64M", value_parser = parse_bytes)]
+    pub hash_rate: u64,
+
     /// Tracepoint program flavour.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
@@ -280,6 +294,11 @@ impl RunArgs {
                 output: self.output,
             }],
             ancestors: self.ancestors,
+            hash: ksight_core::hash::HashConfig {
+                enabled: self.hash == HashMode::Sha256,
+                max_size: self.hash_max_size,
+                rate: self.hash_rate,
+            },
             grace: self.grace,
             udp_interval: self.udp_interval,
             dns_timeout: self.dns_timeout,
@@ -317,8 +336,8 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
     }
 }
 
-/// "4096", "64K", "8M".
-pub fn parse_size(s: &str) -> Result<u32, String> {
+/// "4096", "64K", "8M", "1G": bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
         Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
@@ -328,9 +347,13 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size such as 8M"))?;
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s} must be a power of two between 4K and 1G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// A ring buffer size: "4096", "64K", "8M", a power of two.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(s)?;
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!("{s} must be a power of two between 4K and 1G"));
     }
