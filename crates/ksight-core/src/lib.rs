@@ -21,6 +21,7 @@ pub mod model;
 pub mod net;
 pub mod procfs;
 pub mod proctable;
+pub mod runtime;
 pub mod table;
 pub mod text;
 // what a kind is, and the helpers the TCP kinds share
