@@ -17,6 +17,7 @@ use crate::hash::{HashConfig, Hashes};
 use crate::model::{Process, TaskFacts, WallTime};
 use crate::procfs::{ProcFs, ProcInfo};
 use crate::proctable::{Entry, ProcessTable};
+use crate::runtime::{ContainerInfo, ContainerResolver, RuntimeConfig};
 use crate::text::Text;
 
 /// Converts kernel clocks. Refresh it periodically: NTP moves the wall clock.
@@ -69,6 +70,8 @@ pub struct EnrichConfig {
     pub grace_ns: u64,
     /// Hashing executed files.
     pub hash: HashConfig,
+    /// Where container runtimes are asked about containers; `None`: not asked.
+    pub containers: Option<RuntimeConfig>,
 }
 
 impl Default for EnrichConfig {
@@ -77,6 +80,7 @@ impl Default for EnrichConfig {
             ancestors: 4,
             grace_ns: 10_000_000_000,
             hash: HashConfig::default(),
+            containers: None,
         }
     }
 }
@@ -85,6 +89,8 @@ impl Default for EnrichConfig {
 struct CgroupInfo {
     path: Option<Arc<str>>,
     container: Option<Arc<str>>,
+    /// The runtime's description, once known (asked until then).
+    meta: Option<Arc<ContainerInfo>>,
 }
 
 /// How long after a DNS answer a connection to one of its addresses is named by it.
@@ -98,6 +104,9 @@ pub struct GaiCall {
 }
 
 pub struct Enricher {
+    /// Container runtimes' descriptions of containers, fetched off the event
+    /// path (the `container` kind announces each once known).
+    pub containers: Option<ContainerResolver>,
     /// Hashes of executed files, and the worker that makes them (`exec` asks,
     /// `exe_hash` answers); an answer goes back with the asking exec's process.
     pub hashes: Hashes<Process>,
@@ -134,6 +143,7 @@ impl Enricher {
     ) -> Self {
         let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
         Enricher {
+            containers: cfg.containers.clone().map(ContainerResolver::new),
             hashes: Hashes::new(cfg.hash, procfs.root().to_path_buf()),
             gai_calls: Vec::new(),
             names: HashMap::new(),
@@ -198,12 +208,25 @@ impl Enricher {
     }
 
     fn cgroup(&mut self, id: u64) -> CgroupInfo {
-        if let Some(c) = self.cgroup_cache.get(&id) {
+        if let Some(c) = self.cgroup_cache.get_mut(&id) {
+            // a container not described yet: ask again (the resolver asks its
+            // runtime once, and remembers a failure for a while)
+            if let (Some(cid), None, Some(r)) = (&c.container, &c.meta, &self.containers) {
+                c.meta = r.lookup(cid);
+            }
             return c.clone();
         }
         let path = self.cgroups.path(id);
         let container = path.as_deref().and_then(container_id).map(Arc::from);
-        let info = CgroupInfo { path, container };
+        let meta = match (&container, &self.containers) {
+            (Some(cid), Some(r)) => r.lookup(cid),
+            _ => None,
+        };
+        let info = CgroupInfo {
+            path,
+            container,
+            meta,
+        };
         if info.path.is_some() {
             if self.cgroup_cache.len() >= 65_536 {
                 self.cgroup_cache.clear();
@@ -258,6 +281,7 @@ impl Enricher {
             cgroup_id: t.cgroup_id,
             cgroup: cg.path,
             container_id: cg.container,
+            container: cg.meta,
             pidns: t.pidns,
             ns_pid: t.ns_pid,
             ns_tid: t.ns_tid,

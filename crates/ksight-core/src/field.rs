@@ -80,6 +80,10 @@ impl<'a> Value<'a> {
         Value::Text(t.as_bytes())
     }
 
+    pub fn opt_str(t: Option<&'a str>) -> Value<'a> {
+        t.map_or(Value::Null, |t| Value::Text(t.as_bytes()))
+    }
+
     pub fn opt_text(t: Option<&'a Text>) -> Value<'a> {
         t.map_or(Value::Null, Value::text)
     }

@@ -137,9 +137,20 @@ impl Filter {
             }
         }
         if !s.containers.is_empty() {
+            // an id prefix, or the name its runtime gives it
             let value = self.container.get(ev);
             let id = value.as_bytes().unwrap_or_default();
-            if id.is_empty() || !s.containers.iter().any(|c| id.starts_with(c.as_bytes())) {
+            let name = ev
+                .process
+                .as_ref()
+                .and_then(|p| p.container.as_ref())
+                .and_then(|c| c.name.as_deref());
+            if id.is_empty()
+                || !s
+                    .containers
+                    .iter()
+                    .any(|c| id.starts_with(c.as_bytes()) || name == Some(c.as_str()))
+            {
                 return false;
             }
         }

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+use crate::runtime::ContainerInfo;
+
 use crate::text::Text;
 
 /// Version of the JSON schema in docs/events.md; every event carries it as `v`.
@@ -84,6 +86,11 @@ pub struct Process {
     /// cgroup v2 path relative to the cgroup2 mount, when resolvable.
     pub cgroup: Option<Arc<str>>,
     pub container_id: Option<Arc<str>>,
+    /// The container, as its runtime describes it (name, image, labels, pod),
+    /// once ksight has asked (the first events of a new container lack it; a
+    /// `container` event announces it when known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<ContainerInfo>>,
     /// Inode of the process's pid namespace, and its pid/tid inside it.
     pub pidns: u32,
     pub ns_pid: u32,

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use crate::event::{Event, Kind, SCHEMA_VERSION};
+use crate::event::{Event, Kind, Process, SCHEMA_VERSION};
 use crate::field::Fields;
 pub use crate::field::{FieldType, Value};
 use crate::kind::KindSpec;
 use crate::kinds::{FromDetail, KindVisitor};
+use crate::runtime::ContainerInfo;
 
 type Getter = Box<dyn for<'e> Fn(&'e Event) -> Value<'e> + Send + Sync>;
 
@@ -189,6 +190,37 @@ fn declare_common(r: &mut Registry) {
         .container_id
         .as_deref()
         .map_or(Value::Null, |s| Value::Text(s.as_bytes())));
+    process!("process.container.name", FieldType::Text, |p| text(
+        meta(p).and_then(|c| c.name.as_ref())
+    ));
+    process!("process.container.image", FieldType::Text, |p| text(
+        meta(p).and_then(|c| c.image.as_ref())
+    ));
+    process!("process.container.image_digest", FieldType::Text, |p| text(
+        meta(p).and_then(|c| c.image_digest.as_ref())
+    ));
+    process!("process.container.runtime", FieldType::Text, |p| meta(p)
+        .map_or(Value::Null, |c| Value::Text(
+            c.runtime.as_str().as_bytes()
+        )));
+    process!(
+        "process.container.labels",
+        FieldType::List(&FieldType::Text),
+        |p| meta(p).map_or(Value::Null, |c| Value::List(
+            c.labels
+                .iter()
+                .map(|(k, v)| Value::Bytes(format!("{k}={v}").into_bytes()))
+                .collect()
+        ))
+    );
+    process!("process.container.pod.name", FieldType::Text, |p| meta(p)
+        .and_then(|c| c.pod.as_ref())
+        .map_or(Value::Null, |pod| Value::Text(pod.name.as_bytes())));
+    process!("process.container.pod.namespace", FieldType::Text, |p| {
+        meta(p)
+            .and_then(|c| c.pod.as_ref())
+            .map_or(Value::Null, |pod| Value::Text(pod.namespace.as_bytes()))
+    });
     process!("process.pidns", FieldType::Int, |p| Value::Int(
         p.pidns.into()
     ));
@@ -198,6 +230,15 @@ fn declare_common(r: &mut Registry) {
     process!("process.ns_tid", FieldType::Int, |p| Value::Int(
         p.ns_tid.into()
     ));
+}
+
+/// The runtime's description of a process's container.
+fn meta(p: &Process) -> Option<&ContainerInfo> {
+    p.container.as_deref()
+}
+
+fn text(t: Option<&String>) -> Value<'_> {
+    Value::opt_str(t.map(String::as_str))
 }
 
 /// Each kind's fields, read from the event's detail.

@@ -340,6 +340,7 @@ mod tests {
                 cgroup_id: 1,
                 cgroup: Some("/".into()),
                 container_id: None,
+                container: None,
                 pidns: 1,
                 ns_pid: 42,
                 ns_tid: 42,

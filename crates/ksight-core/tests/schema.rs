@@ -52,7 +52,10 @@ fn compatible(ty: FieldType, doc: &str) -> bool {
         FieldType::Bool => doc == "bool",
         FieldType::Text => doc == "text" || doc == "string",
         FieldType::Ip | FieldType::Time | FieldType::Kind | FieldType::Enum(_) => doc == "string",
-        FieldType::List(_) | FieldType::Records(_) => doc.starts_with("array"),
+        // a map (labels) is an object in JSON, its `key=value` pairs a list to rules
+        FieldType::List(_) | FieldType::Records(_) => {
+            doc.starts_with("array") || doc.starts_with("map")
+        }
     }
 }
 

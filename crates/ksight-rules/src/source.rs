@@ -106,6 +106,14 @@ fn typed(ty: FieldType, j: &Json) -> Value<'_> {
         (FieldType::List(elem), Json::Array(items)) => {
             Value::List(items.iter().map(|i| typed(*elem, i)).collect())
         }
+        // a map (container labels): its `key=value` pairs, as live events give them
+        (FieldType::List(FieldType::Text), Json::Object(map)) => Value::List(
+            map.iter()
+                .map(|(k, v)| {
+                    Value::Bytes(format!("{k}={}", v.as_str().unwrap_or_default()).into_bytes())
+                })
+                .collect(),
+        ),
         (FieldType::Records(fields), Json::Array(items)) => Value::List(
             items
                 .iter()
@@ -137,7 +145,8 @@ mod tests {
     fn json_fields_read_as_their_types() {
         let line = r#"{"v":1,"type":"exec","time":"2026-01-01T00:00:00.000000001Z","ktime":5,"cpu":0,"seq":1,
             "process":{"pid":7,"comm":{"bytes":"/w=="},"exe":"/bin/sh"},
-            "exec":{"argv":["sh","-c"],"cwd":"/"},"ancestors":[{"pid":1,"exe":null,"exec_id":"x"}]}"#;
+            "exec":{"argv":["sh","-c"],"cwd":"/","stdio":[{"fd":0,"type":"socket","socket":{"remote":{"addr":"::1","port":9}}}]},
+            "ancestors":[{"pid":1,"exe":null,"exec_id":"x","file":{"sha256":"ab"}}]}"#;
         let ev = JsonEvent::parse(line).unwrap();
         let r = registry();
         let get = |p: &str| ev.get(r.field(p).unwrap());
@@ -158,8 +167,21 @@ mod tests {
         };
         assert_eq!(
             anc[0],
-            Value::Record(vec![Value::Int(1), Value::Null, Value::Text(b"x")])
+            Value::Record(vec![
+                Value::Int(1),
+                Value::Null,
+                Value::Text(b"x"),
+                Value::Text(b"ab")
+            ])
         );
+        // a record's field that is a path inside it
+        let Value::List(io) = get("exec.stdio") else {
+            panic!()
+        };
+        let Value::Record(fd0) = &io[0] else { panic!() };
+        assert_eq!(fd0[0], Value::Int(0));
+        assert!(fd0.contains(&Value::Ip("::1".parse().unwrap())), "{fd0:?}");
+        assert!(fd0.contains(&Value::Int(9)));
         // a field of another kind reads as absent
         assert_eq!(get("net.remote.port"), Value::Null);
     }

@@ -51,6 +51,8 @@ pub struct RunConfig {
     pub ancestors: usize,
     /// Hashing executed files.
     pub hash: ksight_core::hash::HashConfig,
+    /// Ask container runtimes about containers.
+    pub container_meta: bool,
     pub grace: Duration,
     pub udp_interval: Duration,
     pub dns_timeout: Duration,
@@ -179,6 +181,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         ancestors: cfg.ancestors,
         grace_ns: cfg.grace.as_nanos() as u64,
         hash: cfg.hash,
+        containers: cfg
+            .container_meta
+            .then(ksight_core::runtime::RuntimeConfig::default),
     };
     let mut enricher = host_enricher(enrich_cfg, cgroups);
     let known = enricher.seed().context("reading /proc")?;
@@ -284,6 +289,15 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     p.flush().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
     hash_summary(&p.enricher().hashes);
+    if let Some(r) = &p.enricher().containers {
+        let s = r.stats();
+        if s.queued > 0 {
+            eprintln!(
+                "ksight: containers: {} described by their runtime, {} not (unknown to every runtime ksight asked), {} errors",
+                s.resolved, s.failed, s.errors
+            );
+        }
+    }
     if let Some(live) = p.stage_mut::<LiveRules>() {
         rules_summary(live);
     }

@@ -184,6 +184,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "64M", value_parser = parse_bytes)]
     pub hash_rate: u64,
 
+    /// Do not ask container runtimes (docker, podman, containerd, CRI-O) about
+    /// containers: events then carry `process.container_id` only.
+    #[arg(long)]
+    pub no_container_meta: bool,
+
     /// Tracepoint program flavour.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
@@ -299,6 +304,7 @@ impl RunArgs {
                 max_size: self.hash_max_size,
                 rate: self.hash_rate,
             },
+            container_meta: !self.no_container_meta,
             grace: self.grace,
             udp_interval: self.udp_interval,
             dns_timeout: self.dns_timeout,
