@@ -113,8 +113,9 @@ static __always_inline void exec_file_times(struct ks_exec_file *f, struct inode
 
 /* The executed file's identity, from its inode. */
 static __always_inline void exec_file(struct ks_exec_file *f, struct file *file,
-				      struct vfsmount *mnt, const int direct)
+				      const int direct)
 {
+	struct vfsmount *mnt = KS_RD(direct, file, f_path.mnt);
 	struct inode *ino = KS_RD(direct, file, f_inode);
 	struct super_block *sb = KS_RD(direct, ino, i_sb);
 
@@ -152,6 +153,10 @@ static __always_inline void exec_cred(struct ks_exec_cred *c, struct task_struct
 	c->per_clear = KS_RD(direct, bprm, per_clear);
 	c->secure = BPF_CORE_READ_BITFIELD_PROBED(bprm, secureexec);
 }
+
+/* Components of a stdio file's path walked at most: each of the three walks
+ * costs the verifier (ksight's start) in proportion. */
+#define KS_STDIO_PATH_DEPTH 16
 
 /* What fds 0, 1 and 2 are; the paths of files and directories go into the
  * data area from s->off on (walked like exe and cwd). */
@@ -211,9 +216,9 @@ static __always_inline void exec_stdio(struct ks_exec_scratch *s, struct task_st
 			sd->type = KS_STDIO_OTHER;
 		}
 		if (walk)
-			ks_path_walk(e->data, &s->off, &sd->path_len, &e->info.flags,
-				     KS_EXEC_STDIO_TRUNCATED, BPF_CORE_READ(f, f_path.dentry),
-				     BPF_CORE_READ(f, f_path.mnt));
+			ks_path_walk_n(e->data, &s->off, &sd->path_len, &e->info.flags,
+				       KS_EXEC_STDIO_TRUNCATED, BPF_CORE_READ(f, f_path.dentry),
+				       BPF_CORE_READ(f, f_path.mnt), KS_STDIO_PATH_DEPTH);
 		/* the next path goes after this one (in map memory: see ks_path_walk) */
 		s->off += sd->path_len;
 	}
@@ -270,8 +275,11 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 	 * interpreter and the script itself is `filename` */
 	int script = BPF_CORE_READ(bprm, interp) != filename;
 	struct file *file = KS_RD(direct, bprm, file);
-	struct dentry *dentry = KS_RD(direct, file, f_path.dentry);
-	struct vfsmount *vfsmnt = KS_RD(direct, file, f_path.mnt);
+	/* probe reads, whatever `direct` says: the path walks mix these with
+	 * pointers they probe-read themselves, and a walk whose pointers change
+	 * type between iterations defeats the verifier's pruning (4x the time) */
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 
 	/* the walks find their offsets in s->off (map memory): see ks_path_walk */
 	e->info.exe_len = 0;
@@ -293,7 +301,7 @@ static __always_inline int on_exec(void *ctx, struct task_struct *task, pid_t ol
 	ks_path_walk(e->data, &s->off, &e->info.cwd_len, &e->info.flags,
 		     KS_EXEC_CWD_TRUNCATED, BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt));
 
-	exec_file(&e->file, file, vfsmnt, direct);
+	exec_file(&e->file, file, direct);
 	exec_cred(&e->cred, task, bprm, direct);
 	s->off = e->info.argv_len + e->info.filename_len + e->info.exe_len + e->info.interp_len +
 		 e->info.cwd_len;

@@ -294,14 +294,14 @@ static __always_inline void ks_sock_tuple_read(struct ks_sock_tuple *t, const st
  * blew the 1M instruction budget). Every write is masked into
  * [0, KS_DATA_MASK] + KS_NAME_MAX, which the caller's buffer must cover.
  */
-static __always_inline void ks_path_walk(__u8 *buf, __u16 *basep, __u16 *lenp, __u32 *flags,
-					 __u32 trunc_flag, struct dentry *dentry,
-					 struct vfsmount *vfsmnt)
+static __always_inline void ks_path_walk_n(__u8 *buf, __u16 *basep, __u16 *lenp, __u32 *flags,
+					   __u32 trunc_flag, struct dentry *dentry,
+					   struct vfsmount *vfsmnt, const int depth)
 {
 	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
 
 	*lenp = 0;
-	for (int i = 0; i < KS_PATH_DEPTH; i++) {
+	for (int i = 0; i < depth; i++) {
 		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 
@@ -339,6 +339,14 @@ static __always_inline void ks_path_walk(__u8 *buf, __u16 *basep, __u16 *lenp, _
 		dentry = parent;
 	}
 	*flags |= trunc_flag;
+}
+
+/* ks_path_walk_n as deep as any path ksight reports */
+static __always_inline void ks_path_walk(__u8 *buf, __u16 *basep, __u16 *lenp, __u32 *flags,
+					 __u32 trunc_flag, struct dentry *dentry,
+					 struct vfsmount *vfsmnt)
+{
+	ks_path_walk_n(buf, basep, lenp, flags, trunc_flag, dentry, vfsmnt, KS_PATH_DEPTH);
 }
 
 #endif /* KS_COMMON_BPF_H */

@@ -179,7 +179,8 @@ run_transport() {
     *) fail "$t: exec stdio lacks fd 0 /dev/null" ;;
     esac
     case "$x" in
-    *'"ctime":"20'*'"mtime":"20'*'"nlink":'*'"deleted":false'*) ok "$t: exec file identity (times, links)" ;;
+    *'"deleted":true'*) fail "$t: /bin/true reported deleted" ;;
+    *'"ctime":"20'*'"mtime":"20'*'"nlink":'*) ok "$t: exec file identity (times, links)" ;;
     *) fail "$t: exec file identity missing or times not read" ;;
     esac
     grep -F '"type":"exe_hash"' "$ev" | grep -qF '"status":"ok"' || grep -qF '"sha256":"' "$ev" &&

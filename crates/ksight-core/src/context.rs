@@ -67,12 +67,19 @@ pub struct ExecFile {
     pub ctime: WallTime,
     pub mtime: WallTime,
     pub nlink: u32,
+    // The flags below are written only when true (an exec's JSON is the
+    // largest event; most files are none of these).
     /// No name is left: removed before or while it ran (`nlink` 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
     /// An anonymous memory file (memfd_create), never on disk.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub memfd: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub writable_by_others: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub setuid: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub setgid: bool,
     /// The file system's type, named where ksight knows its magic (else `0x...`).
     pub fs: String,

@@ -71,6 +71,9 @@ impl Source for JsonEvent {
         for part in f.path.split('.') {
             match at.get(part) {
                 Some(next) => at = next,
+                // a flag is written only when true (`exec.path_truncated`,
+                // `exec.file.deleted`): absent from its kind's event is false
+                None if f.ty == FieldType::Bool => return Value::Bool(false),
                 None => return Value::Null,
             }
         }
