@@ -175,7 +175,7 @@ run_transport() {
     # what the exec ran with: stdio, the file's identity (inode times moved between kernels)
     x=$(grep -F '"argv":["/bin/true","ksight-matrix"]' "$ev" | head -1)
     case "$x" in
-    *'"stdio":[{"fd":0,"type":"char","path":"/dev/null"}'*) ok "$t: exec stdio: fd 0 is /dev/null" ;;
+    *'"stdio":[{"fd":0,"type":"char","path":"/dev/null","device":"1:3"'*) ok "$t: exec stdio: fd 0 is /dev/null" ;;
     *) fail "$t: exec stdio lacks fd 0 /dev/null" ;;
     esac
     case "$x" in
