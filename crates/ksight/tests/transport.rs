@@ -98,7 +98,11 @@ fn records_of_each_process_arrive_in_causal_order() {
     let mut seen: HashMap<u64, Vec<&str>> = HashMap::new();
     let mut cpus = std::collections::BTreeSet::new();
     // records only (an exe_hash answer follows an exec, made from state)
-    for e in r.events.iter().filter(|e| e["seq"].is_u64() || e["type"] == "lost") {
+    for e in r
+        .events
+        .iter()
+        .filter(|e| e["seq"].is_u64() || e["type"] == "lost")
+    {
         cpus.insert(e["cpu"].as_u64().unwrap());
         let (pid, kind) = match e["type"].as_str().unwrap() {
             "fork" => (e["child"]["pid"].as_u64().unwrap(), "fork"),
