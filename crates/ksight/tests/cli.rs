@@ -183,7 +183,7 @@ fn raw_tracepoint_fallback_reports_the_same() {
 fn filters_by_comm_and_kind() {
     let dir = temp_dir("filter");
     let exe = dir.join("ks-filter-me");
-    std::fs::copy("/bin/true", &exe).unwrap();
+    install_exe(std::path::Path::new("/bin/true"), &exe, "0755");
     // (no rules: their alerts pass a kind filter, and this binary runs from /tmp)
     let k = Ksight::start(&["--comm", "ks-filter-me", "--events", "exec", "--no-rules"]);
     let (pid, _) = run(&mut Command::new(&exe));

@@ -127,8 +127,7 @@ fn a_setuid_root_file_run_by_nobody_raises_euid_and_says_so() {
     let dir = temp_dir("setuid");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let id = dir.join("ks-id");
-    std::fs::copy("/usr/bin/id", &id).unwrap();
-    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    install_exe(Path::new("/usr/bin/id"), &id, "4755");
     let k = Ksight::start(&["--events", "exec"]);
     let (pid, st) = run(Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
@@ -184,7 +183,7 @@ fn a_memfd_exec_and_a_deleted_binary_are_flagged_and_still_hashed() {
     // a binary removed while it runs, run again through its /proc link
     let dir = temp_dir("deleted");
     let x = dir.join("ks-sleeper");
-    std::fs::copy("/bin/sleep", &x).unwrap();
+    install_exe(Path::new("/bin/sleep"), &x, "0755");
     let k = Ksight::start(&["--events", "exec"]);
     let (memfd_pid, st) = run(Command::new(format!("/proc/self/fd/{fd}")).arg("0.5"));
     assert!(st.success());
@@ -251,14 +250,10 @@ fn a_memfd_exec_and_a_deleted_binary_are_flagged_and_still_hashed() {
 fn the_hash_equals_sha256sum_and_is_inline_once_known() {
     let dir = temp_dir("hash");
     let x = dir.join("ks-true");
-    std::fs::copy("/bin/true", &x).unwrap();
     // one byte more at the end: a file no other test ran, so nobody hashed it yet
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&x)
-        .unwrap()
-        .write_all(b"\0")
-        .unwrap();
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.push(0);
+    write_exe(&x, &bytes);
     let want = sha256sum(&x);
     let k = Ksight::start(&["--events", "exec"]);
     let (first, _) = run(&mut Command::new(&x));
@@ -289,14 +284,13 @@ fn the_hash_equals_sha256sum_and_is_inline_once_known() {
 fn a_file_changed_before_it_is_read_is_reported_changed_not_hashed() {
     let dir = temp_dir("changed");
     let sh = dir.join("ks-dash");
-    std::fs::copy("/bin/dash", &sh).unwrap();
+    install_exe(Path::new("/bin/dash"), &sh, "0755");
     // a 2 MiB program first, hashed at 1 MiB/s: the worker is busy with it
     // for two seconds, while the shell behind it in the queue alters its file
     let big = dir.join("ks-big");
     let mut bytes = std::fs::read("/bin/true").unwrap();
     bytes.resize(2 << 20, 0);
-    std::fs::write(&big, bytes).unwrap();
-    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exe(&big, &bytes);
     let k = Ksight::start(&["--events", "exec", "--hash-rate", "1M"]);
     run(&mut Command::new(&big));
     // the shell changes its own file: chmod moves its ctime

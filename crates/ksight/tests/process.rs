@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -112,8 +112,7 @@ fn a_100k_argv_is_cut_at_the_bound_and_flagged() {
 fn a_script_reports_itself_as_exe_and_its_interpreter() {
     let dir = temp_dir("script");
     let script = dir.join("hello.sh");
-    std::fs::write(&script, "#!/bin/sh\nexit 7\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exe(&script, b"#!/bin/sh\nexit 7\n");
     let k = Ksight::start(&[]);
     let (pid, status) = run(Command::new("./hello.sh").arg("arg1").current_dir(&dir));
     assert_eq!(status.code(), Some(7));

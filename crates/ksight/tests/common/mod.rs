@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -214,6 +215,29 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Put a program at `dst` (mode `mode`, e.g. "0755") without ever holding
+/// it open for writing in this process: a test thread that forks while
+/// this one writes would carry the write fd into its child until that child
+/// execs, and an exec of `dst` in that window fails with ETXTBSY. `install`
+/// writes it in a process of its own.
+pub fn install_exe(src: &Path, dst: &Path, mode: &str) {
+    let st = Command::new("install")
+        .args(["-m", mode])
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("spawn install");
+    assert!(st.success(), "install {} {}", src.display(), dst.display());
+}
+
+/// `install_exe` of bytes: written first to a file nobody runs.
+pub fn write_exe(dst: &Path, bytes: &[u8]) {
+    let tmp = dst.with_extension("ks-src");
+    std::fs::write(&tmp, bytes).unwrap();
+    install_exe(&tmp, dst, "0755");
+    std::fs::remove_file(&tmp).unwrap();
 }
 
 /// Run a command to completion; returns (pid, status).
