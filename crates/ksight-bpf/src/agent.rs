@@ -12,7 +12,7 @@
 //! degrades its feature (see [`Agent::degraded`]), never the run.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -68,7 +68,14 @@ pub struct Agent {
     perf: RefCell<Option<PerfParts>>,
     /// Why `Auto` fell back from tp_btf, if it did.
     fallback: Option<String>,
+    /// getaddrinfo probes of single processes (`--getaddrinfo lazy`), by pid.
+    gai: RefCell<HashMap<u32, Vec<Link>>>,
+    gai_lazy: bool,
 }
+
+/// Processes with their own getaddrinfo probes, at most: past it, more are
+/// not given any (their lookups are still seen as packets).
+pub const GAI_PROCESSES: usize = 512;
 
 impl Agent {
     /// Load and attach. With `AttachMode::Auto`, a kernel that refuses tp_btf
@@ -228,6 +235,8 @@ impl Agent {
             transport: cfg.transport,
             perf: RefCell::new(perf),
             fallback: None,
+            gai: RefCell::new(HashMap::new()),
+            gai_lazy: cfg.gai == crate::GaiAttach::Lazy,
         })
     }
 
@@ -273,12 +282,43 @@ impl Agent {
         self.sensors.iter().map(|s| s.spec().name).collect()
     }
 
+    /// Give one process the getaddrinfo probes (`--getaddrinfo lazy`: it has
+    /// sent DNS). Ok(false): nothing to do (no getaddrinfo sensor, not lazy,
+    /// already done, no libc in it, or GAI_PROCESSES reached).
+    pub fn attach_getaddrinfo(&self, pid: u32) -> Result<bool, LoadError> {
+        let Some(obj) = self.object("gai").filter(|_| self.gai_lazy) else {
+            return Ok(false);
+        };
+        let mut gai = self.gai.borrow_mut();
+        if gai.contains_key(&pid) || gai.len() >= GAI_PROCESSES {
+            return Ok(false);
+        }
+        match crate::sensors::gai::attach_pid(obj, pid)? {
+            Some(links) => {
+                gai.insert(pid, links);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// A process that had its own getaddrinfo probes ended: drop them.
+    pub fn detach_getaddrinfo(&self, pid: u32) -> bool {
+        self.gai.borrow_mut().remove(&pid).is_some()
+    }
+
+    /// Processes with their own getaddrinfo probes now.
+    pub fn getaddrinfo_processes(&self) -> usize {
+        self.gai.borrow().len()
+    }
+
     /// Detach every program (the maps stay, for a last read): after this, the
     /// buffer holds every record the programs will ever write, and the drop
     /// counters every record they refused.
     pub fn detach(&self) {
         // last attached, first detached: the TCP state program goes before the
         // accept() hook that relies on it
+        self.gai.borrow_mut().clear();
         let mut links = self.links.borrow_mut();
         while links.pop().is_some() {}
         drop(links);

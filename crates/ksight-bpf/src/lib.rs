@@ -24,7 +24,7 @@ pub mod sensors {
     include!(concat!(env!("OUT_DIR"), "/sensors.rs"));
 }
 
-pub use agent::{Agent, Degraded, SensorLoad};
+pub use agent::{Agent, Degraded, SensorLoad, GAI_PROCESSES};
 pub use object::LoadError;
-pub use sensor::{AcceptHook, AttachMode, Config};
+pub use sensor::{AcceptHook, AttachMode, Config, GaiAttach};
 pub use transport::{Stream, StreamStats, TransportMode};

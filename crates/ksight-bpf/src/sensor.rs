@@ -39,6 +39,28 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// Which processes get the getaddrinfo probes (gai.bpf.c). A uprobe on libc
+/// is installed into every mapping of libc, so in `all` every exec of a
+/// dynamically linked program on the host pays for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum GaiAttach {
+    /// a process once it has sent a DNS query (its first lookup is seen as
+    /// packets only); no other process pays anything
+    Lazy,
+    /// every process, from the start
+    All,
+}
+
+impl fmt::Display for GaiAttach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GaiAttach::Lazy => "lazy",
+            GaiAttach::All => "all",
+        })
+    }
+}
+
 /// How accepted TCP connections are attributed (accept.bpf.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -95,6 +117,8 @@ pub struct Config {
     pub no_loopback: bool,
     /// Ports whose datagrams and segments are DNS (at most 4).
     pub dns_ports: Vec<u16>,
+    /// Which processes the getaddrinfo probes go into.
+    pub gai: GaiAttach,
 }
 
 impl Default for Config {
@@ -115,6 +139,7 @@ impl Default for Config {
             ports: Vec::new(),
             no_loopback: false,
             dns_ports: vec![53],
+            gai: GaiAttach::Lazy,
         }
     }
 }

@@ -103,7 +103,54 @@ pub struct GaiCall {
     pub caller: Process,
 }
 
+/// Processes to give getaddrinfo probes (`--getaddrinfo lazy`): those that
+/// sent a DNS query, each once; and those given them that have ended. The
+/// binary hands both to the agent after each poll.
+#[derive(Debug, Default)]
+pub struct GaiTargets {
+    given: std::collections::HashSet<u32>,
+    attach: Vec<u32>,
+    detach: Vec<u32>,
+}
+
+/// Processes asked for at most (the agent keeps fewer).
+const GAI_TARGETS: usize = 4096;
+
+impl GaiTargets {
+    /// `pid` sent a DNS query.
+    pub fn sent_dns(&mut self, pid: u32) {
+        if self.given.len() < GAI_TARGETS && self.given.insert(pid) {
+            self.attach.push(pid);
+        }
+    }
+
+    /// `pid` ended.
+    pub fn exited(&mut self, pid: u32) {
+        if self.given.remove(&pid) {
+            self.detach.push(pid);
+        }
+    }
+
+    /// (to attach, to detach) since the last call; a process that came and
+    /// went in between is in neither.
+    pub fn take(&mut self) -> (Vec<u32>, Vec<u32>) {
+        let attach = std::mem::take(&mut self.attach);
+        let detach = std::mem::take(&mut self.detach);
+        let both: Vec<u32> = attach
+            .iter()
+            .copied()
+            .filter(|p| detach.contains(p))
+            .collect();
+        (
+            attach.into_iter().filter(|p| !both.contains(p)).collect(),
+            detach.into_iter().filter(|p| !both.contains(p)).collect(),
+        )
+    }
+}
+
 pub struct Enricher {
+    /// Who should get getaddrinfo probes (fed by the `dns` and `exit` kinds).
+    pub gai_targets: GaiTargets,
     /// Container runtimes' descriptions of containers, fetched off the event
     /// path (the `container` kind announces each once known).
     pub containers: Option<ContainerResolver>,
@@ -143,6 +190,7 @@ impl Enricher {
     ) -> Self {
         let table = ProcessTable::new(boot, cfg.grace_ns, 2 * clock.tick_ns());
         Enricher {
+            gai_targets: GaiTargets::default(),
             containers: cfg.containers.clone().map(ContainerResolver::new),
             hashes: Hashes::new(cfg.hash, procfs.root().to_path_buf()),
             gai_calls: Vec::new(),

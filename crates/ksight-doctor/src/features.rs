@@ -78,7 +78,7 @@ const ROWS: &[Row<'static>] = &[
     Row {
         name: "getaddrinfo",
         sensor: "gai",
-        active: "libc getaddrinfo calls as the application saw them (uprobes on libc)",
+        active: "libc getaddrinfo calls as the application saw them (uprobes on the libc of each process that sends DNS; on every process with --getaddrinfo all)",
         refused: FeatureState::Unavailable,
         refused_detail: "the kernel refused the getaddrinfo uprobes: ",
     },

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ksight_bpf::sys::{clock_now, ktime_now};
-use ksight_bpf::{AcceptHook, Agent, StreamStats, TransportMode};
+use ksight_bpf::{AcceptHook, Agent, StreamStats, TransportMode, GAI_PROCESSES};
 use ksight_core::cgroup::CgroupResolver;
 use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::Kind;
@@ -150,6 +150,14 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     let mut agent_cfg = cfg.agent.clone();
     agent_cfg.cgroups = cgroup_dirs(&cfg.cgroups, &cgroups)?;
     agent_cfg.cgroup_root = cgroups.mount().map(PathBuf::from);
+    // lazily placed getaddrinfo probes go where DNS queries come from: the
+    // DNS packets must be seen (and not necessarily shown)
+    if agent_cfg.gai == ksight_bpf::GaiAttach::Lazy
+        && agent_cfg.wants("getaddrinfo")
+        && !agent_cfg.wants("dns")
+    {
+        agent_cfg.kinds.extend(Kind::from_name("dns"));
+    }
     let agent = Agent::start(&agent_cfg)?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
@@ -240,6 +248,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     // a --duration too long to add is no deadline at all
     let deadline = cfg.duration.and_then(|d| Instant::now().checked_add(d));
     let mut last_clock = Instant::now();
+    let mut gai_full = false;
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -260,6 +269,27 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         }
         polled.context("reading records from the kernel")?;
         p.tick(&agent, ktime_now());
+        // --getaddrinfo lazy: probes for the processes that started resolving
+        let (attach, detach) = p.enricher().gai_targets.take();
+        for pid in detach {
+            agent.detach_getaddrinfo(pid);
+        }
+        for pid in attach {
+            match agent.attach_getaddrinfo(pid) {
+                Ok(true) if cfg.verbose => eprintln!("ksight: getaddrinfo probes for pid {pid}"),
+                Ok(false) if !gai_full && agent.getaddrinfo_processes() >= GAI_PROCESSES => {
+                    gai_full = true;
+                    eprintln!(
+                        "ksight: getaddrinfo probes are in {GAI_PROCESSES} processes, the most \
+                         ksight gives: the lookups of further processes are seen as packets only"
+                    );
+                }
+                Ok(_) => {}
+                // it may have ended meanwhile; its lookups stay visible as packets
+                Err(e) if cfg.verbose => eprintln!("ksight: getaddrinfo probes for pid {pid}: {e}"),
+                Err(_) => {}
+            }
+        }
         if last_clock.elapsed() >= Duration::from_secs(1) {
             p.enricher().set_clock(clock_now());
             last_clock = Instant::now();

@@ -382,7 +382,8 @@ fn getaddrinfo_is_seen_as_the_application_saw_it_and_names_who_a_stub_asked_for(
         assert!(Instant::now() < deadline, "the stub does not answer");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let k = Ksight::start(&["--events", "dns,getaddrinfo"]);
+    // every process's getaddrinfo, from the start (getent resolves once and ends)
+    let k = Ksight::start(&["--events", "dns,getaddrinfo", "--getaddrinfo", "all"]);
     let (pid, st) =
         run(Command::new("ip").args(["netns", "exec", &res.ns.0, "getent", "ahosts", "up.test"]));
     assert!(st.success());
@@ -513,4 +514,56 @@ fn a_dns_tunnel_pattern_raises_one_alert_naming_the_client() {
         format!("{label}.t.test.")
     );
     assert!(fired.iter().all(|a| a["process"]["pid"] != plain));
+}
+
+/// `--getaddrinfo lazy` (the default): a process gets the probes once it has
+/// sent a DNS query, so its later lookups are seen as the application saw
+/// them; a process that never resolves gets none.
+#[test]
+fn lazy_getaddrinfo_probes_go_to_processes_that_resolve() {
+    let res = Resolver::start();
+    let k = Ksight::start(&["--events", "getaddrinfo"]);
+    let mut quiet = Command::new("/bin/sleep").arg("1").spawn().unwrap();
+    // one process, a lookup every 20 ms for a second and a half
+    let n = 75;
+    let (pid, st) = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &res.ns.0,
+        KSIGHT,
+        "bench",
+        "workload",
+        "gai",
+        "--count",
+        &n.to_string(),
+        "--name",
+        "a.test",
+        "--pause-ms",
+        "20",
+    ]));
+    assert!(st.success());
+    let _ = quiet.wait();
+    let r = k.stop();
+    assert!(
+        r.stderr
+            .contains(&format!("getaddrinfo probes for pid {pid}")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(&format!("pid {}", quiet.id())),
+        "{}",
+        r.stderr
+    );
+    let seen = r.of("getaddrinfo", pid);
+    assert!(
+        !seen.is_empty() && seen.len() < n,
+        "the first lookups before the probes, then the rest: {}",
+        seen.len()
+    );
+    assert!(seen.iter().all(|e| e["getaddrinfo"]["name"] == "a.test"));
+    let addrs = seen[0]["getaddrinfo"]["addresses"].as_array().unwrap();
+    assert!(addrs.iter().any(|a| a == "10.1.1.1"), "{addrs:?}");
+    // asked for getaddrinfo only: the DNS packets that placed the probes are not shown
+    assert!(r.events.iter().all(|e| e["type"] != "dns"));
 }

@@ -207,6 +207,10 @@ impl KindSpec for Dns {
 fn transaction(mut tx: Transaction, cx: &mut Cx<'_, Dns>) -> EventOf<Dns> {
     let en = &mut *cx.enricher;
     let process = tx.owner.as_ref().map(|o| en.owner(o));
+    // a process that resolves names: its getaddrinfo calls are worth probing
+    if let (Some(p), Role::Client) = (&process, tx.detail.role) {
+        en.gai_targets.sent_dns(p.pid);
+    }
     // a resolver asking upstream for a name an application is waiting on
     if let (Some(p), Some(q)) = (&process, &tx.detail.question) {
         let name = q.name.trim_end_matches('.');

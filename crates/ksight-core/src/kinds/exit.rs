@@ -111,6 +111,9 @@ impl KindSpec for Exit {
             cx.counters.duplicate_exits += 1;
             return;
         }
+        if !x.thread {
+            en.gai_targets.exited(x.task.pid);
+        }
         if !keep {
             cx.counters.filtered += 1;
             return;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ksight_bpf::{AcceptHook, AttachMode, TransportMode};
+use ksight_bpf::{AcceptHook, AttachMode, GaiAttach, TransportMode};
 use ksight_core::event::Kind;
 use ksight_core::filter::FilterSpec;
 use ksight_core::hash::HashMode;
@@ -184,6 +184,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "64M", value_parser = parse_bytes)]
     pub hash_rate: u64,
 
+    /// Which processes get the getaddrinfo probes: `lazy`, a process once it has
+    /// sent a DNS query (its first lookup is then seen as packets only; no other
+    /// process pays anything), or `all` (a uprobe in every libc mapping: every
+    /// exec of a dynamically linked program pays for it).
+    #[arg(long, value_enum, default_value_t = GaiAttach::Lazy)]
+    pub getaddrinfo: GaiAttach,
+
     /// Do not ask container runtimes (docker, podman, containerd, CRI-O) about
     /// containers: events then carry `process.container_id` only.
     #[arg(long)]
@@ -269,6 +276,7 @@ impl RunArgs {
     pub fn config(self) -> RunConfig {
         RunConfig {
             agent: ksight_bpf::Config {
+                gai: self.getaddrinfo,
                 ringbuf_bytes: self.ringbuf_size,
                 wakeup_bytes: u64::from(self.ringbuf_size / 32),
                 argv_max: self.argv_max,
