@@ -6,7 +6,9 @@
 //! four configurations: no ksight (baseline), ksight writing full JSON to
 //! /dev/null, ksight writing to a file, and the floor: ksight's hooks with
 //! programs that return at once. Runs rotate (A B C D, B C D A, ...); each
-//! cell is the median with its spread. For ksight runs it also records the
+//! cell is the median with its spread; the time and workload CPU added per
+//! operation are paired: each run minus the baseline run of the same rotation,
+//! median and spread of those differences. For ksight runs it also records the
 //! events it wrote and lost (from its summary), its CPU time during the
 //! workload, peak RSS, time to attach, and each BPF program's run count and
 //! run time (kernel.bpf_stats_enabled, restored afterwards).
@@ -27,7 +29,13 @@ use crate::cli::bench::{OverheadArgs, Workload};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Setup {
     Baseline,
+    /// --breakdown: only some objects, to see where each one's cost lands.
+    Process,
+    Tcp,
+    UdpDns,
     Ksight,
+    /// The default run with getaddrinfo probes in every process (`--getaddrinfo all`).
+    GaiAll,
     /// The same, without detection rules: what the rules add.
     KsightNoRules,
     KsightFile,
@@ -42,6 +50,18 @@ impl Setup {
         Setup::KsightFile,
         Setup::Floor,
     ];
+    /// One object more at each step: process (and signal), + TCP, + UDP and
+    /// DNS, + getaddrinfo (the default run, lazy probes), and the probes in
+    /// every process instead.
+    const BREAKDOWN: [Setup; 7] = [
+        Setup::Baseline,
+        Setup::Process,
+        Setup::Tcp,
+        Setup::UdpDns,
+        Setup::Ksight,
+        Setup::GaiAll,
+        Setup::Floor,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -49,8 +69,32 @@ impl Setup {
             Setup::Ksight => "ksight",
             Setup::KsightNoRules => "ks no rules",
             Setup::KsightFile => "ksight>file",
+            Setup::Process => "ks process",
+            Setup::Tcp => "ks +tcp",
+            Setup::UdpDns => "ks +udp/dns",
+            Setup::GaiAll => "ks gai=all",
             Setup::Floor => "floor",
         }
+    }
+
+    /// `ksight run` arguments beyond the common ones; None: no agent.
+    fn args(self) -> Option<&'static [&'static str]> {
+        const PROCESS: &str = "exec,fork,exit,signal";
+        Some(match self {
+            Setup::Baseline | Setup::Floor => return None,
+            Setup::Ksight | Setup::KsightFile => &[],
+            Setup::KsightNoRules => &["--no-rules"],
+            Setup::GaiAll => &["--getaddrinfo", "all"],
+            Setup::Process => &["--events", PROCESS],
+            Setup::Tcp => &[
+                "--events",
+                "exec,fork,exit,signal,connect,accept,listen,tcp_close",
+            ],
+            Setup::UdpDns => &[
+                "--events",
+                "exec,fork,exit,signal,connect,accept,listen,tcp_close,udp,dns",
+            ],
+        })
     }
 }
 
@@ -137,8 +181,9 @@ impl Env {
         Ok(env)
     }
 
-    /// Run a workload in the namespace; its operations per second.
-    fn workload(&self, w: Workload, count: u64) -> Result<f64> {
+    /// Run a workload in the namespace: its operations per second, and its
+    /// own CPU per operation (µs).
+    fn workload(&self, w: Workload, count: u64) -> Result<(f64, f64)> {
         let me = std::env::current_exe()?;
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns])
@@ -154,11 +199,12 @@ impl Env {
             );
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let (ops, secs) = (
+        let (ops, secs, cpu) = (
             v["ops"].as_f64().unwrap_or(0.0),
             v["secs"].as_f64().unwrap_or(0.0),
+            v["cpu"].as_f64().unwrap_or(0.0),
         );
-        Ok(ops / secs.max(1e-9))
+        Ok((ops / secs.max(1e-9), cpu * 1e6 / ops.max(1.0)))
     }
 }
 
@@ -310,6 +356,8 @@ impl Agent {
 #[derive(Debug, Default, Clone)]
 struct Sample {
     rate: f64,
+    /// The workload's own CPU per operation, µs.
+    wl_cpu_us: f64,
     events: BTreeMap<String, u64>,
     lost: u64,
     cpu_us_per_1k: f64,
@@ -319,55 +367,49 @@ struct Sample {
 }
 
 fn one_run(env: &Env, setup: Setup, w: Workload, count: u64, cgroup_root: &Path) -> Result<Sample> {
-    match setup {
-        Setup::Baseline => Ok(Sample {
-            rate: env.workload(w, count)?,
-            ..Sample::default()
-        }),
-        Setup::Floor => {
-            let floor = Floor::attach(cgroup_root).context("attaching the floor programs")?;
-            let rate = env.workload(w, count)?;
-            drop(floor);
-            Ok(Sample {
-                rate,
-                ..Sample::default()
-            })
-        }
-        Setup::Ksight | Setup::KsightNoRules | Setup::KsightFile => {
-            let out = if setup == Setup::KsightFile {
-                std::env::temp_dir().join(format!("ksight-bench-{}.jsonl", std::process::id()))
-            } else {
-                PathBuf::from("/dev/null")
-            };
-            let extra: &[&str] = if setup == Setup::KsightNoRules {
-                &["--no-rules"]
-            } else {
-                &[]
-            };
-            let agent = Agent::start(&out, extra)?;
-            let cpu0 = agent.cpu();
-            let rate = env.workload(w, count)?;
-            // let the last records reach it before reading its CPU time
-            std::thread::sleep(Duration::from_millis(50));
-            let cpu = agent.cpu().saturating_sub(cpu0);
-            let (rss_kib, start_ms, progs) =
-                (agent.peak_rss_kib(), agent.start_ms, agent.prog_stats());
-            let (events, lost) = agent.stop()?;
-            if setup == Setup::KsightFile {
-                let _ = std::fs::remove_file(&out);
+    let Some(extra) = setup.args() else {
+        // no agent: nothing, or the floor's no-op programs
+        let floor = match setup {
+            Setup::Floor => {
+                Some(Floor::attach(cgroup_root).context("attaching the floor programs")?)
             }
-            let total: u64 = events.values().sum();
-            Ok(Sample {
-                rate,
-                events,
-                lost,
-                cpu_us_per_1k: cpu.as_secs_f64() * 1e6 / (total.max(1) as f64 / 1000.0),
-                rss_kib,
-                start_ms,
-                progs,
-            })
-        }
+            _ => None,
+        };
+        let (rate, wl_cpu_us) = env.workload(w, count)?;
+        drop(floor);
+        return Ok(Sample {
+            rate,
+            wl_cpu_us,
+            ..Sample::default()
+        });
+    };
+    let out = if setup == Setup::KsightFile {
+        std::env::temp_dir().join(format!("ksight-bench-{}.jsonl", std::process::id()))
+    } else {
+        PathBuf::from("/dev/null")
+    };
+    let agent = Agent::start(&out, extra)?;
+    let cpu0 = agent.cpu();
+    let (rate, wl_cpu_us) = env.workload(w, count)?;
+    // let the last records reach it before reading its CPU time
+    std::thread::sleep(Duration::from_millis(50));
+    let cpu = agent.cpu().saturating_sub(cpu0);
+    let (rss_kib, start_ms, progs) = (agent.peak_rss_kib(), agent.start_ms, agent.prog_stats());
+    let (events, lost) = agent.stop()?;
+    if setup == Setup::KsightFile {
+        let _ = std::fs::remove_file(&out);
     }
+    let total: u64 = events.values().sum();
+    Ok(Sample {
+        rate,
+        wl_cpu_us,
+        events,
+        lost,
+        cpu_us_per_1k: cpu.as_secs_f64() * 1e6 / (total.max(1) as f64 / 1000.0),
+        rss_kib,
+        start_ms,
+        progs,
+    })
 }
 
 pub fn overhead(a: OverheadArgs) -> Result<()> {
@@ -382,6 +424,11 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let cgroup_root =
         ksight_core::cgroup::cgroup2_mount(&mountinfo).context("no cgroup v2 mount")?;
+    let setups: &[Setup] = if a.breakdown {
+        &Setup::BREAKDOWN
+    } else {
+        &Setup::ALL
+    };
     let _awake = hold_cpu_awake();
     let _stats = BpfStats::enable();
     let env = Env::new()?;
@@ -389,7 +436,7 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
     eprintln!(
         "ksight bench overhead: {} workloads x {} setups x {} runs, scale {}, on {} ({} CPUs, kernel {})",
         workloads.len(),
-        Setup::ALL.len(),
+        setups.len(),
         a.runs,
         a.scale,
         machine["cpu"].as_str().unwrap_or("?"),
@@ -397,12 +444,13 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
         machine["kernel"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<8} {:<12} {:>26} {:>6} {:>8} {:>6}  {:<34} {:>9} {:>8} {:>8}",
+        "{:<8} {:<12} {:>26} {:>6} {:>20} {:>8} {:>6}  {:<34} {:>9} {:>8} {:>8}",
         "workload",
         "setup",
         "ops/s median (min-max)",
         "ratio",
-        "+µs/op",
+        "+µs/op paired (min..max)",
+        "+wl cpu",
         "lost",
         "events (by kind)",
         "cpu µs/ev",
@@ -415,17 +463,31 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
         let count = (base_count(w) * a.scale).ceil().max(1.0) as u64;
         let mut samples: BTreeMap<Setup, Vec<Sample>> = BTreeMap::new();
         for rep in 0..a.runs {
-            for k in 0..Setup::ALL.len() {
-                let setup = Setup::ALL[(rep + k) % Setup::ALL.len()];
+            for k in 0..setups.len() {
+                let setup = setups[(rep + k) % setups.len()];
                 let s = one_run(&env, setup, w, count, &cgroup_root)
                     .with_context(|| format!("{} with {}", w.name(), setup.name()))?;
                 samples.entry(setup).or_default().push(s);
             }
         }
         let base = median(samples[&Setup::Baseline].iter().map(|s| s.rate).collect()).0;
+        let baseline = &samples[&Setup::Baseline];
         for (setup, ss) in &samples {
             let (rate, lo, hi) = median(ss.iter().map(|s| s.rate).collect());
-            let added_us = 1e6 / rate - 1e6 / base;
+            // paired: each run against the baseline run of its own rotation,
+            // minutes apart at most, so the VM's slow drift cancels out
+            let (added_us, added_lo, added_hi) = median(
+                ss.iter()
+                    .zip(baseline)
+                    .map(|(s, b)| 1e6 / s.rate - 1e6 / b.rate)
+                    .collect(),
+            );
+            let (added_cpu, _, _) = median(
+                ss.iter()
+                    .zip(baseline)
+                    .map(|(s, b)| s.wl_cpu_us - b.wl_cpu_us)
+                    .collect(),
+            );
             let lost: u64 = ss.iter().map(|s| s.lost).sum();
             let events = ss.last().map(|s| s.events.clone()).unwrap_or_default();
             let ev_text = events
@@ -433,15 +495,13 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let is_ks = matches!(
-                setup,
-                Setup::Ksight | Setup::KsightNoRules | Setup::KsightFile
-            );
+            let is_ks = setup.args().is_some();
+            let wl_cpu = median(ss.iter().map(|s| s.wl_cpu_us).collect()).0;
             let cpu = median(ss.iter().map(|s| s.cpu_us_per_1k / 1000.0).collect()).0;
             let rss = ss.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
             let start = median(ss.iter().map(|s| s.start_ms).collect()).0;
             println!(
-                "{:<8} {:<12} {:>26} {:>6.3} {:>8} {:>6}  {:<34} {:>9} {:>8} {:>8}",
+                "{:<8} {:<12} {:>26} {:>6.3} {:>20} {:>8} {:>6}  {:<34} {:>9} {:>8} {:>8}",
                 w.name(),
                 setup.name(),
                 format!("{} ({}-{})", si(rate), si(lo), si(hi)),
@@ -449,7 +509,12 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
                 if *setup == Setup::Baseline {
                     "".into()
                 } else {
-                    format!("{added_us:+.2}")
+                    format!("{added_us:+.1} ({added_lo:+.0}..{added_hi:+.0})")
+                },
+                if *setup == Setup::Baseline {
+                    format!("({wl_cpu:.1})")
+                } else {
+                    format!("{added_cpu:+.1}")
                 },
                 if is_ks { lost.to_string() } else { "".into() },
                 if is_ks { ev_text.clone() } else { "".into() },
@@ -491,7 +556,9 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
             doc.push(json!({
                 "workload": w.name(), "setup": setup.name(), "count": count,
                 "ops_per_s": {"median": rate, "min": lo, "max": hi},
-                "ratio": rate / base, "added_us_per_op": added_us,
+                "ratio": rate / base,
+                "added_us_per_op": {"median": added_us, "min": added_lo, "max": added_hi},
+                "workload_cpu_us_per_op": wl_cpu, "added_workload_cpu_us_per_op": added_cpu,
                 "lost": lost, "events": events,
                 "cpu_us_per_event": is_ks.then_some(cpu), "peak_rss_mib": is_ks.then_some(rss),
                 "start_ms": is_ks.then_some(start),

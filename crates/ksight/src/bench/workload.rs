@@ -1,7 +1,8 @@
 //! Workload generators for `ksight bench overhead`, run as
 //! `ksight bench workload KIND --count N` in a child process (inside the
 //! benchmark's network namespace), so that they can be timed alike with and
-//! without ksight. Each prints `{"ops": N, "secs": S}`. Loopback only, bounded
+//! without ksight. Each prints `{"ops": N, "secs": S, "cpu": C}` (C: its own
+//! and its children's CPU seconds). Loopback only, bounded
 //! in count.
 
 use std::io::{Read, Write};
@@ -75,6 +76,9 @@ pub fn run(a: WorkloadArgs) -> Result<()> {
                 if found == 0 {
                     bail!("getaddrinfo({}) found nothing", a.name);
                 }
+                if a.pause_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(a.pause_ms));
+                }
             }
         }
         Workload::Syscall => {
@@ -85,6 +89,20 @@ pub fn run(a: WorkloadArgs) -> Result<()> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("{{\"ops\": {n}, \"secs\": {secs}}}");
+    // CPU charged to the workload itself and its children (the execs): where
+    // in-kernel probe costs land, whoever's wall time they take
+    let cpu = cpu_secs(libc::RUSAGE_SELF) + cpu_secs(libc::RUSAGE_CHILDREN);
+    println!("{{\"ops\": {n}, \"secs\": {secs}, \"cpu\": {cpu}}}");
     Ok(())
+}
+
+fn cpu_secs(who: i32) -> f64 {
+    // SAFETY: rusage is plain data, written whole by getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `who` and a pointer to a rusage.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -106,6 +106,11 @@ pub struct OverheadArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Where each object's cost lands: ksight with one object more at each
+    /// step (process, + TCP, + UDP/DNS, + getaddrinfo = the default run)
+    /// instead of the usual setups.
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +157,9 @@ pub struct WorkloadArgs {
     /// Name to resolve (dns, gai).
     #[arg(long, default_value = "bench.ksight.test")]
     pub name: String,
+    /// gai: milliseconds to sleep between lookups (a long-lived resolving process).
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 #[cfg(test)]
