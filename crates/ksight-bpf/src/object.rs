@@ -61,6 +61,15 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// The kernel refused the programs with EPERM at load: a hook type it
+    /// does not allow (fexit under lockdown), not these programs' code (the
+    /// verifier says EACCES or EINVAL). libbpf-rs keeps the errno only in the
+    /// io::Error's text, which ends the message.
+    pub fn permission_denied(&self) -> bool {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM).to_string();
+        matches!(self, LoadError::Load { source, .. } if format!("{source:#}").ends_with(&eperm))
+    }
+
     /// One line: the error without the verifier log's tail.
     pub fn summary(&self) -> String {
         match self {
@@ -359,6 +368,23 @@ mod tests {
         ]);
         assert_eq!(log_tail(&log, 2), lines(&["1: (95) exit", "R0 !read_ok"]));
         assert_eq!(log_tail(&log, 10).len(), 3);
+    }
+
+    #[test]
+    fn only_eperm_is_a_refused_hook_type() {
+        use libbpf_rs::ErrorExt as _;
+        let load = |errno| LoadError::Load {
+            what: "x".into(),
+            source: Err::<(), _>(libbpf_rs::Error::from_raw_os_error(errno))
+                .context("loading program ks_accept_fexit")
+                .unwrap_err(),
+            log: Vec::new(),
+        };
+        assert!(load(libc::EPERM).permission_denied());
+        // the verifier's refusals: this program, not the hook type
+        assert!(!load(libc::EACCES).permission_denied());
+        assert!(!load(libc::EINVAL).permission_denied());
+        assert!(!LoadError::Config("x".into()).permission_denied());
     }
 
     #[test]

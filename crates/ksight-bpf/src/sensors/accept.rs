@@ -69,7 +69,24 @@ impl sensor::Sensor for Sensor {
 
     fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError> {
         let mut reasons = Vec::new();
+        // each attempt parses the kernel's BTF and runs the verifier (~20-30
+        // ms here): not tried are the flavours known to fail
+        let mut fexit_refused = false;
         for &(flavour, program, label) in flavours(cx.cfg.accept) {
+            if flavour == "fexit" && fexit_refused {
+                reasons.push(format!(
+                    "{label}: not tried (the kernel refuses fexit programs, as above)"
+                ));
+                continue;
+            }
+            if flavour == "kretprobe" && !kprobes_exist() {
+                reasons.push(format!(
+                    "{label}: not tried: kretprobe/inet_csk_accept needs kprobes, which this \
+                     kernel does not have (no kprobe PMU in /sys/bus/event_source/devices, \
+                     no kprobe_events in tracefs)"
+                ));
+                continue;
+            }
             let mut attempt = || -> Result<(Object, Link), LoadError> {
                 let mut o = cx.open("accept", crate::object!("accept"))?;
                 o.programs(|name, _| name == program);
@@ -89,7 +106,11 @@ impl sensor::Sensor for Sensor {
                     self.flavour = Some(flavour);
                     return Ok(());
                 }
-                Err(e) => reasons.push(format!("{label}: {}", e.summary())),
+                Err(e) => {
+                    // a permission refusal is about fexit, not this signature
+                    fexit_refused |= flavour == "fexit" && e.permission_denied();
+                    reasons.push(format!("{label}: {}", e.summary()));
+                }
             }
         }
         Err(LoadError::NoAcceptHook(reasons.join("; ")))
@@ -106,4 +127,16 @@ impl sensor::Sensor for Sensor {
     fn hook(&self) -> Option<&'static str> {
         self.flavour
     }
+}
+
+/// Whether kprobes can be attached: the kprobe PMU (4.17+) or, before it,
+/// tracefs's kprobe_events (libbpf uses either).
+fn kprobes_exist() -> bool {
+    [
+        "/sys/bus/event_source/devices/kprobe",
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
