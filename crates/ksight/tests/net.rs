@@ -504,7 +504,16 @@ fn tcp_state_transitions_are_opt_in() {
             )
         })
         .collect();
-    assert!(client.len() >= 4, "{client:?}");
+    let all_of_port: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["net"]["remote"]["port"] == port || e["net"]["local"]["port"] == port)
+        .collect();
+    assert!(
+        client.len() >= 4,
+        "{client:?}\nevery event of the port: {all_of_port:#?}\nstderr: {}",
+        r.stderr
+    );
     assert_eq!(client[0], ("CLOSE", "SYN_SENT"));
     assert_eq!(client[1], ("SYN_SENT", "ESTABLISHED"));
     assert_eq!(client.last().unwrap().1, "CLOSE");
