@@ -64,19 +64,22 @@ struct {
 #define KS_RD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
 
 /* inode times moved: 6.6 renamed i_ctime to __i_ctime, 6.7 i_mtime to
- * __i_mtime, 6.11 split both into i_[cm]time_sec and _nsec (vmlinux.h). */
+ * __i_mtime, 6.11 split both into i_[cm]time_sec and _nsec (vmlinux.h).
+ * preserve_access_index: plain loads through these flavours (tp_btf) are
+ * relocated too, not compiled at these local offsets (which on 5.10 read
+ * i_mode as 8 bytes, and the verifier refused the program). */
 struct inode___ks_v67 {
 	struct timespec64 __i_mtime;
 	struct timespec64 __i_ctime;
-};
+} __attribute__((preserve_access_index));
 struct inode___ks_v66 {
 	struct timespec64 i_mtime;
 	struct timespec64 __i_ctime;
-};
+} __attribute__((preserve_access_index));
 struct inode___ks_old {
 	struct timespec64 i_mtime;
 	struct timespec64 i_ctime;
-};
+} __attribute__((preserve_access_index));
 
 static __always_inline void exec_file_times(struct ks_exec_file *f, struct inode *ino,
 					    const int direct)

@@ -214,12 +214,17 @@ run_guest() { # name -> writes $OUT/$name/{console.log,doctor.json,result.env}
   else
     result=FAIL reason="no result line (qemu exit $rc; kernel panic or early crash?)"
   fi
+  grep -a '^KSIGHT-MATRIX-DEGRADED ' "$dir/console.log" | cut -d' ' -f3- >"$dir/degraded.txt" || true
+  grep -a '^KSIGHT-MATRIX-DEGRADED-LOG ' "$dir/console.log" | cut -d' ' -f3- >"$dir/degraded-log.txt" || true
+  # every kernel here has BTF and is 5.5+: the raw_tp fallback working is not
+  # enough, a refused tp_btf program is a regression (the verifier line follows)
+  if [ "$result" = PASS ] && grep -q 'tp_btf programs refused' "$dir/degraded.txt"; then
+    result=FAIL reason="the kernel refused ksight's tp_btf programs (the raw_tp fallback ran); this kernel has BTF and tp_btf"
+  fi
   {
     printf 'name=%q\npackage=%q\nversion=%q\nrelease=%q\n' "$name" "$KPKG" "$KVER" "${release:-?}"
     printf 'result=%q\nreason=%q\nseconds=%q\n' "$result" "$reason" "$t"
   } >"$dir/result.env"
-  grep -a '^KSIGHT-MATRIX-DEGRADED ' "$dir/console.log" | cut -d' ' -f3- >"$dir/degraded.txt" || true
-  grep -a '^KSIGHT-MATRIX-DEGRADED-LOG ' "$dir/console.log" | cut -d' ' -f3- >"$dir/degraded-log.txt" || true
   log "$name: $result in ${t}s${reason:+: $reason}"
   sed -n 's/^KSIGHT-MATRIX-DEGRADED [^ ]* /    degraded: /p' "$dir/console.log" >&2
   # the verifier's complaint: the last log line that is neither libbpf's nor a statistic

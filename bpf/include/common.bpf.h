@@ -121,11 +121,11 @@ static __always_inline int ks_wanted(void)
 struct pid_link___ks_old {
 	struct hlist_node node;
 	struct pid *pid;
-};
+} __attribute__((preserve_access_index));
 struct task_struct___ks_old {
 	struct pid_link___ks_old pids[3];
 	u64 real_start_time;
-};
+} __attribute__((preserve_access_index));
 
 /*
  * When a task was created, in CLOCK_BOOTTIME ns: what /proc/PID/stat's start
