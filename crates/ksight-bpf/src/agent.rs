@@ -73,6 +73,76 @@ pub struct Agent {
     gai_lazy: bool,
 }
 
+/// A sensor and how its load went.
+type Loaded = (Box<dyn Sensor>, Result<(), LoadError>);
+
+/// Load `sensors` on threads. A chain is a sensor and those loaded only
+/// `after` it (which reuse the maps it publishes): one thread loads it in
+/// order, and leaves out a sensor whose dependency failed (that failure is
+/// said once, there). The first sensor (the process one, the slowest to
+/// verify and the one everything needs) has a thread to itself; the other
+/// chains share the remaining CPUs, so that it does not wait for them.
+fn load_chains(cx: &LoadCx<'_>, sensors: Vec<Box<dyn Sensor>>) -> Result<Vec<Loaded>, LoadError> {
+    let mut chains: Vec<Vec<Box<dyn Sensor>>> = Vec::new();
+    for s in sensors {
+        let after = s.spec().after;
+        match chains
+            .iter_mut()
+            .find(|c| after.is_some_and(|a| c.iter().any(|l| l.spec().name == a)))
+        {
+            Some(chain) => chain.push(s),
+            None if after.is_none() => chains.push(vec![s]),
+            None => {} // what it needs is not wanted
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = cpus.clamp(2, chains.len().max(2));
+    let mut groups: Vec<Vec<Box<dyn Sensor>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, chain) in chains.into_iter().enumerate() {
+        let g = if i == 0 {
+            0
+        } else {
+            1 + (i - 1) % (workers - 1)
+        };
+        groups[g].extend(chain);
+    }
+    groups.retain(|g| !g.is_empty());
+    let chains = groups;
+    let mut shared = Vec::new();
+    for _ in &chains {
+        shared.push(cx.shared.try_clone()?);
+    }
+    let (cfg, mode) = (cx.cfg, cx.mode);
+    let loaded = std::thread::scope(|scope| {
+        let threads: Vec<_> = chains
+            .into_iter()
+            .zip(shared.iter_mut())
+            .map(|(chain, shared)| {
+                scope.spawn(move || {
+                    let mut cx = LoadCx { cfg, mode, shared };
+                    let mut done: Vec<Loaded> = Vec::new();
+                    for mut s in chain {
+                        let after = s.spec().after;
+                        let ok = after.is_none_or(|a| {
+                            done.iter().any(|(l, r)| l.spec().name == a && r.is_ok())
+                        });
+                        if ok {
+                            let r = s.load(&mut cx);
+                            done.push((s, r));
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a sensor's load panicked"))
+            .collect()
+    });
+    Ok(loaded)
+}
+
 /// Processes with their own getaddrinfo probes, at most: past it, more are
 /// not given any (their lookups are still seen as packets).
 pub const GAI_PROCESSES: usize = 512;
@@ -108,7 +178,8 @@ impl Agent {
     pub fn load_only(cfg: &Config) -> Result<Vec<SensorLoad>, LoadError> {
         validate(cfg)?;
         capture_libbpf_log();
-        let mut shared = SharedMaps::default();
+        let mut shared =
+            SharedMaps::create(cfg.ringbuf_bytes, cfg.transport == TransportMode::Perf)?;
         let mut cx = LoadCx {
             cfg,
             mode: cfg.attach,
@@ -140,8 +211,9 @@ impl Agent {
     }
 
     fn start_mode(cfg: &Config, mode: AttachMode) -> Result<Agent, LoadError> {
-        let mut shared = SharedMaps::default();
-        let mut cx = LoadCx {
+        let mut shared =
+            SharedMaps::create(cfg.ringbuf_bytes, cfg.transport == TransportMode::Perf)?;
+        let cx = LoadCx {
             cfg,
             mode,
             shared: &mut shared,
@@ -158,23 +230,23 @@ impl Agent {
                 why,
             }
         };
-        // load every wanted sensor (the accept() hook also attaches here:
-        // only attaching tells whether the kernel takes it)
-        for mut s in crate::sensors::all() {
-            let spec = s.spec();
-            let after_ok = spec
-                .after
-                .is_none_or(|a| sensors.iter().any(|l| l.spec().name == a));
-            if !s.wanted(cfg) || !after_ok {
-                continue;
-            }
-            match s.load(&mut cx) {
+        // load every wanted sensor at once, each on a thread with those that
+        // need it after it (loading is a BTF parse and a verifier run, tens of
+        // ms each); the accept() hook also attaches there: only attaching
+        // tells whether the kernel takes it
+        let wanted = crate::sensors::all()
+            .into_iter()
+            .filter(|s| s.wanted(cfg))
+            .collect();
+        for (s, result) in load_chains(&cx, wanted)? {
+            match result {
                 Ok(()) => sensors.push(s),
                 // the process sensor: nothing runs without it
-                Err(e) if spec.wanted_by.is_empty() => return Err(e),
+                Err(e) if s.spec().wanted_by.is_empty() => return Err(e),
                 Err(e) => degraded.push(refused(s.as_ref(), &e)),
             }
         }
+        sensors.sort_by_key(|s| s.spec().order);
         let process = sensors[0].object().expect("the process sensor loaded");
         // the perf buffer before any program runs: until its per-CPU buffers
         // are in ks_perf, bpf_perf_event_output refuses every record

@@ -6,14 +6,14 @@
 //! Every sensor goes through here, so what differs between sensors is only
 //! what they say, not how they talk to libbpf.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use libbpf_rs::btf::types::{DataSec, Var};
 use libbpf_rs::btf::Btf;
-use libbpf_rs::{Link, MapCore, Object, ObjectBuilder, OpenObject, PrintLevel};
+use libbpf_rs::{Link, MapCore, MapHandle, MapType, Object, ObjectBuilder, OpenObject, PrintLevel};
 
 /// The bytes of `bpf/<name>.bpf.c`, compiled by build.rs.
 #[macro_export]
@@ -94,23 +94,26 @@ fn verifier_tail(log: &[String]) -> String {
     s
 }
 
-/// libbpf's messages, kept so that a load failure can show the verifier log.
-/// libbpf's print callback is a plain fn, hence a global.
-static LIBBPF_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+thread_local! {
+    /// libbpf's messages, kept so that a load failure can show the verifier
+    /// log. libbpf's print callback is a plain fn, called on the thread that
+    /// loads: one log per thread, so objects loaded at once keep theirs apart.
+    static LIBBPF_LOG: RefCell<VecDeque<String>> = const { RefCell::new(VecDeque::new()) };
+}
 const LOG_KEEP: usize = 400;
 
 fn libbpf_print(_level: PrintLevel, msg: String) {
     if std::env::var_os("KSIGHT_LIBBPF_DEBUG").is_some() {
         eprint!("libbpf: {msg}");
     }
-    if let Ok(mut log) = LIBBPF_LOG.lock() {
+    LIBBPF_LOG.with_borrow_mut(|log| {
         for line in msg.lines() {
             if log.len() >= LOG_KEEP {
                 log.pop_front();
             }
             log.push_back(line.to_string());
         }
-    }
+    });
 }
 
 /// Send libbpf's messages to ksight's log instead of stderr (they are shown
@@ -129,10 +132,7 @@ pub fn last_libbpf_line() -> Option<String> {
 
 /// Take libbpf's log so far and keep the part that explains a load failure.
 pub(crate) fn take_log_tail(max: usize) -> Vec<String> {
-    let Ok(mut log) = LIBBPF_LOG.lock() else {
-        return Vec::new();
-    };
-    let lines: Vec<String> = log.drain(..).collect();
+    let lines: Vec<String> = LIBBPF_LOG.with_borrow_mut(|log| log.drain(..).collect());
     log_tail(&lines, max)
 }
 
@@ -153,14 +153,67 @@ fn log_tail(lines: &[String], max: usize) -> Vec<String> {
     slice[slice.len().saturating_sub(max)..].to_vec()
 }
 
-/// Maps that objects loaded earlier publish for later ones to reuse (the ring
-/// buffer, the counters, the TCP tables), by name.
+/// Maps objects share, by name: those every object has, made first
+/// ([`SharedMaps::create`]: the ring buffer, the counters, the cgroup filter),
+/// and those an object publishes for the ones loaded after it (the TCP tables
+/// for the accept() hook).
 #[derive(Default)]
 pub struct SharedMaps {
     maps: HashMap<String, OwnedFd>,
 }
 
 impl SharedMaps {
+    /// The maps every object shares, made before any object loads, so that
+    /// all objects can load at once: the transport's buffer (`ks_events`, or
+    /// `ks_perf` on the perf buffer), the per-CPU counters (`ks_stats`) and
+    /// the cgroup filter (`ks_cgroups`), as common.bpf.h declares them (a
+    /// declaration that drifted from these fails every load: the verifier
+    /// checks each access against the map it is given).
+    pub fn create(ringbuf_bytes: u32, perf: bool) -> Result<SharedMaps, LoadError> {
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        let cpus = libbpf_rs::num_possible_cpus().map_err(LoadError::Open)? as u32;
+        let stats = std::mem::size_of::<ksight_wire::ks_cpu_stats>() as u32;
+        let mut wanted = vec![
+            ("ks_stats", MapType::PercpuArray, 4, stats, 1),
+            (
+                "ks_cgroups",
+                MapType::CgroupArray,
+                4,
+                4,
+                crate::agent::MAX_CGROUPS as u32,
+            ),
+        ];
+        wanted.push(if perf {
+            ("ks_perf", MapType::PerfEventArray, 4, 4, cpus.max(1))
+        } else {
+            ("ks_events", MapType::RingBuf, 0, 0, ringbuf_bytes)
+        });
+        let mut maps = HashMap::new();
+        for (name, ty, key, value, entries) in wanted {
+            let m = MapHandle::create(ty, Some(name), key, value, entries, &opts)
+                .map_err(|e| LoadError::Config(format!("creating the {name} map: {e:#}")))?;
+            let fd = m
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| LoadError::Open(e.into()))?;
+            maps.insert(name.to_string(), fd);
+        }
+        Ok(SharedMaps { maps })
+    }
+
+    /// The same maps (their fds duplicated), for a sensor loaded on another thread.
+    pub fn try_clone(&self) -> Result<SharedMaps, LoadError> {
+        let mut maps = HashMap::new();
+        for (name, fd) in &self.maps {
+            let fd = fd.try_clone().map_err(|e| LoadError::Open(e.into()))?;
+            maps.insert(name.clone(), fd);
+        }
+        Ok(SharedMaps { maps })
+    }
+
     /// Publish `obj`'s maps of these names.
     pub fn publish(&mut self, obj: &Object, names: &[&str]) -> Result<(), LoadError> {
         for m in obj.maps() {

@@ -160,8 +160,8 @@ impl Config {
 pub struct Spec {
     /// Its object: `bpf/<name>.bpf.c`.
     pub name: &'static str,
-    /// Load order: objects publish maps for later ones (the process object
-    /// owns the ring buffer and counters, so it comes first).
+    /// Its place in lists (`-v`, the doctor) and in attach order. Sensors
+    /// load at once, on threads; one that needs another's maps says `after`.
     pub order: u32,
     /// The kinds it serves: it is loaded when one of them is asked for.
     /// Empty: always (the process sensor, without which nothing runs).
@@ -180,8 +180,9 @@ pub struct Spec {
     pub degraded: fn(&str) -> String,
 }
 
-/// One BPF object ksight runs.
-pub trait Sensor {
+/// One BPF object ksight runs. `Send`: the agent loads sensors on threads of
+/// their own (each a BTF parse and a verifier run, tens of ms).
+pub trait Sensor: Send {
     fn spec(&self) -> &'static Spec;
 
     /// Whether `cfg` needs this sensor.

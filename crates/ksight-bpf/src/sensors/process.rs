@@ -15,7 +15,7 @@ static SPEC: Spec = Spec {
     order: 0,
     wanted_by: &[],
     after: None,
-    publishes: &["ks_events", "ks_perf", "ks_stats", "ks_cgroups"],
+    publishes: &[],
     flavoured: true,
     hooks: "sched_process_fork, sched_process_exec, sched_process_exit",
     feature: "process events",
@@ -37,7 +37,6 @@ impl sensor::Sensor for Sensor {
         let mut o = cx.open("process", crate::object!("process"))?;
         o.knob("ks_cfg_argv_max", &cfg.argv_max.to_ne_bytes())?;
         o.knob("ks_cfg_threads", &u32::from(cfg.threads).to_ne_bytes())?;
-        o.max_entries("ks_events", cfg.ringbuf_bytes)?;
         let cpus = libbpf_rs::num_possible_cpus().map_err(LoadError::Open)? as u32;
         o.max_entries("ks_scratch", cpus.max(1))?;
         cx.tracepoints(&mut o);
@@ -58,7 +57,6 @@ impl sensor::Sensor for Sensor {
                     source: std::io::Error::other(e),
                 })?;
         }
-        cx.shared.publish(&obj, SPEC.publishes)?;
         self.obj = Some(obj);
         Ok(())
     }
