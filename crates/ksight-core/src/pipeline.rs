@@ -429,6 +429,52 @@ mod tests {
         }
     }
 
+    /// A program that skips 5 runs between reads; counts the reads.
+    struct Skipping(std::cell::Cell<u64>);
+
+    impl KernelState for Skipping {
+        fn udp_flows(&self, _: Option<&HashSet<u64>>) -> Vec<RawUdpFlow> {
+            Vec::new()
+        }
+        fn udp_flows_of(&self, _: u64, _: &[SocketAddr]) -> Vec<RawUdpFlow> {
+            Vec::new()
+        }
+        fn udp_owner(&self, _: u64) -> Option<(TaskFacts, u32)> {
+            None
+        }
+        fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>> {
+            Ok(Vec::new())
+        }
+        fn skipped_runs(&self) -> Vec<(String, u64)> {
+            self.0.set(self.0.get() + 1);
+            vec![("ks_exec_btf".into(), 5 * self.0.get())]
+        }
+    }
+
+    #[test]
+    fn skipped_runs_are_read_once_a_second_and_at_the_end() {
+        let (mut p, out) = pipeline(FilterSpec::default());
+        let kernel = Skipping(std::cell::Cell::new(0));
+        // 1.5 s of 20 ms polls: one read, at 1 s
+        for i in 1..=75 {
+            p.tick(&kernel, i * 20_000_000);
+        }
+        assert_eq!(kernel.0.get(), 1);
+        p.finish(&kernel, 1_510_000_000);
+        assert_eq!(kernel.0.get(), 2, "read once more at the end");
+        let lost: Vec<(u64, u64)> = out
+            .borrow()
+            .iter()
+            .filter_map(|e| match &e.detail {
+                crate::kinds::Detail::Lost(l) => Some((l.lost.count, l.lost.since_ktime)),
+                _ => None,
+            })
+            .collect();
+        // every skipped run reported, each window starting where the last ended
+        assert_eq!(lost, [(5, 0), (5, 1_000_000_000)]);
+        assert_eq!(p.stats().counters.skipped_runs, 10);
+    }
+
     #[test]
     fn an_exited_socket_owner_does_not_replace_the_new_holder_of_its_pid() {
         let (mut p, out) = pipeline(FilterSpec::default());

@@ -56,8 +56,14 @@ pub struct Watch {
     skipped: HashMap<String, u64>,
     /// The end of the last window; `None`: the pipeline's start.
     since: Option<u64>,
+    /// When skipped runs were last read (`None`: never; they are read at
+    /// most once a second, a syscall per program each time).
+    skipped_since: Option<u64>,
     warned: bool,
 }
+
+/// How often the programs' skipped runs are read, ns.
+const SKIPPED_EVERY_NS: u64 = 1_000_000_000;
 
 impl KindSpec for Lost {
     const NAME: &'static str = "lost";
@@ -73,7 +79,7 @@ impl KindSpec for Lost {
         match never {}
     }
 
-    fn tick(w: &mut Watch, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, _last: bool) {
+    fn tick(w: &mut Watch, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, last: bool) {
         let since = w.since.unwrap_or(cx.config.started_ktime);
         let now = cx.now;
         match kernel.drops() {
@@ -117,6 +123,12 @@ impl KindSpec for Lost {
             }
             Err(_) => {}
         }
+        w.since = Some(now);
+        let skipped_since = w.skipped_since.unwrap_or(cx.config.started_ktime);
+        if !last && now.saturating_sub(skipped_since) < SKIPPED_EVERY_NS {
+            return;
+        }
+        w.skipped_since = Some(now);
         for (program, total) in kernel.skipped_runs() {
             let seen = w.skipped.entry(program.clone()).or_default();
             let count = total.saturating_sub(*seen);
@@ -130,12 +142,11 @@ impl KindSpec for Lost {
                 kind: None,
                 program: Some(program),
                 count,
-                since_ktime: since,
+                since_ktime: skipped_since,
             };
             // the kernel counts these per program, not per CPU
             cx.state_event(now, None, Lost { lost });
         }
-        w.since = Some(now);
     }
 
     fn fields(f: &mut Fields<Self>) {
