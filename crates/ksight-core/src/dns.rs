@@ -48,7 +48,30 @@ crate::named_enum! {
 }
 
 crate::named_enum! {
-    pub enum Status { Answered = "answered", Timeout = "timeout" }
+    pub enum Status {
+        /// the response parsed
+        Answered = "answered",
+        /// no response within --dns-timeout
+        Timeout = "timeout",
+        /// a response came, whole, and did not parse (`error` says why)
+        Malformed = "malformed",
+        /// still waiting when ksight stopped
+        Pending = "pending",
+    }
+}
+
+/// The header of a response that did not parse (or was captured cut): what
+/// could be read of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResponseHeader {
+    /// The message's size in bytes (over TCP, without its length prefix).
+    pub size: u32,
+    /// The header's flags word (QR, opcode, AA, TC, RD, RA, Z, rcode).
+    pub flags: u16,
+    pub questions: u16,
+    pub answers: u16,
+    pub authorities: u16,
+    pub additionals: u16,
 }
 
 /// The question of a transaction.
@@ -87,6 +110,16 @@ pub struct DnsDetail {
     pub latency_ns: Option<u64>,
     /// The response said TC (truncated: the client should retry over TCP).
     pub truncated: bool,
+    /// Why the response was not parsed (status `malformed`; or `answered`
+    /// when the response was larger than ksight captures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The header of a response that was not parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseHeader>,
+    /// How long the query had waited (status `timeout` and `pending`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_ns: Option<u64>,
     /// The application whose getaddrinfo call was waiting for this name when a
     /// local resolver (the `process` here) asked upstream; optional.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +165,12 @@ pub struct DnsTracker {
     pending: HashMap<(u64, u16, SocketAddr), Pending>,
     /// Datagrams that did not parse as DNS.
     pub malformed: u64,
+    /// Of those, responses to a query ksight saw: reported as transactions.
+    pub malformed_answers: u64,
 }
+
+/// Bytes of a parse error kept in `error`.
+const ERROR_MAX: usize = 200;
 
 fn question(m: &Message) -> Option<Question> {
     m.queries.first().map(|q| Question {
@@ -166,16 +204,26 @@ impl DnsTracker {
         } else {
             &p.data[..]
         };
-        let Ok(m) = Message::from_vec(bytes) else {
-            self.malformed += 1;
-            return None;
-        };
         let transport = if p.tcp { Protocol::Tcp } else { Protocol::Udp };
         // this socket's end, and the other
         let (local, remote) = if p.egress {
             (p.src, p.dst)
         } else {
             (p.dst, p.src)
+        };
+        let m = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.malformed += 1;
+                // a whole UDP payload, or a TCP message: its own length
+                let size = if p.tcp { bytes.len() as u32 } else { p.len };
+                let cut = (bytes.len() as u64) < u64::from(size);
+                let tx = self.unparsed(&p, bytes, size, cut, e.to_string(), local, remote);
+                if tx.is_some() {
+                    self.malformed_answers += 1;
+                }
+                return tx;
+            }
         };
         let id = m.metadata.id;
         match m.metadata.message_type {
@@ -249,11 +297,98 @@ impl DnsTracker {
                         transport,
                         latency_ns: latency,
                         truncated: m.metadata.truncation,
+                        error: None,
+                        response: None,
+                        waited_ns: None,
                         asked_by: None,
                     },
                 })
             }
         }
+    }
+
+    /// A message that did not parse: when its header says it is a response
+    /// to a query waiting here (same socket, id and server), that query's
+    /// transaction, `malformed` (or `answered` without answers when ksight
+    /// captured only part of it), with what the header says.
+    #[allow(clippy::too_many_arguments)]
+    fn unparsed(
+        &mut self,
+        p: &RawDns,
+        bytes: &[u8],
+        size: u32,
+        cut: bool,
+        why: String,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<Transaction> {
+        let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        if bytes.len() < 12 {
+            return None; // not even a header
+        }
+        let (id, flags) = (word(0), word(2));
+        if flags & 0x8000 == 0 {
+            return None; // a query: nothing waits for it
+        }
+        let q = self.pending.remove(&(p.cookie, id, remote))?;
+        let rcode = hickory_proto::op::ResponseCode::from(0, (flags & 0xf) as u8);
+        let mut error = if cut {
+            format!(
+                "larger than ksight captures ({} of {size} bytes): answers not read",
+                bytes.len()
+            )
+        } else {
+            why
+        };
+        if error.len() > ERROR_MAX {
+            let mut end = ERROR_MAX;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+        }
+        let role = q.role;
+        Some(Transaction {
+            ktime: p.hdr.ktime_ns,
+            owner: q.owner.or_else(|| p.owner.clone()),
+            netns: if q.netns != 0 { q.netns } else { p.netns },
+            cookie: p.cookie,
+            local,
+            remote,
+            detail: DnsDetail {
+                role,
+                id,
+                question: q.question,
+                status: if cut {
+                    Status::Answered
+                } else {
+                    Status::Malformed
+                },
+                rcode: Some(rcode.to_string()),
+                answers: Vec::new(),
+                resolver: if role == Role::Client { remote } else { local }.to_string(),
+                transport: q.transport,
+                latency_ns: Some(p.hdr.ktime_ns.saturating_sub(q.ktime)),
+                truncated: flags & 0x0200 != 0,
+                error: Some(error),
+                response: Some(ResponseHeader {
+                    size,
+                    flags,
+                    questions: word(4),
+                    answers: word(6),
+                    authorities: word(8),
+                    additionals: word(10),
+                }),
+                waited_ns: None,
+                asked_by: None,
+            },
+        })
+    }
+
+    /// Every query still waiting, as `pending` transactions (at stop).
+    pub fn drain(&mut self, now_ktime: u64) -> Vec<Transaction> {
+        let all: Vec<_> = self.pending.keys().copied().collect();
+        self.unanswered(all, now_ktime, Status::Pending)
     }
 
     /// Queries that waited `timeout` ns or longer at `now_ktime`, as unanswered transactions.
@@ -267,11 +402,21 @@ impl DnsTracker {
             .filter(|(_, p)| now_ktime.saturating_sub(p.ktime) >= timeout)
             .map(|(k, _)| *k)
             .collect();
-        late.into_iter()
+        self.unanswered(late, now_ktime, Status::Timeout)
+    }
+
+    /// These waiting queries, ended with `status` at `now_ktime`, oldest first.
+    fn unanswered(
+        &mut self,
+        keys: Vec<(u64, u16, SocketAddr)>,
+        now_ktime: u64,
+        status: Status,
+    ) -> Vec<Transaction> {
+        let mut out: Vec<Transaction> = keys
+            .into_iter()
             .filter_map(|k| {
                 let p = self.pending.remove(&k)?;
                 Some(Transaction {
-                    ktime: now_ktime,
                     owner: p.owner,
                     netns: p.netns,
                     cookie: k.0,
@@ -281,7 +426,7 @@ impl DnsTracker {
                         role: p.role,
                         id: k.1,
                         question: p.question,
-                        status: Status::Timeout,
+                        status,
                         rcode: None,
                         answers: Vec::new(),
                         resolver: if p.role == Role::Client {
@@ -293,11 +438,22 @@ impl DnsTracker {
                         transport: p.transport,
                         latency_ns: None,
                         truncated: false,
+                        error: None,
+                        response: None,
+                        waited_ns: Some(now_ktime.saturating_sub(p.ktime)),
                         asked_by: None,
                     },
+                    // the query's time, for the order
+                    ktime: p.ktime,
                 })
             })
-            .collect()
+            .collect();
+        // in the order the queries were sent; each reported at `now_ktime`
+        out.sort_by_key(|t| t.ktime);
+        for t in &mut out {
+            t.ktime = now_ktime;
+        }
+        out
     }
 }
 
@@ -404,6 +560,94 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].detail.status, Status::Timeout);
         assert!(t.expire(5_000, 1_000).is_empty());
+    }
+
+    /// A response to `id` whose answer is a chain of compression pointers.
+    fn pointer_chain(id: u16) -> Vec<u8> {
+        let mut r = id.to_be_bytes().to_vec();
+        // QR, RD, RA; NXDOMAIN; 1 question, 1 answer
+        r.extend_from_slice(&[0x81, 0x83, 0, 1, 0, 1, 0, 0, 0, 0]);
+        r.extend(name("evil.test"));
+        r.extend_from_slice(&[0, 1, 0, 1]);
+        let at = r.len() as u8;
+        // a pointer to a pointer to the first: a loop
+        r.extend_from_slice(&[0xc0, at + 2, 0xc0, at]);
+        r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 6, 6, 6, 6]);
+        r
+    }
+
+    #[test]
+    fn a_response_that_does_not_parse_ends_its_query_as_malformed() {
+        let mut t = DnsTracker::new();
+        t.packet(raw(query(5, "evil.test"), true, 1_000));
+        let bad = pointer_chain(5);
+        let size = bad.len() as u32;
+        let tx = t
+            .packet(raw(bad, false, 1_400))
+            .expect("the query's transaction");
+        let d = &tx.detail;
+        assert_eq!(
+            (d.status, d.id, d.role),
+            (Status::Malformed, 5, Role::Client)
+        );
+        assert_eq!(d.latency_ns, Some(400));
+        assert_eq!(d.question.as_ref().unwrap().name, "evil.test.");
+        assert_eq!(d.rcode.as_deref(), Some("Non-Existent Domain"));
+        assert!(d.answers.is_empty());
+        assert!(!d.error.as_deref().unwrap().is_empty());
+        let h = d.response.as_ref().unwrap();
+        assert_eq!((h.size, h.flags), (size, 0x8183));
+        assert_eq!(
+            (h.questions, h.answers, h.authorities, h.additionals),
+            (1, 1, 0, 0)
+        );
+        assert_eq!((t.malformed, t.malformed_answers), (1, 1));
+        // the query is answered: no timeout follows
+        assert!(t.expire(u64::MAX, 1).is_empty());
+        // the same bytes with no query waiting: counted, not reported
+        assert!(t.packet(raw(pointer_chain(5), false, 2_000)).is_none());
+        assert_eq!((t.malformed, t.malformed_answers), (2, 1));
+    }
+
+    #[test]
+    fn a_response_larger_than_the_capture_is_answered_without_answers() {
+        let mut t = DnsTracker::new();
+        t.packet(raw(query(6, "big.test"), true, 0));
+        let whole = answer(6, "big.test", [1, 2, 3, 4], 0);
+        let mut cut = raw(whole[..whole.len() - 6].to_vec(), false, 50);
+        cut.len = whole.len() as u32;
+        let tx = t.packet(cut).unwrap();
+        let d = &tx.detail;
+        assert_eq!(d.status, Status::Answered);
+        assert_eq!(d.rcode.as_deref(), Some("No Error"));
+        assert!(d
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("larger than ksight captures"));
+        assert_eq!(d.response.as_ref().unwrap().answers, 1);
+    }
+
+    #[test]
+    fn queries_waiting_at_stop_are_pending_oldest_first() {
+        let mut t = DnsTracker::new();
+        t.packet(raw(query(2, "later.test"), true, 300));
+        let mut other = raw(query(1, "first.test"), true, 100);
+        other.cookie = 98;
+        t.packet(other);
+        let left = t.drain(1_000);
+        let got: Vec<(u16, Status, Option<u64>, u64)> = left
+            .iter()
+            .map(|x| (x.detail.id, x.detail.status, x.detail.waited_ns, x.ktime))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, Status::Pending, Some(900), 1_000),
+                (2, Status::Pending, Some(700), 1_000)
+            ]
+        );
+        assert!(t.drain(2_000).is_empty());
     }
 
     /// Every input the fuzzer kept (fuzz/corpus/dns, `scripts/fuzz.sh`), replayed

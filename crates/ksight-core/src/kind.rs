@@ -148,6 +148,10 @@ pub struct Counters {
     pub skipped_runs: u64,
     /// Datagrams on DNS ports that did not parse as DNS.
     pub dns_malformed: u64,
+    /// Of those, responses to a query ksight saw (reported, status `malformed`).
+    pub dns_malformed_answers: u64,
+    /// Queries still waiting for their response at stop (reported, `pending`).
+    pub dns_pending: u64,
 }
 
 impl Default for Counters {
@@ -158,6 +162,8 @@ impl Default for Counters {
             lost: [0; WIRE_KINDS],
             skipped_runs: 0,
             dns_malformed: 0,
+            dns_malformed_answers: 0,
+            dns_pending: 0,
         }
     }
 }

@@ -334,10 +334,19 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     for (output, lost) in p.failures() {
         eprintln!("ksight: output {output} failed: {lost} events were not written to it");
     }
-    if p.stats().counters.dns_malformed > 0 {
+    let c = &p.stats().counters;
+    if c.dns_malformed > 0 {
         eprintln!(
-            "ksight: {} datagrams on DNS ports did not parse as DNS and were skipped",
-            p.stats().counters.dns_malformed
+            "ksight: {} datagrams on DNS ports did not parse as DNS: {} answered a query \
+             (reported, status malformed, or answered when larger than ksight captures), \
+             the others were skipped",
+            c.dns_malformed, c.dns_malformed_answers
+        );
+    }
+    if c.dns_pending > 0 {
+        eprintln!(
+            "ksight: {} DNS queries were still waiting for their response (reported, status pending)",
+            c.dns_pending
         );
     }
     Ok(())

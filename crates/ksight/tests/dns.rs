@@ -263,6 +263,121 @@ fn malformed_datagrams_are_skipped_and_ksight_keeps_going() {
     );
 }
 
+/// A DNS query for `name` (type A), id `id`.
+fn query_bytes(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Not a test: in its own network namespace, a hostile server on
+/// 127.0.0.66:53 answers each query with its question and an answer whose
+/// name is a loop of compression pointers; this process asks it for
+/// evil.test, then asks 127.0.0.67:53 (nobody there) for never.test and
+/// exits at once, without waiting.
+#[test]
+#[ignore = "helper process for the DNS tests"]
+fn helper_hostile_server() {
+    let server = UdpSocket::bind("127.0.0.66:53").unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let mut r = buf[..n].to_vec();
+            r[2] = 0x81; // QR, RD
+            r[3] = 0x80; // RA, NOERROR
+            r[7] = 1; // one answer
+            let at = r.len() as u8;
+            r.extend_from_slice(&[0xc0, at + 2, 0xc0, at]);
+            r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 6, 6, 6, 6]);
+            server.send_to(&r, from).unwrap();
+        }
+    });
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(&query_bytes(0x4242, "evil.test"), "127.0.0.66:53")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    println!("\nKS-SIZE {n}");
+    let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+    quiet
+        .send_to(&query_bytes(0x4343, "never.test"), "127.0.0.67:53")
+        .unwrap();
+}
+
+#[test]
+fn a_hostile_answer_is_malformed_and_a_query_left_waiting_is_pending() {
+    let ns = Netns::new("hostile");
+    let k = Ksight::start(&["--events", "dns"]);
+    let out = ns
+        .exec({
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.args([
+                "--ignored",
+                "--exact",
+                "helper_hostile_server",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ]);
+            c
+        })
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let size: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split("KS-SIZE ").nth(1)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the helper's answer size: {out:?}"));
+    // well within --dns-timeout (5 s): the second query is still waiting
+    std::thread::sleep(Duration::from_millis(300));
+    let r = k.stop();
+    let of = |name: &str, role: &str| -> Vec<&Value> {
+        r.events
+            .iter()
+            .filter(|e| {
+                e["type"] == "dns"
+                    && e["dns"]["question"]["name"] == name
+                    && e["dns"]["role"] == role
+            })
+            .collect()
+    };
+    let evil = of("evil.test.", "client");
+    assert_eq!(evil.len(), 1, "{evil:#?}\n{}", r.stderr);
+    let d = &evil[0]["dns"];
+    assert_eq!(d["status"], "malformed", "{d:#}");
+    assert_eq!(d["id"], 0x4242);
+    assert_eq!(d["resolver"], "127.0.0.66:53");
+    assert_eq!(d["rcode"], "No Error");
+    assert!(d["latency_ns"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(!d["error"].as_str().unwrap().is_empty(), "{d:#}");
+    assert_eq!(d["response"]["size"], size);
+    assert_eq!(d["response"]["flags"], 0x8180);
+    assert_eq!(d["response"]["questions"], 1);
+    assert_eq!(d["response"]["answers"], 1);
+    // the server's side of it: its own reply did not parse either
+    assert_eq!(of("evil.test.", "server")[0]["dns"]["status"], "malformed");
+    // the query nobody answered, reported at stop
+    let never = of("never.test.", "client");
+    assert_eq!(never.len(), 1, "{}", r.stderr);
+    assert_eq!(never[0]["dns"]["status"], "pending");
+    assert_eq!(never[0]["dns"]["latency_ns"], Value::Null);
+    assert!(never[0]["dns"]["waited_ns"].as_u64().unwrap() >= 300_000_000);
+    assert_eq!(never[0]["process"]["pid"], evil[0]["process"]["pid"]);
+    assert!(r.stderr.contains("2 answered a query"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("1 DNS queries were still waiting"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn a_connection_to_a_resolved_address_carries_the_name() {
     let res = Resolver::start();

@@ -70,18 +70,24 @@ impl KindSpec for Dns {
     fn born(_hdr: Header, p: RawDns, tracker: &mut DnsTracker, cx: &mut Cx<'_, Self>) {
         let tx = tracker.packet(p);
         cx.counters.dns_malformed = tracker.malformed;
+        cx.counters.dns_malformed_answers = tracker.malformed_answers;
         if let Some(tx) = tx {
             let ev = transaction(tx, cx);
             cx.emit(ev);
         }
     }
 
-    /// Queries that waited longer than `--dns-timeout`.
+    /// Queries that waited longer than `--dns-timeout`; at stop, every query
+    /// still waiting (`pending`).
     fn tick(tracker: &mut DnsTracker, cx: &mut Cx<'_, Self>, _: &dyn KernelState, last: bool) {
-        if last {
-            return;
-        }
-        for tx in tracker.expire(cx.now, cx.config.dns_timeout_ns) {
+        let ended = if last {
+            let pending = tracker.drain(cx.now);
+            cx.counters.dns_pending += pending.len() as u64;
+            pending
+        } else {
+            tracker.expire(cx.now, cx.config.dns_timeout_ns)
+        };
+        for tx in ended {
             let ev = transaction(tx, cx);
             cx.emit(ev);
         }
@@ -148,6 +154,32 @@ impl KindSpec for Dns {
         f.add("dns.truncated", FieldType::Bool, |d| {
             Value::Bool(d.dns.truncated)
         });
+        f.add("dns.error", FieldType::Text, |d| {
+            d.dns
+                .error
+                .as_deref()
+                .map_or(Value::Null, |e| Value::Text(e.as_bytes()))
+        });
+        type Header = fn(&crate::dns::ResponseHeader) -> u64;
+        let header: [(&str, Header); 6] = [
+            ("dns.response.size", |h| h.size.into()),
+            ("dns.response.flags", |h| h.flags.into()),
+            ("dns.response.questions", |h| h.questions.into()),
+            ("dns.response.answers", |h| h.answers.into()),
+            ("dns.response.authorities", |h| h.authorities.into()),
+            ("dns.response.additionals", |h| h.additionals.into()),
+        ];
+        for (path, get) in header {
+            f.add(path, FieldType::Int, move |d| {
+                d.dns
+                    .response
+                    .as_ref()
+                    .map_or(Value::Null, |h| Value::uint(get(h)))
+            });
+        }
+        f.add("dns.waited_ns", FieldType::Duration, |d| {
+            Value::opt_int(d.dns.waited_ns)
+        });
         f.add("dns.asked_by.pid", FieldType::Int, |d| {
             d.dns
                 .asked_by
@@ -186,13 +218,19 @@ impl KindSpec for Dns {
         if let Some(ns) = dns.latency_ns {
             let _ = write!(cell, " ({})", human_duration(ns));
         }
+        if let Some(ns) = dns.waited_ns {
+            let _ = write!(cell, " (waited {})", human_duration(ns));
+        }
+        if let Some(e) = &dns.error {
+            let _ = write!(cell, " [{e}]");
+        }
     }
 
     fn colour(&self) -> Colour {
-        if self.dns.status == Status::Answered {
-            Colour::Cyan
-        } else {
-            Colour::Yellow
+        match self.dns.status {
+            Status::Answered => Colour::Cyan,
+            Status::Malformed => Colour::Red,
+            Status::Timeout | Status::Pending => Colour::Yellow,
         }
     }
 
