@@ -358,9 +358,25 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
-    let out = ksight(&["run", "--argv-max", "10"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("argv bound"));
+    // values out of range: usage errors that say the range
+    for (args, says) in [
+        (&["run", "--argv-max", "10"][..], "10 is not in 64..=32768"),
+        (
+            &["run", "--poll-interval", "0s"],
+            "0s must be between 1ms and 1s",
+        ),
+        (
+            &["run", "--dns-timeout", "20m"],
+            "20m must be between 100ms and 10m",
+        ),
+        (&["run", "--hash-rate", "1K"], "1K must be at least 64K"),
+        (&["run", "--ringbuf-size", "3M"], "power of two"),
+    ] {
+        let out = ksight(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

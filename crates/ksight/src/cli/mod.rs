@@ -148,7 +148,7 @@ pub struct RunArgs {
     pub container: Vec<String>,
 
     /// Stop after this long (e.g. 30s, 5m).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration_between::<1_000_000, { u64::MAX }>)]
     pub duration: Option<Duration>,
 
     /// Write events to this file instead of standard output.
@@ -164,7 +164,7 @@ pub struct RunArgs {
     pub threads: bool,
 
     /// argv bytes kept per exec (64 to 32768); longer argv are cut and flagged.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=32768))]
     pub argv_max: u32,
 
     /// Parents listed with each exec.
@@ -180,8 +180,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "256M", value_parser = parse_bytes)]
     pub hash_max_size: u64,
 
-    /// Bytes per second the hash worker reads at most (K, M, G suffixes).
-    #[arg(long, default_value = "64M", value_parser = parse_bytes)]
+    /// Bytes per second the hash worker reads at most (K, M, G suffixes; at least 64K).
+    #[arg(long, default_value = "64M", value_parser = parse_rate)]
     pub hash_rate: u64,
 
     /// Which processes get the getaddrinfo probes: `lazy`, a process once it has
@@ -219,7 +219,7 @@ pub struct RunArgs {
 
     /// Perf buffer only: how long a record may wait for earlier ones from other CPUs
     /// (added latency; covers the time between a hook's timestamp and its record landing).
-    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = duration_between::<100_000, 1_000_000_000>)]
     pub reorder_window: Duration,
 
     /// Ring buffer size (power of two; K and M suffixes), shared by all CPUs.
@@ -228,11 +228,11 @@ pub struct RunArgs {
 
     /// Longest delay between an event and its output when the host is quiet
     /// (busy hosts wake ksight earlier, at 1/32 of the ring buffer).
-    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20ms", value_parser = duration_between::<1_000_000, 1_000_000_000>)]
     pub poll_interval: Duration,
 
     /// How often open UDP flows with new traffic are reported (closed ones are reported at once).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration_between::<100_000_000, 3_600_000_000_000>)]
     pub udp_interval: Duration,
 
     /// Ports whose UDP datagrams and TCP segments are parsed as DNS (at most 4).
@@ -240,11 +240,11 @@ pub struct RunArgs {
     pub dns_port: Vec<u16>,
 
     /// A DNS query with no response after this long is reported as unanswered.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration_between::<100_000_000, 600_000_000_000>)]
     pub dns_timeout: Duration,
 
     /// How long exited processes stay in the process table.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration_between::<100_000_000, 3_600_000_000_000>)]
     pub grace: Duration,
 
     /// Print load details (hook flavour, kernel ids of programs and maps) to stderr.
@@ -365,6 +365,31 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s} is too large"))
 }
 
+/// A duration ("20ms", "5s", "1h") from MIN to MAX ns, both included.
+pub fn duration_between<const MIN: u64, const MAX: u64>(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 20ms or 5s: {e}"))?;
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    if ns < MIN || ns > MAX {
+        let show = |n: u64| humantime::format_duration(Duration::from_nanos(n)).to_string();
+        return Err(if MAX == u64::MAX {
+            format!("{s} must be at least {}", show(MIN))
+        } else {
+            format!("{s} must be between {} and {}", show(MIN), show(MAX))
+        });
+    }
+    Ok(d)
+}
+
+/// The hash worker's read rate: at least 64K a second.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < 64 << 10 {
+        return Err(format!("{s} must be at least 64K (bytes per second)"));
+    }
+    Ok(bytes)
+}
+
 /// A ring buffer size: "4096", "64K", "8M", a power of two.
 pub fn parse_size(s: &str) -> Result<u32, String> {
     let bytes = parse_bytes(s)?;
@@ -377,6 +402,30 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_rates_are_bounded() {
+        type P = fn(&str) -> Result<Duration, String>;
+        let poll: P = duration_between::<1_000_000, 1_000_000_000>;
+        assert_eq!(poll("20ms"), Ok(Duration::from_millis(20)));
+        assert_eq!(poll("0s"), Err("0s must be between 1ms and 1s".into()));
+        assert_eq!(poll("2s"), Err("2s must be between 1ms and 1s".into()));
+        assert!(poll("soon").unwrap_err().contains("not a duration"));
+        let run_for: P = duration_between::<1_000_000, { u64::MAX }>;
+        assert_eq!(run_for("0s"), Err("0s must be at least 1ms".into()));
+        assert!(run_for("300days").is_ok());
+        assert!(parse_rate("1K").is_err());
+        assert_eq!(parse_rate("1M"), Ok(1 << 20));
+        for args in [
+            &["ksight", "run", "--poll-interval", "0s"][..],
+            &["ksight", "run", "--dns-timeout", "1ms"],
+            &["ksight", "run", "--argv-max", "10"],
+            &["ksight", "run", "--grace", "2h"],
+            &["ksight", "run", "--hash-rate", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
 
     #[test]
     fn sizes() {
