@@ -134,7 +134,7 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 			return 0;
 		c.owner = l->owner;
 		c.tuple = e->tuple;
-		c.flags = KS_NET_INBOUND | KS_NET_OWNER;
+		c.flags = KS_NET_INBOUND | KS_NET_OWNER | (l->flags & KS_NET_PROCFS);
 		bpf_map_update_elem(&ks_tcp_conns, &key, &c, BPF_ANY);
 		e->task = c.owner;
 		e->flags = c.flags;

@@ -247,6 +247,8 @@ enum ks_net_flags {
 	KS_NET_OWNER = 1 << 2,		/* `task` holds the socket's owner */
 	KS_NET_TCP = 1 << 3,		/* a DNS record: the segment of a TCP connection */
 	KS_NET_ACCEPTED = 1 << 4,	/* `task` called accept() on it (accept.bpf.c) */
+	KS_NET_PROCFS = 1 << 5,		/* `task` was inferred from /proc by userspace
+					 * (a listener older than ksight) */
 };
 
 /*

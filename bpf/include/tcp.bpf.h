@@ -65,7 +65,8 @@ struct ks_listen_key {
 struct ks_listener {
 	struct ks_task owner;
 	__u32 sockets;
-	__u32 _pad;
+	__u32 flags;	/* KS_NET_PROCFS: put here by userspace at start, the owner
+			 * read from /proc (a listener older than ksight) */
 };
 
 /* Listening ports, for attributing accepted connections.

@@ -27,7 +27,8 @@ use ksight_core::event::TaskFacts;
 use ksight_core::kind::{KernelState, WIRE_KINDS};
 use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
 use ksight_core::net::RawUdpFlow;
-use ksight_wire::{ks_cpu_stats, ks_limits};
+use ksight_core::procfs::Listener;
+use ksight_wire::{ks_cpu_stats, ks_limits, ks_net_flags, ks_task};
 
 /// The largest argv ksight can copy (events.h KS_ARGV_MAX).
 pub const ARGV_MAX: u32 = ks_limits::KS_ARGV_MAX.0;
@@ -352,6 +353,36 @@ impl Agent {
     /// The running sensors' names, in load order.
     pub fn sensors(&self) -> Vec<&'static str> {
         self.sensors.iter().map(|s| s.spec().name).collect()
+    }
+
+    /// Listeners older than ksight, each with its owner read from /proc, put
+    /// in the TCP object's listener table where the kernel's hooks have not
+    /// put one since (a listen() seen live wins): their accepted connections
+    /// then have an owner, marked `net.owner_source: procfs`. How many went in.
+    pub fn seed_listeners(&self, listeners: &[(Listener, TaskFacts)]) -> usize {
+        let Some(table) = self.object("net").and_then(|o| map(o, "ks_listeners")) else {
+            return 0;
+        };
+        let task_len = std::mem::size_of::<ks_task>();
+        // tcp.bpf.h: struct ks_listener { struct ks_task owner; __u32 sockets, flags; }
+        if table.value_size() as usize != task_len + 8 || table.key_size() != 8 {
+            return 0;
+        }
+        let mut n = 0;
+        for (l, owner) in listeners {
+            let mut key = l.netns.to_ne_bytes().to_vec();
+            key.extend_from_slice(&l.port.to_ne_bytes());
+            key.extend_from_slice(&l.family.to_ne_bytes());
+            let task = ksight_core::decode::ks_task_of(owner);
+            // SAFETY: ks_task is plain data (generated from events.h, padding explicit).
+            let mut value = unsafe { plain::as_bytes(&task) }.to_vec();
+            value.extend_from_slice(&l.sockets.max(1).to_ne_bytes());
+            value.extend_from_slice(&ks_net_flags::KS_NET_PROCFS.0.to_ne_bytes());
+            if table.update(&key, &value, MapFlags::NO_EXIST).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Give one process the getaddrinfo probes (`--getaddrinfo lazy`: it has

@@ -101,6 +101,34 @@ pub fn task(t: &ks_task) -> TaskFacts {
     }
 }
 
+/// `task`'s inverse: the kernel's record of a task, from what userspace
+/// knows of it (a socket's owner read from /proc, handed to the kernel side).
+pub fn ks_task_of(t: &TaskFacts) -> ks_task {
+    let mut k = ks_task {
+        start_ns: t.start_ns,
+        parent_start_ns: t.parent_start_ns,
+        cgroup_id: t.cgroup_id,
+        pid: t.pid,
+        tid: t.tid,
+        ppid: t.ppid,
+        uid: t.uid,
+        gid: t.gid,
+        euid: t.euid,
+        egid: t.egid,
+        auid: t.auid.unwrap_or(u32::MAX),
+        pidns_ino: t.pidns,
+        ns_pid: t.ns_pid,
+        ns_tid: t.ns_tid,
+        ..Default::default()
+    };
+    // NUL-terminated, like the kernel's
+    let keep = k.comm.len() - 1;
+    for (dst, &b) in k.comm.iter_mut().zip(t.comm.iter().take(keep)) {
+        *dst = b as i8;
+    }
+    k
+}
+
 /// Bytes of a C char array up to its first NUL.
 pub fn cstr(chars: &[i8]) -> Vec<u8> {
     chars
@@ -150,5 +178,20 @@ pub(crate) mod testing {
             *d = *s as i8;
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::wire_task;
+    use super::*;
+
+    #[test]
+    fn a_task_goes_back_to_the_kernel_as_it_came() {
+        let mut facts = task(&wire_task());
+        assert_eq!(task(&ks_task_of(&facts)), facts);
+        // a 16-byte comm keeps its NUL, as the kernel's does
+        facts.comm = b"0123456789abcdefXYZ".to_vec();
+        assert_eq!(task(&ks_task_of(&facts)).comm, b"0123456789abcde");
     }
 }

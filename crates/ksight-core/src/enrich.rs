@@ -297,6 +297,50 @@ impl Enricher {
     /// process. Unless the table holds that very process, it is described from
     /// the facts (and /proc, if it still runs) without touching the table: an
     /// entry made for it would replace the pid's new owner, or never be evicted.
+    /// The /proc tree it reads.
+    pub fn procfs(&self) -> &ProcFs {
+        &self.procfs
+    }
+
+    /// What the kernel would have recorded of `pid`, read from /proc: the
+    /// owner of a socket older than ksight. `None` when it is gone.
+    pub fn task_from_proc(&self, pid: u32) -> Option<TaskFacts> {
+        let info = self.procfs.read(pid).ok()?;
+        let id = self.procfs.identity(pid);
+        let parent_start_ns = self
+            .procfs
+            .read(info.ppid)
+            .map_or(0, |p| self.clock.ticks_to_boot(p.start_ticks));
+        let cgroup_id = match (self.cgroups.mount(), &id.cgroup) {
+            (Some(mount), Some(path)) => {
+                use std::os::unix::ffi::OsStrExt as _;
+                use std::os::unix::fs::MetadataExt as _;
+                let rel = std::ffi::OsStr::from_bytes(path).to_owned();
+                let rel = std::path::Path::new(&rel);
+                let dir = mount.join(rel.strip_prefix("/").unwrap_or(rel));
+                std::fs::metadata(dir).map_or(0, |m| m.ino())
+            }
+            _ => 0,
+        };
+        Some(TaskFacts {
+            pid,
+            tid: pid,
+            ppid: info.ppid,
+            uid: info.uid,
+            gid: info.gid,
+            euid: info.euid,
+            egid: info.egid,
+            auid: id.auid,
+            start_ns: self.clock.ticks_to_boot(info.start_ticks),
+            parent_start_ns,
+            cgroup_id,
+            pidns: id.pidns,
+            ns_pid: id.ns_pid,
+            ns_tid: id.ns_pid,
+            comm: info.comm,
+        })
+    }
+
     pub fn owner(&mut self, t: &TaskFacts) -> Process {
         if self.table.get(t.pid, t.start_ns).is_some() {
             return self.process(t);

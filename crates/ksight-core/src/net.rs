@@ -108,6 +108,18 @@ pub struct NetInfo {
     /// (the name that was asked: `www.example.com`, not its CNAME target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_name: Option<String>,
+    /// How the owner (`process`) was found, when not by a hook in the kernel:
+    /// `procfs`, read from /proc at start (a socket older than ksight).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_source: Option<OwnerSource>,
+}
+
+crate::named_enum! {
+    /// How a socket's owner was found when the kernel's hooks did not see it.
+    pub enum OwnerSource {
+        /// from /proc/PID/fd and /proc/PID/net at start
+        Procfs = "procfs",
+    }
 }
 
 impl NetInfo {
@@ -126,6 +138,7 @@ impl NetInfo {
             remote: remote.into(),
             sock: format!("{sock:x}"),
             remote_name: None,
+            owner_source: None,
         }
     }
 }
@@ -178,6 +191,15 @@ pub fn fields<D: 'static>(f: &mut Fields<D>, net: for<'a> fn(&'a D) -> &'a NetIn
             .as_deref()
             .map_or(Value::Null, |n| Value::Text(n.as_bytes()))
     });
+    f.add(
+        "net.owner_source",
+        FieldType::Enum(OwnerSource::NAMES),
+        move |d| {
+            net(d)
+                .owner_source
+                .map_or(Value::Null, |o| Value::Text(o.name().as_bytes()))
+        },
+    );
 }
 
 /// Names of the errno values a socket reports.

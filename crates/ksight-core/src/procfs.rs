@@ -374,3 +374,238 @@ mod tests {
         assert!(ProcFs::new("/proc").pids().unwrap().contains(&pid));
     }
 }
+
+/// A TCP socket in LISTEN, as `/proc/PID/net/tcp` or `tcp6` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSocket {
+    pub inode: u64,
+    pub port: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+}
+
+/// The LISTEN sockets of one `/proc/.../net/tcp` (`family` 2) or `tcp6`
+/// (10) file: `sl local_address rem_address st ... uid timeout inode`, the
+/// port in hex after the local address's colon, state 0A. Garbage lines are
+/// skipped.
+pub fn parse_tcp_listeners(buf: &[u8], family: u16) -> Vec<ListenSocket> {
+    let text = String::from_utf8_lossy(buf);
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                return None;
+            }
+            let port = u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok()?;
+            let inode: u64 = f[9].parse().ok()?;
+            (inode != 0).then_some(ListenSocket {
+                inode,
+                port,
+                family,
+            })
+        })
+        .collect()
+}
+
+/// A port listened on in one network namespace, by sockets older than the
+/// scan, and the process holding them (the lowest pid among those that do:
+/// a server's parent, whose workers inherited the socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub netns: u32,
+    pub port: u16,
+    pub family: u16,
+    /// Sockets listening on it (SO_REUSEPORT, one per address).
+    pub sockets: u32,
+    pub pid: u32,
+}
+
+/// The inode a `/proc` namespace or fd link names: `net:[4026531840]`,
+/// `socket:[12345]`.
+fn link_inode(target: &Path, kind: &str) -> Option<u64> {
+    let t = target.to_str()?;
+    t.strip_prefix(kind)?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// What /proc says of a process beyond `ProcInfo`: what the kernel's hooks
+/// record of a task (events.h `ks_task`), for a socket's owner read from /proc.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcIdentity {
+    /// loginuid; `None` when unset.
+    pub auid: Option<u32>,
+    /// The cgroup v2 path (`0::/system.slice/x.service`), relative to the mount.
+    pub cgroup: Option<Vec<u8>>,
+    /// Inode of its pid namespace, and its pid there (`NSpid`'s last value).
+    pub pidns: u32,
+    pub ns_pid: u32,
+}
+
+impl ProcFs {
+    /// Best effort: fields that cannot be read are left unset.
+    pub fn identity(&self, pid: u32) -> ProcIdentity {
+        let dir = self.root.join(pid.to_string());
+        let auid = std::fs::read_to_string(dir.join("loginuid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|&a| a != u32::MAX);
+        let cgroup = std::fs::read(dir.join("cgroup")).ok().and_then(|b| {
+            b.split(|&c| c == b'\n')
+                .find_map(|l| l.strip_prefix(b"0::"))
+                .map(<[u8]>::to_vec)
+        });
+        let pidns = std::fs::read_link(dir.join("ns/pid"))
+            .ok()
+            .and_then(|t| link_inode(&t, "pid"))
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let status = std::fs::read(dir.join("status")).unwrap_or_default();
+        let ns_pid = status
+            .split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"NSpid:"))
+            .and_then(|l| {
+                l.split(u8::is_ascii_whitespace)
+                    .rfind(|f| !f.is_empty())
+                    .and_then(parse_num::<u32>)
+            })
+            .unwrap_or(pid);
+        ProcIdentity {
+            auid,
+            cgroup,
+            pidns,
+            ns_pid,
+        }
+    }
+
+    /// Every TCP listener open now, with its owner: the LISTEN sockets of each
+    /// network namespace (one read of `net/tcp` and `net/tcp6` per namespace,
+    /// through the first process in it), matched to the processes whose fds
+    /// hold them (a readdir and a readlink per fd of each process). Processes
+    /// that vanish or deny reading are skipped.
+    pub fn tcp_listeners(&self) -> Vec<Listener> {
+        use std::collections::{BTreeMap, HashMap};
+        let Ok(pids) = self.pids() else {
+            return Vec::new();
+        };
+        // by namespace: LISTEN socket inode -> (port, family)
+        let mut sockets: HashMap<u32, HashMap<u64, (u16, u16)>> = HashMap::new();
+        let mut owners: BTreeMap<(u32, u16, u16), u32> = BTreeMap::new();
+        for pid in pids {
+            let dir = self.root.join(pid.to_string());
+            let Some(ns) = std::fs::read_link(dir.join("ns/net"))
+                .ok()
+                .and_then(|t| link_inode(&t, "net"))
+                .and_then(|n| u32::try_from(n).ok())
+            else {
+                continue;
+            };
+            let listening = sockets.entry(ns).or_insert_with(|| {
+                let mut m = HashMap::new();
+                for (file, family) in [("net/tcp", 2), ("net/tcp6", 10)] {
+                    let buf = std::fs::read(dir.join(file)).unwrap_or_default();
+                    for l in parse_tcp_listeners(&buf, family) {
+                        m.insert(l.inode, (l.port, l.family));
+                    }
+                }
+                m
+            });
+            if listening.is_empty() {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+                continue;
+            };
+            for fd in fds.filter_map(Result::ok) {
+                let Some(inode) = std::fs::read_link(fd.path())
+                    .ok()
+                    .and_then(|t| link_inode(&t, "socket"))
+                else {
+                    continue;
+                };
+                if let Some(&(port, family)) = listening.get(&inode) {
+                    // pids ascend: the first holder is the lowest
+                    owners.entry((ns, port, family)).or_insert(pid);
+                }
+            }
+        }
+        owners
+            .into_iter()
+            .map(|((netns, port, family), pid)| Listener {
+                netns,
+                port,
+                family,
+                sockets: sockets[&netns]
+                    .values()
+                    .filter(|&&v| v == (port, family))
+                    .count() as u32,
+                pid,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 556 1 0000000000000000 20 4 30 10 -1\n\
+   2: garbage\n";
+
+    #[test]
+    fn listening_lines_are_read_and_the_rest_skipped() {
+        let got = parse_tcp_listeners(TCP.as_bytes(), 2);
+        assert_eq!(
+            got,
+            [ListenSocket {
+                inode: 555,
+                port: 8080,
+                family: 2
+            }]
+        );
+        assert!(parse_tcp_listeners(b"\xff\xfe", 10).is_empty());
+    }
+
+    #[test]
+    fn a_listener_is_owned_by_the_lowest_pid_holding_it() {
+        let root = tempfile::tempdir().unwrap();
+        let proc_ = |pid: u32, ns: u64, fds: &[u64], tcp: Option<&str>| {
+            let dir = root.path().join(pid.to_string());
+            std::fs::create_dir_all(dir.join("ns")).unwrap();
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            std::fs::create_dir_all(dir.join("net")).unwrap();
+            symlink(format!("net:[{ns}]"), dir.join("ns/net")).unwrap();
+            for (i, inode) in fds.iter().enumerate() {
+                symlink(format!("socket:[{inode}]"), dir.join(format!("fd/{i}"))).unwrap();
+            }
+            symlink("/dev/null", dir.join("fd/99")).unwrap();
+            if let Some(t) = tcp {
+                std::fs::write(dir.join("net/tcp"), t).unwrap();
+            }
+        };
+        // a server (100) and its worker (101) share the listener; 102 holds
+        // the connected socket only; 200 lives in another namespace where
+        // inode 555 means nothing
+        proc_(100, 7, &[555], Some(TCP));
+        proc_(101, 7, &[555, 556], None);
+        proc_(102, 7, &[556], None);
+        proc_(200, 8, &[555], Some("header\n"));
+        let got = ProcFs::new(root.path()).tcp_listeners();
+        assert_eq!(
+            got,
+            [Listener {
+                netns: 7,
+                port: 8080,
+                family: 2,
+                sockets: 1,
+                pid: 100
+            }]
+        );
+    }
+}

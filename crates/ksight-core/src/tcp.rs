@@ -9,7 +9,7 @@ use ksight_wire::{ks_net_flags, ks_sock_tuple, ks_tcp_event};
 use crate::decode::{copy, ip, task, DecodeError};
 use crate::kind::{Cx, KindSpec, Subject};
 use crate::model::{Header, Process, TaskFacts};
-use crate::net::{NetInfo, Protocol};
+use crate::net::{NetInfo, OwnerSource, Protocol};
 
 /// A TCP socket's endpoints, as the kernel holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub struct RawTcp {
     /// `owner` called accept() on it (the accept hook); otherwise an inbound
     /// connection's owner is its listener's.
     pub accepted: bool,
+    /// `owner` was read from /proc at start (a listener older than ksight).
+    pub owner_procfs: bool,
     /// When the connection began (connect called / accept completed); 0 if unknown.
     pub start_ns: u64,
     /// When it entered `old_state`; 0 if unknown.
@@ -76,6 +78,7 @@ pub fn decode_tcp(buf: &[u8]) -> Result<RawTcp, DecodeError> {
         outbound: flag(ks_net_flags::KS_NET_OUTBOUND),
         inbound: flag(ks_net_flags::KS_NET_INBOUND),
         accepted: flag(ks_net_flags::KS_NET_ACCEPTED),
+        owner_procfs: flag(ks_net_flags::KS_NET_PROCFS),
         start_ns: e.start_ns,
         state_ns: e.state_ns,
         bytes_sent: e.bytes_sent,
@@ -116,6 +119,9 @@ pub fn tcp_event<K: KindSpec>(
         t.sock,
     );
     net.remote_name = cx.enricher.name_of(t.tuple.remote.ip(), hdr.ktime_ns);
+    if t.owner.is_some() && t.owner_procfs {
+        net.owner_source = Some(OwnerSource::Procfs);
+    }
     let now = hdr.ktime_ns;
     let since = move |from: u64| (from != 0).then(|| now.saturating_sub(from));
     let detail = detail(net, &since);

@@ -195,6 +195,20 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     };
     let mut enricher = host_enricher(enrich_cfg, cgroups);
     let known = enricher.seed().context("reading /proc")?;
+    // listeners older than ksight: their owners from /proc, read after
+    // attaching (a listen() the hooks see meanwhile is not overwritten)
+    let seeded = if agent.sensors().contains(&"net") {
+        let owners: Vec<_> = enricher
+            .procfs()
+            .tcp_listeners()
+            .into_iter()
+            .filter_map(|l| Some((enricher.task_from_proc(l.pid)?, l)))
+            .map(|(task, l)| (l, task))
+            .collect();
+        agent.seed_listeners(&owners)
+    } else {
+        0
+    };
     let pipeline_cfg = PipelineConfig {
         udp_interval_ns: cfg.udp_interval.as_nanos() as u64,
         dns_timeout_ns: cfg.dns_timeout.as_nanos() as u64,
@@ -230,7 +244,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
     eprintln!(
-        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes known, {}in {} ms",
+        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} TCP listeners known, {}in {} ms",
         agent.links(),
         agent.mode(),
         agent
@@ -244,7 +258,6 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         },
         started.elapsed().as_millis()
     );
-
     // a --duration too long to add is no deadline at all
     let deadline = cfg.duration.and_then(|d| Instant::now().checked_add(d));
     let mut last_clock = Instant::now();

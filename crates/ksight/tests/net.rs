@@ -682,3 +682,68 @@ fn other_sockets_on_a_listening_port_do_not_hide_its_connections() {
     assert_eq!(closes.len(), 1, "the served end's close");
     assert_eq!(closes[0]["tcp"]["direction"], "in");
 }
+
+#[test]
+fn a_listener_older_than_ksight_has_its_owner_from_procfs() {
+    // listening before ksight starts: no hook saw its listen()
+    let old = TcpListener::bind("127.0.0.1:0").unwrap();
+    let old_port = old.local_addr().unwrap().port();
+    let k = Ksight::start(&["--events", "accept,listen,tcp_close", "--no-rules"]);
+    assert!(
+        !k.stderr_so_far().contains(" 0 TCP listeners known"),
+        "{}",
+        k.stderr_so_far()
+    );
+    let new = TcpListener::bind("127.0.0.1:0").unwrap();
+    let new_port = new.local_addr().unwrap().port();
+    for (l, port) in [(&old, old_port), (&new, new_port)] {
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        drop(c);
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let r = k.stop();
+    let accepted = |port: u16| -> Vec<&Value> {
+        r.events
+            .iter()
+            .filter(|e| e["type"] == "accept" && e["net"]["local"]["port"] == port)
+            .collect()
+    };
+    let a = accepted(old_port);
+    assert_eq!(a.len(), 1, "{:#?}\n{}", r.events, r.stderr);
+    assert_eq!(a[0]["process"]["pid"], std::process::id());
+    assert_eq!(a[0]["net"]["owner_source"], "procfs");
+    assert_eq!(a[0]["accept"]["by"], "listener");
+    // its close carries the same owner and source
+    let closes: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "tcp_close" && e["net"]["local"]["port"] == old_port)
+        .collect();
+    assert_eq!(closes.len(), 1, "{closes:#?}");
+    assert_eq!(closes[0]["process"]["pid"], std::process::id());
+    assert_eq!(closes[0]["net"]["owner_source"], "procfs");
+    // a listener the hooks saw: the kernel named its owner
+    let b = accepted(new_port);
+    assert_eq!(b.len(), 1, "{:#?}", r.events);
+    assert_eq!(b[0]["process"]["pid"], std::process::id());
+    assert!(b[0]["net"].get("owner_source").is_none(), "{:#}", b[0]);
+    // the same process, whether /proc or the kernel named it (not `comm`:
+    // /proc names the process, the kernel the thread that called listen())
+    for field in [
+        "exec_id",
+        "uid",
+        "euid",
+        "cgroup",
+        "cgroup_id",
+        "pidns",
+        "ns_pid",
+    ] {
+        assert_eq!(
+            a[0]["process"][field], b[0]["process"][field],
+            "{field}: {:#} vs {:#}",
+            a[0]["process"], b[0]["process"]
+        );
+    }
+}
