@@ -200,13 +200,10 @@ int ks_udp_release(struct bpf_sock *ctx)
 	__u64 cookie;
 
 	if (ctx->protocol != KS_IPPROTO_UDP) {
-		/* a TCP socket is in the table only if a DNS segment adopted it:
-		 * look first (lock-free); a delete takes the bucket lock even
-		 * when the key is absent, which is every other TCP socket */
+		/* a TCP socket is in the table only if a DNS segment adopted it */
 		if (ctx->protocol == KS_IPPROTO_TCP) {
 			cookie = bpf_get_socket_cookie(ctx);
-			if (bpf_map_lookup_elem(&ks_udp_socks, &cookie))
-				bpf_map_delete_elem(&ks_udp_socks, &cookie);
+			bpf_map_delete_elem(&ks_udp_socks, &cookie);
 		}
 		return 1;
 	}
