@@ -3,39 +3,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-/// Does the kernel still have this BPF object? Asks bpftool, the kernel's own listing.
-fn bpf_object_exists(kind: &str, id: u32) -> bool {
-    let out = Command::new("bpftool")
-        .args([kind, "show", "id", &id.to_string()])
-        .output()
-        .expect("bpftool (apt-get install bpftool)");
-    out.status.success()
-}
-
-/// Freeing programs and maps is deferred (RCU, work queues): allow a moment.
-fn assert_all_gone(k_progs: &[u32], k_maps: &[u32]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left: Vec<String> = (k_progs.iter().map(|&id| ("prog", id)))
-            .chain(k_maps.iter().map(|&id| ("map", id)))
-            .filter(|&(kind, id)| bpf_object_exists(kind, id))
-            .map(|(kind, id)| format!("{kind} {id}"))
-            .collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still loaded after ksight exited: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn detach_after(signal: i32) {
     let k = Ksight::start(&[]);

@@ -26,7 +26,7 @@ pub fn require_root() {
 
 /// Extra arguments to every ksight started by the tests, e.g. `--attach raw_tp`
 /// to run the whole suite on the fallback hooks.
-fn extra_args() -> Vec<String> {
+pub fn extra_args() -> Vec<String> {
     std::env::var("KSIGHT_TEST_ARGS")
         .map(|s| s.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
@@ -49,7 +49,7 @@ pub struct Run {
     pub status: ExitStatus,
 }
 
-fn parse_ids(line: &str, key: &str) -> Vec<u32> {
+pub fn parse_ids(line: &str, key: &str) -> Vec<u32> {
     let Some(rest) = line.split(key).nth(1) else {
         return Vec::new();
     };
@@ -142,6 +142,17 @@ impl Ksight {
     #[allow(dead_code)]
     pub fn stderr_so_far(&self) -> String {
         self.live.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Its peak resident memory so far (VmHWM), KiB.
+    #[allow(dead_code)]
+    pub fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// How many entries this ksight's map `name` holds now (asks bpftool).
@@ -381,5 +392,34 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
             "ip {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// Does the kernel still have this BPF object? Asks bpftool, the kernel's own listing.
+pub fn bpf_object_exists(kind: &str, id: u32) -> bool {
+    let out = Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool (apt-get install bpftool)");
+    out.status.success()
+}
+
+/// Freeing programs and maps is deferred (RCU, work queues): allow a moment.
+pub fn assert_all_gone(k_progs: &[u32], k_maps: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = (k_progs.iter().map(|&id| ("prog", id)))
+            .chain(k_maps.iter().map(|&id| ("map", id)))
+            .filter(|&(kind, id)| bpf_object_exists(kind, id))
+            .map(|(kind, id)| format!("{kind} {id}"))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still loaded after ksight exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -1,0 +1,204 @@
+//! Hostile conditions, each with an assertion: a reader that goes away, a
+//! full disk, two instances at once, a fork storm against memory, a program
+//! whose path is not UTF-8. (Elsewhere: bad flags and ranges, no privileges
+//! and a missing BTF in cli.rs; SIGINT/SIGTERM/SIGKILL leave nothing loaded,
+//! cli.rs; a full ring buffer accounted exactly, cli.rs and transport.rs;
+//! huge and non-UTF-8 argv, process.rs; hostile DNS and junk datagrams,
+//! dns.rs; sockets older than ksight, net.rs.)
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A ksight run on its own pipes: `ksight run -v --no-rules ARGS`.
+struct Raw {
+    child: Child,
+    progs: Vec<u32>,
+    maps: Vec<u32>,
+    /// All of stderr, once it has exited.
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Started, and returned once it is watching.
+fn spawn(args: &[&str]) -> Raw {
+    require_root();
+    let mut child = Command::new(KSIGHT)
+        .args(["run", "-v", "--no-rules"])
+        .args(extra_args())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ksight");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (mut progs, mut maps, mut said) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "ksight exited before watching: {said}"
+        );
+        said.push_str(&line);
+        if line.contains("prog ids") {
+            progs = parse_ids(&line, "prog ids");
+            maps = parse_ids(&line, "map ids");
+        }
+        if line.starts_with("ksight: watching") {
+            break;
+        }
+    }
+    let stderr = std::thread::spawn(move || {
+        let _ = err.read_to_string(&mut said);
+        said
+    });
+    Raw {
+        child,
+        progs,
+        maps,
+        stderr,
+    }
+}
+
+/// Wait for `child` to exit on its own, running `/bin/true` meanwhile so that
+/// events keep coming.
+fn exits_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ksight still running after {limit:?}"
+        );
+        run(&mut Command::new("/bin/true"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_ksight_cleanly() {
+    // `ksight run | head -1`
+    let mut k = spawn(&["--format", "json", "--events", "exec"]);
+    let mut out = BufReader::new(k.child.stdout.take().unwrap());
+    run(&mut Command::new("/bin/true"));
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"v\":"), "{first}");
+    drop(out);
+    let st = exits_within(&mut k.child, Duration::from_secs(10));
+    let stderr = k.stderr.join().unwrap();
+    assert!(
+        st.success(),
+        "a closed pipe is the reader's choice: {st:?} {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_all_gone(&k.progs, &k.maps);
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_leaves_nothing_loaded() {
+    let mut k = spawn(&["--format", "json", "-o", "/dev/full"]);
+    let st = exits_within(&mut k.child, Duration::from_secs(10));
+    let stderr = k.stderr.join().unwrap();
+    assert_eq!(st.code(), Some(1), "{st:?} {stderr}");
+    assert!(
+        stderr.contains("ksight: error: writing events: No space left on device"),
+        "{stderr}"
+    );
+    assert_all_gone(&k.progs, &k.maps);
+}
+
+#[test]
+fn two_instances_at_once_both_see_everything() {
+    let a = Ksight::start(&["--events", "exec", "--no-rules"]);
+    let b = Ksight::start(&["--events", "exec", "--no-rules"]);
+    let (pid, _) = run(&mut Command::new("/bin/true"));
+    let (ra, rb) = (a.stop(), b.stop());
+    assert_eq!(ra.one("exec", pid)["exec"]["filename"], "/bin/true");
+    assert_eq!(rb.one("exec", pid)["exec"]["filename"], "/bin/true");
+    assert!(ra.status.success() && rb.status.success());
+}
+
+/// Not a test: fork $KS_FORKS children that exit at once, one at a time.
+#[test]
+#[ignore = "helper process for the torture tests"]
+fn helper_forks() {
+    let n: u32 = std::env::var("KS_FORKS").unwrap().parse().unwrap();
+    for _ in 0..n {
+        // SAFETY: the child calls only _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            child => {
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut st, 0) };
+            }
+        }
+    }
+}
+
+#[test]
+fn sixty_thousand_forks_keep_memory_bounded_and_lose_nothing() {
+    const FORKS: u32 = 60_000;
+    let k = Ksight::start(&["--events", "fork,exit", "--no-rules"]);
+    let (helper, st) = run(Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_forks",
+            "--test-threads",
+            "1",
+        ])
+        .env("KS_FORKS", FORKS.to_string()));
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let peak_kib = k.peak_rss_kib();
+    let r = k.stop();
+    // the helper's own forks; its children exit, each one event
+    let forks = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "fork" && e["process"]["pid"] == helper)
+        .count();
+    assert_eq!(forks as u32, FORKS, "{}", r.stderr);
+    assert!(
+        !r.events.iter().any(|e| e["type"] == "lost"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        peak_kib < 64 << 10,
+        "peak RSS {peak_kib} KiB over {FORKS} forks"
+    );
+}
+
+#[test]
+fn a_program_whose_path_is_not_utf8_is_reported_as_bytes() {
+    let dir = temp_dir("nonutf8");
+    let exe = dir.join(OsStr::from_bytes(b"ks-\xff\xfe"));
+    install_exe(std::path::Path::new("/bin/true"), &exe, "0755");
+    let k = Ksight::start(&["--events", "exec", "--no-rules"]);
+    let (pid, st) = run(&mut Command::new(&exe));
+    assert!(st.success());
+    let r = k.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let exec = r.one("exec", pid);
+    // bytes, not a lossy string: base64 of the whole path
+    use base64::Engine as _;
+    let path = exe.as_os_str().as_bytes();
+    let want = base64::engine::general_purpose::STANDARD.encode(path);
+    assert_eq!(
+        exec["exec"]["filename"],
+        serde_json::json!({ "bytes": want })
+    );
+    assert_eq!(exec["exec"]["exe"], serde_json::json!({ "bytes": want }));
+}
