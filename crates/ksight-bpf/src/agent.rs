@@ -33,8 +33,7 @@ use ksight_wire::{ks_cpu_stats, ks_limits, ks_net_flags, ks_task};
 /// The largest argv ksight can copy (events.h KS_ARGV_MAX).
 pub const ARGV_MAX: u32 = ks_limits::KS_ARGV_MAX.0;
 
-/// How many cgroups the in-kernel filter takes (common.bpf.h KS_MAX_CGROUPS).
-pub const MAX_CGROUPS: usize = 8;
+pub use crate::object::MAX_CGROUPS;
 
 /// A sensor that is not running although the configuration wanted it.
 #[derive(Debug, Clone, PartialEq, Eq)]

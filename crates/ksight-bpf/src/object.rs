@@ -153,6 +153,9 @@ fn log_tail(lines: &[String], max: usize) -> Vec<String> {
     slice[slice.len().saturating_sub(max)..].to_vec()
 }
 
+/// How many cgroups the in-kernel filter takes (common.bpf.h KS_MAX_CGROUPS).
+pub const MAX_CGROUPS: usize = 8;
+
 /// Maps objects share, by name: those every object has, made first
 /// ([`SharedMaps::create`]: the ring buffer, the counters, the cgroup filter),
 /// and those an object publishes for the ones loaded after it (the TCP tables
@@ -178,13 +181,7 @@ impl SharedMaps {
         let stats = std::mem::size_of::<ksight_wire::ks_cpu_stats>() as u32;
         let mut wanted = vec![
             ("ks_stats", MapType::PercpuArray, 4, stats, 1),
-            (
-                "ks_cgroups",
-                MapType::CgroupArray,
-                4,
-                4,
-                crate::agent::MAX_CGROUPS as u32,
-            ),
+            ("ks_cgroups", MapType::CgroupArray, 4, 4, MAX_CGROUPS as u32),
         ];
         wanted.push(if perf {
             ("ks_perf", MapType::PerfEventArray, 4, 4, cpus.max(1))
