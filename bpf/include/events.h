@@ -41,6 +41,7 @@ enum ks_event_kind {
 	KS_EVENT_DNS = 10,
 	KS_EVENT_GETADDRINFO = 11,
 	KS_EVENT_SIGNAL = 12,
+	KS_EVENT_CGROUP = 13,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -389,6 +390,19 @@ struct ks_signal_event {
 	__u32 result;		/* TRACE_SIGNAL_*: 0 delivered, 1 ignored, 2 already pending,
 				 * 3 queue overflow, 4 delivered without its siginfo */
 	__u32 group;		/* sent to the whole process, not one thread */
+};
+
+/* A cgroup v2 directory was made (cgroup/cgroup_mkdir): its id and path, so
+ * that events made in it are named even if it is gone before userspace
+ * reads them (a container that runs one command). */
+#define KS_CGROUP_PATH_MAX 256
+struct ks_cgroup_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;	/* who made it (a runtime, systemd, a shell) */
+	__u64 id;		/* == the cgroup_id of the tasks in it */
+	__u32 len;		/* the path's bytes, without its NUL */
+	__u32 truncated;	/* the path was longer than `path` */
+	char path[KS_CGROUP_PATH_MAX];	/* from the hierarchy's root: /system.slice/x.scope */
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

@@ -141,6 +141,16 @@ impl CgroupResolver {
         self.mount.as_deref()
     }
 
+    /// The kernel made cgroup `id` at `path` (cgroup.bpf.c): known before
+    /// any event made in it, so it stays named once removed.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        if self.cache.len() >= MAX_CACHE && !self.cache.contains_key(&id) {
+            self.cache.clear();
+        }
+        self.max_id = self.max_id.max(id);
+        self.cache.insert(id, Arc::from(path));
+    }
+
     /// Minimum interval between two tree walks triggered by cache misses.
     pub fn set_min_rescan(&mut self, interval: Duration) {
         self.min_rescan = interval;

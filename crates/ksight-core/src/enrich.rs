@@ -297,6 +297,11 @@ impl Enricher {
     /// process. Unless the table holds that very process, it is described from
     /// the facts (and /proc, if it still runs) without touching the table: an
     /// entry made for it would replace the pid's new owner, or never be evicted.
+    /// A cgroup the kernel just made (the `cgroup` kind).
+    pub fn learn_cgroup(&mut self, id: u64, path: &str) {
+        self.cgroups.learn(id, path);
+    }
+
     /// The /proc tree it reads.
     pub fn procfs(&self) -> &ProcFs {
         &self.procfs

@@ -43,6 +43,15 @@ struct Row<'a> {
 
 const ROWS: &[Row<'static>] = &[
     Row {
+        name: "cgroup names",
+        sensor: "cgroup",
+        active: "cgroups named as they are made (cgroup_mkdir via {hooks}): events of a \
+                 cgroup removed at once keep its path and container",
+        refused: FeatureState::Degraded,
+        refused_detail: "cgroups are named by walking the cgroup tree: one removed before \
+                         the walk leaves its events unnamed: ",
+    },
+    Row {
         name: "TCP events",
         sensor: "net",
         active: "connect, accept, listen, tcp_close, tcp_state via {hooks}",
@@ -56,10 +65,10 @@ const ROWS: &[Row<'static>] = &[
         active: "an accepted connection names the process that called accept() \
                  (hook: {hook} on inet_csk_accept)",
         refused: FeatureState::Degraded,
-        refused_detail: "an accepted connection names the listening socket's owner, and \
-                         connections on listeners opened before ksight started are missed: no \
-                         accept() hook (fexit needs BTF and no lockdown, kretprobe CONFIG_KPROBES; \
-                         the load.accept findings say why)",
+        refused_detail: "an accepted connection names the listening socket's owner (read \
+                         from /proc for listeners opened before ksight started): no accept() \
+                         hook (fexit needs BTF and no lockdown, kretprobe CONFIG_KPROBES; the \
+                         load.accept findings say why)",
     },
     Row {
         name: "UDP flows",

@@ -202,3 +202,57 @@ fn a_program_whose_path_is_not_utf8_is_reported_as_bytes() {
     );
     assert_eq!(exec["exec"]["exe"], serde_json::json!({ "bytes": want }));
 }
+
+#[test]
+fn a_cgroup_removed_while_its_events_are_in_flight_is_still_named() {
+    // a container that runs one command and is gone: its cgroup is removed
+    // before ksight's next poll reads the records made in it
+    let k = Ksight::start(&["--events", "exec,exit", "--no-rules"]);
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        let name = format!("ksight-gone-{}-{i}", std::process::id());
+        let dir = cgroup2_mount().join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let script = format!("echo $$ > {}/cgroup.procs && exec /bin/true", dir.display());
+        let (pid, status) = run(Command::new("/bin/sh").args(["-c", &script]));
+        assert!(status.success());
+        std::fs::remove_dir(&dir).unwrap();
+        seen.push((pid, name));
+    }
+    let r = k.stop();
+    for (pid, name) in seen {
+        for kind in ["exec", "exit"] {
+            let ev = r
+                .of(kind, pid)
+                .into_iter()
+                .find(|e| e["process"]["comm"] == "true")
+                .unwrap_or_else(|| panic!("{kind} of /bin/true in {name}"));
+            assert_eq!(
+                ev["process"]["cgroup"],
+                format!("/{name}"),
+                "{kind}: {ev:#}"
+            );
+        }
+    }
+    // not asked for: the cgroup events are not written, their names were used
+    assert!(!r.events.iter().any(|e| e["type"] == "cgroup"));
+}
+
+#[test]
+fn a_cgroup_made_is_reported_with_its_maker() {
+    let k = Ksight::start(&["--events", "cgroup", "--no-rules"]);
+    let name = format!("ksight-made-{}", std::process::id());
+    let dir = cgroup2_mount().join(&name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    let r = k.stop();
+    let made: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "cgroup" && e["cgroup"]["path"] == format!("/{name}"))
+        .collect();
+    assert_eq!(made.len(), 1, "{:#?}", r.events);
+    assert_eq!(made[0]["process"]["pid"], std::process::id());
+    assert!(made[0]["cgroup"]["id"].as_u64().unwrap() > 1);
+    assert_eq!(made[0]["cgroup"]["truncated"], false);
+}
