@@ -358,14 +358,20 @@ impl Agent {
     /// in the TCP object's listener table where the kernel's hooks have not
     /// put one since (a listen() seen live wins): their accepted connections
     /// then have an owner, marked `net.owner_source: procfs`. How many went in.
-    pub fn seed_listeners(&self, listeners: &[(Listener, TaskFacts)]) -> usize {
+    pub fn seed_listeners(&self, listeners: &[(Listener, TaskFacts)]) -> Result<usize, LoadError> {
         let Some(table) = self.object("net").and_then(|o| map(o, "ks_listeners")) else {
-            return 0;
+            return Ok(0);
         };
         let task_len = std::mem::size_of::<ks_task>();
         // tcp.bpf.h: struct ks_listener { struct ks_task owner; __u32 sockets, flags; }
         if table.value_size() as usize != task_len + 8 || table.key_size() != 8 {
-            return 0;
+            return Err(LoadError::Config(format!(
+                "ks_listeners holds {}-byte keys and {}-byte values, not tcp.bpf.h's 8 and {}: \
+                 listeners older than ksight stay unattributed",
+                table.key_size(),
+                table.value_size(),
+                task_len + 8
+            )));
         }
         let mut n = 0;
         for (l, owner) in listeners {
@@ -381,7 +387,7 @@ impl Agent {
                 n += 1;
             }
         }
-        n
+        Ok(n)
     }
 
     /// Give one process the getaddrinfo probes (`--getaddrinfo lazy`: it has

@@ -37,6 +37,17 @@ pub struct RawDns {
     pub tcp: bool,
 }
 
+impl RawDns {
+    /// This socket's end, and the other.
+    fn ends(&self) -> (SocketAddr, SocketAddr) {
+        if self.egress {
+            (self.src, self.dst)
+        } else {
+            (self.dst, self.src)
+        }
+    }
+}
+
 crate::named_enum! {
     /// Which side of a transaction this host's process was.
     pub enum Role {
@@ -205,20 +216,12 @@ impl DnsTracker {
             &p.data[..]
         };
         let transport = if p.tcp { Protocol::Tcp } else { Protocol::Udp };
-        // this socket's end, and the other
-        let (local, remote) = if p.egress {
-            (p.src, p.dst)
-        } else {
-            (p.dst, p.src)
-        };
+        let (local, remote) = p.ends();
         let m = match Message::from_vec(bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.malformed += 1;
-                // a whole UDP payload, or a TCP message: its own length
-                let size = if p.tcp { bytes.len() as u32 } else { p.len };
-                let cut = (bytes.len() as u64) < u64::from(size);
-                let tx = self.unparsed(&p, bytes, size, cut, e.to_string(), local, remote);
+                let tx = self.unparsed(&p, bytes, e.to_string());
                 if tx.is_some() {
                     self.malformed_answers += 1;
                 }
@@ -311,17 +314,11 @@ impl DnsTracker {
     /// to a query waiting here (same socket, id and server), that query's
     /// transaction, `malformed` (or `answered` without answers when ksight
     /// captured only part of it), with what the header says.
-    #[allow(clippy::too_many_arguments)]
-    fn unparsed(
-        &mut self,
-        p: &RawDns,
-        bytes: &[u8],
-        size: u32,
-        cut: bool,
-        why: String,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> Option<Transaction> {
+    fn unparsed(&mut self, p: &RawDns, bytes: &[u8], why: String) -> Option<Transaction> {
+        let (local, remote) = p.ends();
+        // a whole UDP payload, or a TCP message: its own length
+        let size = if p.tcp { bytes.len() as u32 } else { p.len };
+        let cut = (bytes.len() as u64) < u64::from(size);
         let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         if bytes.len() < 12 {
             return None; // not even a header

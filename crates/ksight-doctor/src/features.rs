@@ -43,15 +43,6 @@ struct Row<'a> {
 
 const ROWS: &[Row<'static>] = &[
     Row {
-        name: "cgroup names",
-        sensor: "cgroup",
-        active: "cgroups named as they are made (cgroup_mkdir via {hooks}): events of a \
-                 cgroup removed at once keep its path and container",
-        refused: FeatureState::Degraded,
-        refused_detail: "cgroups are named by walking the cgroup tree: one removed before \
-                         the walk leaves its events unnamed: ",
-    },
-    Row {
         name: "TCP events",
         sensor: "net",
         active: "connect, accept, listen, tcp_close, tcp_state via {hooks}",

@@ -205,7 +205,10 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             .filter_map(|l| Some((enricher.task_from_proc(l.pid)?, l)))
             .map(|(task, l)| (l, task))
             .collect();
-        agent.seed_listeners(&owners)
+        agent.seed_listeners(&owners).unwrap_or_else(|e| {
+            eprintln!("ksight: warning: {e}");
+            0
+        })
     } else {
         0
     };
