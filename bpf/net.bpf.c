@@ -23,6 +23,39 @@ char LICENSE[] SEC("license") = "GPL";
 /* emit tcp_state records for every transition */
 const volatile __u32 ks_cfg_tcp_states = 0;
 
+/* Connections open before ksight started, by socket cookie: userspace puts
+ * them here at start (sock_diag gives the cookie, /proc the owner, marked
+ * KS_TASK_PROCFS). A connection moves to ks_tcp_conns at its first state
+ * change that needs it (its close, at the latest). LRU: one that never
+ * changes state again does not hold a slot forever.
+ * 16384 x (~192 B value + 8 B key + ~64 B overhead) ~ 4 MiB at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ks_tcp_conn);
+} ks_tcp_seed SEC(".maps");
+
+/* A connection ksight did not see begin: one userspace seeded? Only a miss
+ * in ks_tcp_conns on a state change that makes a record pays this. The
+ * cookie is set: sock_diag generated it when userspace listed the socket. */
+static __always_inline struct ks_tcp_conn *adopt(const struct sock *sk, __u64 key,
+						 const int direct)
+{
+	__u64 cookie = direct ? sk->__sk_common.skc_cookie.counter :
+				BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct ks_tcp_conn *seed;
+
+	if (!cookie)
+		return 0;
+	seed = bpf_map_lookup_elem(&ks_tcp_seed, &cookie);
+	if (!seed)
+		return 0;
+	bpf_map_update_elem(&ks_tcp_conns, &key, seed, BPF_NOEXIST);
+	bpf_map_delete_elem(&ks_tcp_seed, &cookie);
+	return bpf_map_lookup_elem(&ks_tcp_conns, &key);
+}
+
 
 static __always_inline int on_state(void *ctx, const struct sock *sk, int old, int new,
 				    const int direct)
@@ -151,7 +184,9 @@ static __always_inline int on_state(void *ctx, const struct sock *sk, int old, i
 
 	conn = bpf_map_lookup_elem(&ks_tcp_conns, &key);
 	if (!conn)
-		return 0; /* began before ksight, or filtered out */
+		conn = adopt(sk, key, direct);
+	if (!conn)
+		return 0; /* began before ksight (and not seeded), or filtered out */
 	if (e->tuple.sport)
 		conn->tuple = e->tuple;
 	else

@@ -208,6 +208,7 @@ static __always_inline void ks_fill_task_cg(struct ks_task *out, struct task_str
 		out->auid = BPF_CORE_READ(t, loginuid.val);
 	out->ns_pid = ks_ns_nr(leader, &out->pidns_ino);
 	out->ns_tid = ks_ns_nr(t, 0);
+	out->flags = 0;
 	/* every hook using this runs in t's own context */
 	out->cgroup_id = helper_cgroup ? bpf_get_current_cgroup_id() : ks_task_cgroup_id(t);
 	BPF_CORE_READ_STR_INTO(&out->comm, t, comm);
@@ -244,6 +245,7 @@ static __always_inline void ks_fill_task_any(struct ks_task *out, struct task_st
 		out->auid = t->loginuid.val;
 	out->ns_pid = ks_ns_nr(leader, &out->pidns_ino);
 	out->ns_tid = ks_ns_nr(t, 0);
+	out->flags = 0;
 	out->cgroup_id = bpf_get_current_cgroup_id();
 	__builtin_memcpy(out->comm, t->comm, sizeof(out->comm));
 }

@@ -91,8 +91,14 @@ struct ks_task {
 	__u32 pidns_ino;	/* inode of the task's active pid namespace */
 	__u32 ns_pid;		/* tgid as seen inside that namespace */
 	__u32 ns_tid;
-	__u32 _pad;
+	__u32 flags;		/* enum ks_task_flags; 0 from the kernel's hooks */
 	char comm[KS_TASK_COMM_LEN];
+};
+
+enum ks_task_flags {
+	/* read from /proc by userspace, not by a hook: the owner of a socket
+	 * older than ksight (written into the socket tables at start) */
+	KS_TASK_PROCFS = 1 << 0,
 };
 
 enum ks_exec_flags {
@@ -271,6 +277,20 @@ struct ks_tcp_event {
 	__u32 error;		/* sk_err (errno) when a connect fails */
 	__u32 old_state;	/* TCP_* states, as in include/net/tcp_states.h */
 	__u32 new_state;
+	__u32 flags;		/* enum ks_net_flags */
+	__u32 _pad;
+};
+
+/* What the kernel knows of a tracked TCP connection (net.bpf.c's
+ * ks_tcp_conns, keyed by socket address; ks_tcp_seed, keyed by socket cookie,
+ * holds those older than ksight, written by userspace at start). */
+struct ks_tcp_conn {
+	struct ks_task owner;
+	/* the addresses once both ports are known: an outbound socket has no
+	 * local port yet at SYN_SENT, and has given it back by CLOSE */
+	struct ks_sock_tuple tuple;
+	__u64 start_ns;		/* 0: unknown (older than ksight) */
+	__u64 state_ns;
 	__u32 flags;		/* enum ks_net_flags */
 	__u32 _pad;
 };

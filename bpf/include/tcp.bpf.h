@@ -30,18 +30,6 @@ enum {
 	KS_TCP_CLOSING = 11,
 };
 
-/* What we know of a tracked connection. */
-struct ks_tcp_conn {
-	struct ks_task owner;
-	/* the addresses once both ports are known: an outbound socket has no
-	 * local port yet at SYN_SENT, and has given it back by CLOSE */
-	struct ks_sock_tuple tuple;
-	__u64 start_ns;
-	__u64 state_ns;
-	__u32 flags;
-	__u32 _pad;
-};
-
 /* One entry per connection ksight saw begin, freed at close. LRU: a socket
  * whose close we never see (a missed record) cannot leak an entry forever.
  * 65536 entries x (~192 B value + 8 B key + ~64 B overhead) ~ 17 MiB at most. */

@@ -28,7 +28,10 @@ use ksight_core::kind::{KernelState, WIRE_KINDS};
 use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
 use ksight_core::net::RawUdpFlow;
 use ksight_core::procfs::Listener;
-use ksight_wire::{ks_cpu_stats, ks_limits, ks_net_flags, ks_task};
+use ksight_wire::{
+    ks_cpu_stats, ks_limits, ks_net_flags, ks_sock_tuple, ks_task, ks_tcp_conn, ks_udp_limits,
+    ks_udp_sock,
+};
 
 /// The largest argv ksight can copy (events.h KS_ARGV_MAX).
 pub const ARGV_MAX: u32 = ks_limits::KS_ARGV_MAX.0;
@@ -390,6 +393,82 @@ impl Agent {
         Ok(n)
     }
 
+    /// TCP connections and UDP sockets older than ksight (sock_diag gave
+    /// their cookies, /proc their owners, marked from_procfs), written where
+    /// the hooks look for a socket they did not see begin: ks_tcp_seed (a
+    /// connection moves to the live table at its next state change, so its
+    /// close is reported with its owner and bytes) and ks_udp_socks (its flows
+    /// and DNS datagrams get the owner). An entry the hooks made meanwhile
+    /// wins. `inbound`: whether a connection's local port is listened on.
+    /// How many of each went in.
+    pub fn seed_sockets(
+        &self,
+        sockets: &[(SeedSocket, TaskFacts)],
+    ) -> Result<(usize, usize), LoadError> {
+        let tcp = self.object("net").and_then(|o| map(o, "ks_tcp_seed"));
+        let udp = self.object("udp").and_then(|o| map(o, "ks_udp_socks"));
+        for (m, name, value) in [
+            (&tcp, "ks_tcp_seed", std::mem::size_of::<ks_tcp_conn>()),
+            (&udp, "ks_udp_socks", std::mem::size_of::<ks_udp_sock>()),
+        ] {
+            if let Some(m) = m.as_ref().filter(|m| m.value_size() as usize != value) {
+                return Err(LoadError::Config(format!(
+                    "{name} holds {}-byte values, not events.h's {value}: \
+                     sockets older than ksight stay unattributed",
+                    m.value_size()
+                )));
+            }
+        }
+        let (mut n_tcp, mut n_udp) = (0, 0);
+        for (s, owner) in sockets {
+            let task = ksight_core::decode::ks_task_of(owner);
+            let d = &s.sock;
+            if d.protocol == crate::sockdiag::IPPROTO_TCP {
+                let Some(m) = &tcp else { continue };
+                let mut tuple = ks_sock_tuple {
+                    netns: s.netns,
+                    sport: d.local.port(),
+                    dport: d.remote.port(),
+                    family: d.family,
+                    ..Default::default()
+                };
+                put_addr(&mut tuple.saddr, d.local.ip());
+                put_addr(&mut tuple.daddr, d.remote.ip());
+                let dir = if s.inbound {
+                    ks_net_flags::KS_NET_INBOUND.0
+                } else {
+                    ks_net_flags::KS_NET_OUTBOUND.0
+                };
+                let conn = ks_tcp_conn {
+                    owner: task,
+                    tuple,
+                    flags: dir | ks_net_flags::KS_NET_OWNER.0 | ks_net_flags::KS_NET_PROCFS.0,
+                    ..Default::default()
+                };
+                // SAFETY: plain data generated from events.h, padding explicit.
+                let value = unsafe { plain::as_bytes(&conn) };
+                n_tcp += m
+                    .update(&d.cookie.to_ne_bytes(), value, MapFlags::ANY)
+                    .is_ok() as usize;
+            } else {
+                let Some(m) = &udp else { continue };
+                let sock = ks_udp_sock {
+                    owner: task,
+                    netns: s.netns,
+                    // its flows are not listed: its release scans for them
+                    nremotes: ks_udp_limits::KS_UDP_REMOTES.0 as u32 + 1,
+                    ..Default::default()
+                };
+                // SAFETY: as above.
+                let value = unsafe { plain::as_bytes(&sock) };
+                n_udp += m
+                    .update(&d.cookie.to_ne_bytes(), value, MapFlags::NO_EXIST)
+                    .is_ok() as usize;
+            }
+        }
+        Ok((n_tcp, n_udp))
+    }
+
     /// Give one process the getaddrinfo probes (`--getaddrinfo lazy`: it has
     /// sent DNS). Ok(false): nothing to do (no getaddrinfo sensor, not lazy,
     /// already done, no libc in it, or GAI_PROCESSES reached).
@@ -689,5 +768,21 @@ mod tests {
                 assert!(before < me, "{} loads after {a}", spec.name);
             }
         }
+    }
+}
+
+/// A socket older than ksight, for [`Agent::seed_sockets`].
+#[derive(Debug, Clone)]
+pub struct SeedSocket {
+    pub netns: u32,
+    pub sock: crate::sockdiag::DiagSocket,
+    /// A TCP connection whose local port is listened on: accepted, not made.
+    pub inbound: bool,
+}
+
+fn put_addr(out: &mut [u8; 16], ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        std::net::IpAddr::V6(v6) => *out = v6.octets(),
     }
 }

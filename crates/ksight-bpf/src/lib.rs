@@ -16,6 +16,7 @@ pub mod bench;
 pub mod object;
 pub mod probe;
 pub mod sensor;
+pub mod sockdiag;
 pub mod sys;
 pub mod transport;
 

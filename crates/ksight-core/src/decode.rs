@@ -5,7 +5,7 @@
 use std::mem::size_of;
 use std::net::IpAddr;
 
-use ksight_wire::ks_task;
+use ksight_wire::{ks_task, ks_task_flags};
 
 use crate::model::TaskFacts;
 
@@ -98,6 +98,7 @@ pub fn task(t: &ks_task) -> TaskFacts {
         ns_pid: t.ns_pid,
         ns_tid: t.ns_tid,
         comm: cstr(&t.comm),
+        from_procfs: t.flags & ks_task_flags::KS_TASK_PROCFS.0 != 0,
     }
 }
 
@@ -119,6 +120,11 @@ pub fn ks_task_of(t: &TaskFacts) -> ks_task {
         pidns_ino: t.pidns,
         ns_pid: t.ns_pid,
         ns_tid: t.ns_tid,
+        flags: if t.from_procfs {
+            ks_task_flags::KS_TASK_PROCFS.0
+        } else {
+            0
+        },
         ..Default::default()
     };
     // NUL-terminated, like the kernel's

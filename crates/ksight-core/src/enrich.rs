@@ -343,11 +343,21 @@ impl Enricher {
             ns_pid: id.ns_pid,
             ns_tid: id.ns_pid,
             comm: info.comm,
+            from_procfs: true,
         })
     }
 
     pub fn owner(&mut self, t: &TaskFacts) -> Process {
-        if self.table.get(t.pid, t.start_ns).is_some() {
+        if t.from_procfs {
+            // read from /proc: its start time has clock-tick precision, so it
+            // matches the table's entry within that, and must not make the
+            // entry's start time exact (a hook's later record would then
+            // look like another process)
+            if let Some(e) = self.table.get_near(t.pid, t.start_ns) {
+                let ids = (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
+                return self.describe(t, ids);
+            }
+        } else if self.table.get(t.pid, t.start_ns).is_some() {
             return self.process(t);
         }
         let exe = exe_from_proc(&self.procfs, self.clock, t.pid, t.start_ns);

@@ -45,6 +45,9 @@ pub struct TaskFacts {
     pub ns_pid: u32,
     pub ns_tid: u32,
     pub comm: Vec<u8>,
+    /// Read from /proc by ksight, not recorded by a hook: the owner of a
+    /// socket older than ksight (written `net.owner_source: "procfs"`).
+    pub from_procfs: bool,
 }
 
 /// Wall-clock time, nanoseconds since the Unix epoch; written as RFC 3339 UTC with ns.

@@ -117,7 +117,7 @@ pub struct NetInfo {
 crate::named_enum! {
     /// How a socket's owner was found when the kernel's hooks did not see it.
     pub enum OwnerSource {
-        /// from /proc/PID/fd and /proc/PID/net at start
+        /// from /proc/PID/fd (and /proc/PID/net or sock_diag) at start
         Procfs = "procfs",
     }
 }
@@ -139,6 +139,13 @@ impl NetInfo {
             sock: format!("{sock:x}"),
             remote_name: None,
             owner_source: None,
+        }
+    }
+
+    /// Say how the socket's owner was found, when it was not by a hook.
+    pub fn owned_by(&mut self, owner: Option<&crate::model::TaskFacts>) {
+        if owner.is_some_and(|o| o.from_procfs) {
+            self.owner_source = Some(OwnerSource::Procfs);
         }
     }
 }

@@ -481,19 +481,14 @@ impl ProcFs {
         }
     }
 
-    /// Every TCP listener open now, with its owner: the LISTEN sockets of each
-    /// network namespace (one read of `net/tcp` and `net/tcp6` per namespace,
-    /// through the first process in it), matched to the processes whose fds
-    /// hold them (a readdir and a readlink per fd of each process). Processes
-    /// that vanish or deny reading are skipped.
-    pub fn tcp_listeners(&self) -> Vec<Listener> {
-        use std::collections::{BTreeMap, HashMap};
+    /// Who holds each socket open now, and one process per network
+    /// namespace to read it through: a readdir and a readlink per fd of each
+    /// process, once. Processes that vanish or deny reading are skipped.
+    pub fn socket_holders(&self) -> SocketHolders {
+        let mut h = SocketHolders::default();
         let Ok(pids) = self.pids() else {
-            return Vec::new();
+            return h;
         };
-        // by namespace: LISTEN socket inode -> (port, family)
-        let mut sockets: HashMap<u32, HashMap<u64, (u16, u16)>> = HashMap::new();
-        let mut owners: BTreeMap<(u32, u16, u16), u32> = BTreeMap::new();
         for pid in pids {
             let dir = self.root.join(pid.to_string());
             let Some(ns) = std::fs::read_link(dir.join("ns/net"))
@@ -503,49 +498,60 @@ impl ProcFs {
             else {
                 continue;
             };
-            let listening = sockets.entry(ns).or_insert_with(|| {
-                let mut m = HashMap::new();
-                for (file, family) in [("net/tcp", 2), ("net/tcp6", 10)] {
-                    let buf = std::fs::read(dir.join(file)).unwrap_or_default();
-                    for l in parse_tcp_listeners(&buf, family) {
-                        m.insert(l.inode, (l.port, l.family));
-                    }
-                }
-                m
-            });
-            if listening.is_empty() {
-                continue;
-            }
+            // pids ascend: the first seen is the lowest
+            h.netns.entry(ns).or_insert(pid);
             let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
                 continue;
             };
             for fd in fds.filter_map(Result::ok) {
-                let Some(inode) = std::fs::read_link(fd.path())
+                if let Some(inode) = std::fs::read_link(fd.path())
                     .ok()
                     .and_then(|t| link_inode(&t, "socket"))
-                else {
-                    continue;
-                };
-                if let Some(&(port, family)) = listening.get(&inode) {
-                    // pids ascend: the first holder is the lowest
-                    owners.entry((ns, port, family)).or_insert(pid);
+                {
+                    h.by_inode.entry(inode).or_insert(pid);
                 }
             }
         }
-        owners
-            .into_iter()
-            .map(|((netns, port, family), pid)| Listener {
-                netns,
-                port,
-                family,
-                sockets: sockets[&netns]
-                    .values()
-                    .filter(|&&v| v == (port, family))
-                    .count() as u32,
-                pid,
-            })
-            .collect()
+        h
     }
+
+    /// Every TCP listener open now, with its owner: the LISTEN sockets of each
+    /// network namespace (one read of `net/tcp` and `net/tcp6` per namespace,
+    /// through the first process in it), matched to their holders.
+    pub fn tcp_listeners(&self, holders: &SocketHolders) -> Vec<Listener> {
+        use std::collections::BTreeMap;
+        let mut out: BTreeMap<(u32, u16, u16), Listener> = BTreeMap::new();
+        for (&netns, &first) in &holders.netns {
+            let dir = self.root.join(first.to_string());
+            for (file, family) in [("net/tcp", 2), ("net/tcp6", 10)] {
+                let buf = std::fs::read(dir.join(file)).unwrap_or_default();
+                for l in parse_tcp_listeners(&buf, family) {
+                    let Some(&pid) = holders.by_inode.get(&l.inode) else {
+                        continue;
+                    };
+                    let e = out.entry((netns, l.port, l.family)).or_insert(Listener {
+                        netns,
+                        port: l.port,
+                        family: l.family,
+                        sockets: 0,
+                        pid,
+                    });
+                    e.sockets += 1;
+                    e.pid = e.pid.min(pid);
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
+/// Socket holders, from a scan of every process's fds ([`ProcFs::socket_holders`]).
+#[derive(Debug, Default, Clone)]
+pub struct SocketHolders {
+    /// Socket inode (unique on the host) -> the lowest pid holding it.
+    pub by_inode: std::collections::HashMap<u64, u32>,
+    /// Network namespace inode -> the lowest pid in it.
+    pub netns: std::collections::BTreeMap<u32, u32>,
 }
 
 #[cfg(test)]
@@ -596,7 +602,8 @@ mod listener_tests {
         proc_(101, 7, &[555, 556], None);
         proc_(102, 7, &[556], None);
         proc_(200, 8, &[555], Some("header\n"));
-        let got = ProcFs::new(root.path()).tcp_listeners();
+        let procfs = ProcFs::new(root.path());
+        let got = procfs.tcp_listeners(&procfs.socket_holders());
         assert_eq!(
             got,
             [Listener {

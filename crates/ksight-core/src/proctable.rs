@@ -81,6 +81,12 @@ impl ProcessTable {
         self.entries.get(&pid).filter(|e| self.same(e, start_ns))
     }
 
+    /// The entry of `pid` if its start time is within /proc's precision of
+    /// `start_ns` (a start time read from /proc, not from a hook).
+    pub fn get_near(&self, pid: u32, start_ns: u64) -> Option<&Entry> {
+        (self.entries.get(&pid)).filter(|e| e.start_ns.abs_diff(start_ns) <= self.tolerance_ns)
+    }
+
     /// Whatever entry `pid` has now, without a start-time check.
     /// Up to `n` live processes other than `pid` whose image is the file
     /// (dev, inode): other ways into a file that no path holds any more.

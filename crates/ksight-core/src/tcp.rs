@@ -119,7 +119,10 @@ pub fn tcp_event<K: KindSpec>(
         t.sock,
     );
     net.remote_name = cx.enricher.name_of(t.tuple.remote.ip(), hdr.ktime_ns);
-    if t.owner.is_some() && t.owner_procfs {
+    if t.owner
+        .as_ref()
+        .is_some_and(|o| t.owner_procfs || o.from_procfs)
+    {
         net.owner_source = Some(OwnerSource::Procfs);
     }
     let now = hdr.ktime_ns;

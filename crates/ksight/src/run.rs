@@ -195,23 +195,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     };
     let mut enricher = host_enricher(enrich_cfg, cgroups);
     let known = enricher.seed().context("reading /proc")?;
-    // listeners older than ksight: their owners from /proc, read after
-    // attaching (a listen() the hooks see meanwhile is not overwritten)
-    let seeded = if agent.sensors().contains(&"net") {
-        let owners: Vec<_> = enricher
-            .procfs()
-            .tcp_listeners()
-            .into_iter()
-            .filter_map(|l| Some((enricher.task_from_proc(l.pid)?, l)))
-            .map(|(task, l)| (l, task))
-            .collect();
-        agent.seed_listeners(&owners).unwrap_or_else(|e| {
-            eprintln!("ksight: warning: {e}");
-            0
-        })
-    } else {
-        0
-    };
+    // sockets older than ksight: their owners from /proc, read after
+    // attaching (what the hooks see meanwhile is not overwritten)
+    let seeded = seed_old_sockets(&agent, &enricher, cfg.verbose);
     let pipeline_cfg = PipelineConfig {
         udp_interval_ns: cfg.udp_interval.as_nanos() as u64,
         dns_timeout_ns: cfg.dns_timeout.as_nanos() as u64,
@@ -247,7 +233,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
     eprintln!(
-        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} TCP listeners known, {}in {} ms",
+        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} known, {}in {} ms",
         agent.links(),
         agent.mode(),
         agent
@@ -492,4 +478,81 @@ fn summary(s: &Stats, stream: StreamStats, elapsed: Duration) {
             stream.out_of_order_arrivals, stream.late, stream.perf_lost
         );
     }
+}
+
+/// Sockets older than ksight, with their owners read from /proc, written into
+/// the kernel's tables (`net.owner_source: "procfs"` on their events): TCP
+/// listeners, connections and UDP sockets. What it found, for the
+/// "watching" line. Cost: a readlink per fd of every process, a read of
+/// net/tcp and a sock_diag dump per network namespace, once.
+fn seed_old_sockets(agent: &Agent, enricher: &Enricher, verbose: bool) -> String {
+    use ksight_bpf::agent::SeedSocket;
+    use ksight_bpf::sockdiag::{self, IPPROTO_TCP};
+    use ksight_core::event::TaskFacts;
+    const TCP_CLOSE: u8 = 7;
+    let (tcp, udp) = (
+        agent.sensors().contains(&"net"),
+        agent.sensors().contains(&"udp"),
+    );
+    if !tcp && !udp {
+        return "no sockets".into();
+    }
+    let procfs = enricher.procfs();
+    let holders = procfs.socket_holders();
+    let listeners = procfs.tcp_listeners(&holders);
+    let mut owners = std::collections::HashMap::new();
+    let mut owner = |pid: u32| -> Option<TaskFacts> {
+        owners
+            .entry(pid)
+            .or_insert_with(|| enricher.task_from_proc(pid))
+            .clone()
+    };
+    let warn = |e: &dyn std::fmt::Display| eprintln!("ksight: warning: {e}");
+    let mut n_listeners = 0;
+    if tcp {
+        let with_owners: Vec<_> = listeners
+            .iter()
+            .filter_map(|l| Some((l.clone(), owner(l.pid)?)))
+            .collect();
+        n_listeners = agent.seed_listeners(&with_owners).unwrap_or_else(|e| {
+            warn(&e);
+            0
+        });
+    }
+    let (old, errors) = sockdiag::old_sockets(procfs, &holders);
+    if verbose {
+        errors.iter().for_each(|e| warn(e));
+    }
+    let listened: std::collections::HashSet<_> = listeners
+        .iter()
+        .map(|l| (l.netns, l.port, l.family))
+        .collect();
+    let seeds: Vec<_> = old
+        .into_iter()
+        .filter(|o| {
+            // a TCP socket that is closed (bound, never connected) has no
+            // connection to report
+            let is_tcp = o.sock.protocol == IPPROTO_TCP;
+            o.sock.cookie != 0
+                && if is_tcp {
+                    tcp && o.sock.state != TCP_CLOSE
+                } else {
+                    udp
+                }
+        })
+        .filter_map(|o| {
+            let inbound = listened.contains(&(o.netns, o.sock.local.port(), o.sock.family));
+            let seed = SeedSocket {
+                netns: o.netns,
+                sock: o.sock,
+                inbound,
+            };
+            Some((seed, owner(o.pid)?))
+        })
+        .collect();
+    let (n_tcp, n_udp) = agent.seed_sockets(&seeds).unwrap_or_else(|e| {
+        warn(&e);
+        (0, 0)
+    });
+    format!("{n_listeners} TCP listeners, {n_tcp} TCP connections and {n_udp} UDP sockets")
 }

@@ -690,7 +690,7 @@ fn a_listener_older_than_ksight_has_its_owner_from_procfs() {
     let old_port = old.local_addr().unwrap().port();
     let k = Ksight::start(&["--events", "accept,listen,tcp_close", "--no-rules"]);
     assert!(
-        !k.stderr_so_far().contains(" 0 TCP listeners known"),
+        !k.stderr_so_far().contains(" 0 TCP listeners,"),
         "{}",
         k.stderr_so_far()
     );
@@ -745,5 +745,69 @@ fn a_listener_older_than_ksight_has_its_owner_from_procfs() {
             "{field}: {:#} vs {:#}",
             a[0]["process"], b[0]["process"]
         );
+    }
+}
+
+#[test]
+fn connections_and_udp_sockets_older_than_ksight_have_their_owner_from_procfs() {
+    use std::net::UdpSocket;
+    // a connection established, with bytes both ways, before ksight starts
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    let mut buf = vec![0u8; 1000];
+    c.write_all(&[1; 100]).unwrap();
+    s.read_exact(&mut buf[..100]).unwrap();
+    let client_port = c.local_addr().unwrap().port();
+    // a UDP socket that only ever receives: no datagram of its own names it
+    let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let k = Ksight::start(&["--events", "tcp_close,udp", "--no-rules"]);
+    let started = k.stderr_so_far();
+    assert!(
+        !started.contains(" 0 TCP connections") && !started.contains(" 0 UDP sockets"),
+        "{started}"
+    );
+    c.write_all(&[2; 1000]).unwrap();
+    s.read_exact(&mut buf).unwrap();
+    s.write_all(&[3; 10]).unwrap();
+    c.read_exact(&mut buf[..10]).unwrap();
+    drop(c);
+    drop(s);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"hello", quiet.local_addr().unwrap()).unwrap();
+    quiet.recv(&mut buf).unwrap();
+    let quiet_addr = quiet.local_addr().unwrap();
+    drop(quiet);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = k.stop();
+    let me = std::process::id();
+    // both ends' closes: the owner from /proc, the bytes of the whole
+    // connection (the kernel's counters began with it), no start time
+    for (local, direction, sent, received) in
+        [(client_port, "out", 1100, 10), (port, "in", 10, 1100)]
+    {
+        let close = one(by_port(&r, "tcp_close", "local", local), "a close");
+        assert_eq!(close["process"]["pid"], me, "{close:#}");
+        assert_eq!(close["net"]["owner_source"], "procfs", "{close:#}");
+        assert_eq!(close["tcp"]["direction"], direction, "{close:#}");
+        assert_eq!(close["tcp"]["bytes_sent"], sent, "{close:#}");
+        assert_eq!(close["tcp"]["bytes_received"], received, "{close:#}");
+        assert!(close["tcp"]["start_time"].is_null(), "{close:#}");
+    }
+    let flows: Vec<&Value> = udp_flows(&r, quiet_addr)
+        .into_iter()
+        .filter(|f| f["udp"]["final"] == true)
+        .collect();
+    let flow = one(flows, "the quiet socket's final flow");
+    assert_eq!(flow["process"]["pid"], me, "{flow:#}");
+    assert_eq!(flow["net"]["owner_source"], "procfs", "{flow:#}");
+    assert_eq!(flow["udp"]["packets_received"], 1, "{flow:#}");
+    // the peer's socket was made under ksight: the kernel named its owner
+    let peer_flows = udp_flows(&r, peer.local_addr().unwrap());
+    assert!(!peer_flows.is_empty(), "{:#?}", r.events);
+    for f in peer_flows {
+        assert_eq!(f["process"]["pid"], me);
+        assert!(f["net"].get("owner_source").is_none(), "{f:#}");
     }
 }

@@ -273,13 +273,14 @@ fn transaction(mut tx: Transaction, cx: &mut Cx<'_, Dns>) -> EventOf<Dns> {
             }
         }
     }
-    let net = NetInfo::new(
+    let mut net = NetInfo::new(
         tx.detail.transport,
         tx.netns,
         tx.local,
         tx.remote,
         tx.cookie,
     );
+    net.owned_by(tx.owner.as_ref());
     EventOf {
         time: en.clock().wall(tx.ktime),
         ktime: tx.ktime,

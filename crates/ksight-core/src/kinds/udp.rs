@@ -187,6 +187,7 @@ fn flow_event(
     let en = &mut *cx.enricher;
     let process = owner.map(|o| en.owner(o));
     let mut net = NetInfo::new(Protocol::Udp, netns, flow.local, flow.remote, flow.cookie);
+    net.owned_by(owner);
     net.remote_name = en.name_of(flow.remote.ip(), ktime);
     let clock = en.clock();
     let udp = UdpDetail {
