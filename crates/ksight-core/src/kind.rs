@@ -152,6 +152,8 @@ pub struct Counters {
     pub dns_malformed_answers: u64,
     /// Queries still waiting for their response at stop (reported, `pending`).
     pub dns_pending: u64,
+    /// getaddrinfo calls that had not returned at stop (reported, `pending`).
+    pub gai_pending: u64,
 }
 
 impl Default for Counters {
@@ -164,6 +166,7 @@ impl Default for Counters {
             dns_malformed: 0,
             dns_malformed_answers: 0,
             dns_pending: 0,
+            gai_pending: 0,
         }
     }
 }

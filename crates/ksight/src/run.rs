@@ -351,6 +351,12 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             c.dns_pending
         );
     }
+    if c.gai_pending > 0 {
+        eprintln!(
+            "ksight: {} getaddrinfo calls had not returned (reported, result pending)",
+            c.gai_pending
+        );
+    }
     Ok(())
 }
 

@@ -682,3 +682,50 @@ fn lazy_getaddrinfo_probes_go_to_processes_that_resolve() {
     // asked for getaddrinfo only: the DNS packets that placed the probes are not shown
     assert!(r.events.iter().all(|e| e["type"] != "dns"));
 }
+
+#[test]
+fn a_getaddrinfo_call_still_waiting_at_stop_is_reported_pending() {
+    // a resolver that never answers: getent waits (up to 5 s) in getaddrinfo
+    let ns = Netns::new("gaiwait");
+    ns.resolv_conf("nameserver 127.0.0.67\noptions attempts:1 timeout:5\n");
+    // it receives the queries (no ICMP refusal ends the wait) and never answers
+    let path = format!("/var/run/netns/{}", ns.0);
+    let silent = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: setns on this short-lived thread; the socket made here
+        // stays in the namespace after the thread ends.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        UdpSocket::bind("127.0.0.67:53").unwrap()
+    })
+    .join()
+    .unwrap();
+    let k = Ksight::start(&["--events", "getaddrinfo", "--getaddrinfo", "all"]);
+    let mut child = ns
+        .exec({
+            let mut c = Command::new("getent");
+            c.args(["ahosts", "slow.test"]);
+            c
+        })
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let r = k.stop();
+    let _ = (child.kill(), child.wait());
+    drop(silent);
+    let calls: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "getaddrinfo" && e["getaddrinfo"]["name"] == "slow.test")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:#?}\n{}", r.stderr);
+    let g = calls[0];
+    assert_eq!(g["getaddrinfo"]["result"], "pending", "{g:#}");
+    assert_eq!(g["process"]["comm"], "getent", "{g:#}");
+    assert!(g["getaddrinfo"]["latency_ns"].as_u64().unwrap() >= 500_000_000, "{g:#}");
+    assert!(
+        r.stderr.contains("1 getaddrinfo calls had not returned"),
+        "{}",
+        r.stderr
+    );
+}

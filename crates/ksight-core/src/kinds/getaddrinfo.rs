@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::decode::{copy, cstr, task, DecodeError, AF_INET, AF_INET6};
 use crate::enrich::GaiCall;
 use crate::field::{FieldType, Fields, Value};
-use crate::kind::{Cx, KindSpec, Subject};
-use crate::model::{Header, TaskFacts};
+use crate::kind::{Cx, KernelState, KindSpec, Subject};
+use crate::model::{EventOf, Header, TaskFacts};
 use crate::table::{human_duration, Cell, Colour};
 use crate::text::Text;
 
@@ -27,10 +27,12 @@ pub struct Getaddrinfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GaiDetail {
     pub name: Text,
-    /// `ok`, or the EAI_* error (EAI_NONAME, EAI_AGAIN, ...).
+    /// `ok`, or the EAI_* error (EAI_NONAME, EAI_AGAIN, ...); `pending`: it
+    /// had not returned when ksight stopped.
     pub result: String,
     /// Up to 4 of the addresses returned.
     pub addresses: Vec<IpAddr>,
+    /// The call's duration; for a `pending` one, how long it had waited.
     pub latency_ns: u64,
 }
 
@@ -138,6 +140,34 @@ impl KindSpec for Getaddrinfo {
             latency_ns: g.latency_ns,
         };
         cx.record_event(&hdr, Some(process), Getaddrinfo { getaddrinfo });
+    }
+
+    /// At stop, every call still waiting for its return: reported, result
+    /// `pending`, with how long it had waited (its state would go otherwise).
+    fn tick(_: &mut (), cx: &mut Cx<'_, Self>, _: &dyn KernelState, last: bool) {
+        if !last {
+            return;
+        }
+        let now = cx.now;
+        let calls = std::mem::take(&mut cx.enricher.gai_calls);
+        cx.counters.gai_pending += calls.len() as u64;
+        for c in calls {
+            let getaddrinfo = GaiDetail {
+                name: Text::from(c.name.into_bytes()),
+                result: "pending".into(),
+                addresses: Vec::new(),
+                latency_ns: now.saturating_sub(c.ktime),
+            };
+            let ev = EventOf {
+                time: cx.enricher.clock().wall(now),
+                ktime: now,
+                cpu: 0,
+                seq: None,
+                process: Some(c.caller),
+                detail: Getaddrinfo { getaddrinfo },
+            };
+            cx.emit(ev);
+        }
     }
 
     fn fields(f: &mut Fields<Self>) {
