@@ -456,7 +456,7 @@ impl Agent {
                     owner: task,
                     netns: s.netns,
                     // its flows are not listed: its release scans for them
-                    nremotes: ks_udp_limits::KS_UDP_REMOTES.0 as u32 + 1,
+                    nremotes: ks_udp_limits::KS_UDP_REMOTES.0 + 1,
                     ..Default::default()
                 };
                 // SAFETY: as above.

@@ -722,7 +722,10 @@ fn a_getaddrinfo_call_still_waiting_at_stop_is_reported_pending() {
     let g = calls[0];
     assert_eq!(g["getaddrinfo"]["result"], "pending", "{g:#}");
     assert_eq!(g["process"]["comm"], "getent", "{g:#}");
-    assert!(g["getaddrinfo"]["latency_ns"].as_u64().unwrap() >= 500_000_000, "{g:#}");
+    assert!(
+        g["getaddrinfo"]["latency_ns"].as_u64().unwrap() >= 500_000_000,
+        "{g:#}"
+    );
     assert!(
         r.stderr.contains("1 getaddrinfo calls had not returned"),
         "{}",

@@ -1,10 +1,12 @@
 //! Hostile conditions, each with an assertion: a reader that goes away, a
 //! full disk, two instances at once, a fork storm against memory, a program
-//! whose path is not UTF-8. (Elsewhere: bad flags and ranges, no privileges
-//! and a missing BTF in cli.rs; SIGINT/SIGTERM/SIGKILL leave nothing loaded,
-//! cli.rs; a full ring buffer accounted exactly, cli.rs and transport.rs;
-//! huge and non-UTF-8 argv, process.rs; hostile DNS and junk datagrams,
-//! dns.rs; sockets older than ksight, net.rs.)
+//! whose path is not UTF-8, processes killed around their own exec, a cgroup
+//! removed while its events are in flight. (Elsewhere: bad flags and ranges,
+//! no privileges and a missing BTF in cli.rs; SIGINT/SIGTERM/SIGKILL leave
+//! nothing loaded, cli.rs; a full ring buffer and a 16 KiB ring under an exec
+//! storm accounted exactly, cli.rs and transport.rs; huge and non-UTF-8 argv,
+//! process.rs; hostile DNS, junk datagrams, getaddrinfo calls and queries
+//! left waiting at stop, dns.rs; sockets older than ksight, net.rs.)
 
 mod common;
 
@@ -261,4 +263,102 @@ fn a_cgroup_made_is_reported_with_its_maker() {
     assert_eq!(made[0]["process"]["pid"], std::process::id());
     assert!(made[0]["cgroup"]["id"].as_u64().unwrap() > 1);
     assert_eq!(made[0]["cgroup"]["truncated"], false);
+}
+
+/// Not a test: $KS_KILLS children that exec /bin/true, each killed by this
+/// process after a delay that grows from 0 to ~300 µs: some die before their
+/// exec, some while the kernel records it or ksight reads /proc about it,
+/// some after. Prints each child's pid.
+#[test]
+#[ignore = "helper process for the torture tests"]
+fn helper_exec_kill() {
+    let n: u32 = std::env::var("KS_KILLS").unwrap().parse().unwrap();
+    let prog = c"/bin/true";
+    let argv = [prog.as_ptr(), std::ptr::null()];
+    let mut pids = String::new();
+    for i in 0..n {
+        // SAFETY: the child calls only execv and _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(127)
+            },
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            child => {
+                let until = Instant::now() + Duration::from_micros((i % 30) as u64 * 10);
+                while Instant::now() < until {}
+                let mut st = 0;
+                // SAFETY: our own child, still unreaped.
+                unsafe {
+                    libc::kill(child, libc::SIGKILL);
+                    libc::waitpid(child, &mut st, 0);
+                }
+                pids.push_str(&format!("\nKS-PID {child}\n"));
+            }
+        }
+    }
+    use std::io::Write as _;
+    std::io::stdout().write_all(pids.as_bytes()).unwrap();
+}
+
+#[test]
+fn processes_killed_around_their_own_exec_are_reported_whole() {
+    const KILLS: u32 = 600;
+    let k = Ksight::start(&["--events", "fork,exec,exit", "--no-rules"]);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_exec_kill",
+            "--test-threads",
+            "1",
+        ])
+        .env("KS_KILLS", KILLS.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("KS-PID ").nth(1)?.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len() as u32, KILLS);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stderr.contains(" 0 undecodable"), "{}", r.stderr);
+    assert!(
+        !r.events.iter().any(|e| e["type"] == "lost"),
+        "{}",
+        r.stderr
+    );
+    let (mut execs, mut killed_after_exec) = (0, 0);
+    for pid in pids {
+        let mine: Vec<&serde_json::Value> = r
+            .events
+            .iter()
+            .filter(|e| match e["type"].as_str() {
+                Some("fork") => e["child"]["pid"] == pid,
+                Some("exec" | "exit") => e["process"]["pid"] == pid,
+                _ => false,
+            })
+            .collect();
+        let kinds: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(
+            kinds == ["fork", "exit"] || kinds == ["fork", "exec", "exit"],
+            "pid {pid}: {kinds:?}"
+        );
+        let exit = mine.last().unwrap();
+        if kinds.len() == 3 {
+            execs += 1;
+            // the exec record is whole even when /proc had nothing left to read
+            let exec = mine[1];
+            assert_eq!(exec["exec"]["filename"], "/bin/true", "{exec:#}");
+            assert_eq!(exec["process"]["exe"], canonical("/bin/true"), "{exec:#}");
+            if exit["exit"]["signal_name"] == "SIGKILL" {
+                killed_after_exec += 1;
+            }
+        }
+    }
+    eprintln!("{KILLS} children: {execs} exec'd, {killed_after_exec} of those killed");
+    assert!(execs > 0, "no child got as far as its exec");
 }
