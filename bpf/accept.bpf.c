@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * accept.bpf.c: the optional accept() hook. An accepted connection is
  * attributed to the thread that called accept() (accept(2), accept4(2),
@@ -19,7 +19,7 @@
  */
 #include "tcp.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline int on_accept(void *ctx, struct sock *sk)
 {

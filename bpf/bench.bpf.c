@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * bench.bpf.c: a synthetic producer for `ksight bench transport`.
  *
@@ -9,7 +9,7 @@
  */
 #include "common.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 enum ks_bench_limits {
 	KS_BENCH_BATCH_MAX = 256,

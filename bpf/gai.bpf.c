@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * gai.bpf.c: libc getaddrinfo, the application's view of name resolution.
  *
@@ -11,7 +11,7 @@
 #include "common.bpf.h"
 #include "netfilter.bpf.h" /* not used here: the knobs every network object shares */
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* glibc's struct addrinfo on x86_64 (a user ABI: not in kernel BTF) */
 #define KS_AI_FAMILY 4

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * net.bpf.c: TCP connections: connect (and its outcome), accept, listen,
  * tcp_close (lifetime, bytes), tcp_state.
@@ -18,7 +18,7 @@
  */
 #include "tcp.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* emit tcp_state records for every transition */
 const volatile __u32 ks_cfg_tcp_states = 0;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * process.bpf.c: process lifecycle (fork, exec, exit).
  *
@@ -12,7 +12,7 @@
  */
 #include "common.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* ---- configuration ---- */
 

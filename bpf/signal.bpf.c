@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * signal.bpf.c: signals one process sends another (kill, tgkill, sigqueue,
  * pidfd_send_signal), and SIGKILLs the kernel sends (the OOM killer).
@@ -13,7 +13,7 @@
  */
 #include "common.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* si_code values (include/uapi/asm-generic/siginfo.h) */
 #define KS_SI_USER 0

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
  * udp.bpf.c: UDP flows, counted per (socket, remote) in the kernel.
  *
@@ -15,7 +15,7 @@
 #include "common.bpf.h"
 #include "netfilter.bpf.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define KS_IPPROTO_UDP 17
 #define KS_IPPROTO_TCP 6

@@ -16,6 +16,8 @@ scripts/setup.sh
 # setup.sh installs podman: the container tests must run, not skip
 export KSIGHT_REQUIRE_PODMAN=1
 cargo fmt --all -- --check
+# every dependency's licence fits Apache-2.0 OR MIT
+scripts/check-licences.sh
 # the kind and sensor modules are declared by build scripts, which rustfmt does not follow
 rustfmt --edition 2021 --check crates/ksight-core/src/kinds/*.rs crates/ksight-bpf/src/sensors/*.rs
 # compile once, run everywhere: the smoke suite on real Debian kernels under qemu

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0-only */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * netfilter.bpf.h: the in-kernel filters of network events (--port,
  * --no-loopback), shared by net.bpf.c and udp.bpf.c. Deciding here means an

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0-only */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
  * tcp.bpf.h: what the TCP objects share: net.bpf.c (state changes) and
  * accept.bpf.c (the optional accept() hook). The connection and listener
