@@ -113,6 +113,8 @@ mod tests {
             process: None,
             detail: crate::kinds::lost::Lost {
                 lost: crate::kinds::lost::LostDetail {
+                    stage: crate::kinds::lost::LostStage::Kernel,
+                    output: None,
                     reason: crate::kinds::lost::LostReason::BufferFull,
                     kind: Some("exec"),
                     program: None,
@@ -128,11 +130,15 @@ mod tests {
         assert_eq!(v["time"], "2023-11-14T22:13:20.123456789Z");
         assert_eq!(v["lost"]["kind"], "exec");
         assert_eq!(v["lost"]["reason"], "buffer_full");
+        assert_eq!(v["lost"]["stage"], "kernel");
+        assert!(v["lost"].get("output").is_none());
         assert!(v["lost"].get("program").is_none());
         assert_eq!(v["lost"]["count"], 3);
         assert!(v.get("process").is_none());
 
         let skipped = crate::kinds::lost::LostDetail {
+            stage: crate::kinds::lost::LostStage::Kernel,
+            output: None,
             reason: crate::kinds::lost::LostReason::SkippedRuns,
             kind: None,
             program: Some("ks_tcp_btf".into()),

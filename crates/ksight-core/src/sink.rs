@@ -45,6 +45,11 @@ impl<W: Write> JsonSink<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+
+    /// Where lines go (an output that renders into a buffer takes them here).
+    pub fn out_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
 }
 
 impl<W: Write> Sink for JsonSink<W> {
@@ -105,6 +110,16 @@ impl<W: Write> TableSink<W> {
             header_done: false,
             line: String::with_capacity(256),
         }
+    }
+
+    /// Lines only, no header (each line stands alone: a syslog message).
+    pub fn without_header(mut self) -> Self {
+        self.header_done = true;
+        self
+    }
+
+    pub fn out_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 }
 
@@ -309,48 +324,52 @@ impl Sink for FanOut {
     }
 }
 
+/// An `exit` event of a made-up process (pid 42, `comm` with an escape),
+/// with this wait(2) status: for tests of outputs.
+pub fn exit_event(code: u32) -> Event {
+    use crate::event::{Process, WallTime};
+    use crate::kinds::exit::{Exit, ExitDetail};
+    use crate::text::Text;
+    Event {
+        time: WallTime(3_723_004_000_000),
+        ktime: 1,
+        cpu: 0,
+        seq: Some(7),
+        process: Some(Process {
+            pid: 42,
+            tid: 42,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            euid: 0,
+            egid: 0,
+            auid: None,
+            comm: Text::from("sle\u{1b}ep"),
+            exe: None,
+            exec_id: "x:1:42".into(),
+            parent_exec_id: None,
+            start_time: WallTime(0),
+            cgroup_id: 1,
+            cgroup: Some("/".into()),
+            container_id: None,
+            container: None,
+            pidns: 1,
+            ns_pid: 42,
+            ns_tid: 42,
+        }),
+        detail: Exit {
+            exit: ExitDetail::new(code, 1_500_000, 0, 0, false),
+        }
+        .into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Process, WallTime};
-    use crate::kinds::exit::{Exit, ExitDetail};
     use crate::kinds::lost::{Lost, LostDetail, LostReason};
-    use crate::text::Text;
 
-    pub(crate) fn exit_event(code: u32) -> Event {
-        Event {
-            time: WallTime(3_723_004_000_000),
-            ktime: 1,
-            cpu: 0,
-            seq: Some(7),
-            process: Some(Process {
-                pid: 42,
-                tid: 42,
-                ppid: 1,
-                uid: 0,
-                gid: 0,
-                euid: 0,
-                egid: 0,
-                auid: None,
-                comm: Text::from("sle\u{1b}ep"),
-                exe: None,
-                exec_id: "x:1:42".into(),
-                parent_exec_id: None,
-                start_time: WallTime(0),
-                cgroup_id: 1,
-                cgroup: Some("/".into()),
-                container_id: None,
-                container: None,
-                pidns: 1,
-                ns_pid: 42,
-                ns_tid: 42,
-            }),
-            detail: Exit {
-                exit: ExitDetail::new(code, 1_500_000, 0, 0, false),
-            }
-            .into(),
-        }
-    }
+    pub(crate) use super::exit_event;
 
     #[test]
     fn table_lines_are_aligned_and_escaped() {
@@ -399,6 +418,8 @@ mod tests {
             process: None,
             detail: Lost {
                 lost: LostDetail {
+                    stage: crate::kinds::lost::LostStage::Kernel,
+                    output: None,
                     reason: LostReason::BufferFull,
                     kind: Some("fork"),
                     program: None,

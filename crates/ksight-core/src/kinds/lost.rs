@@ -28,12 +28,31 @@ crate::named_enum! {
         /// the kernel skipped runs of a program (another run of it was in
         /// progress on the same CPU: a softirq interrupting it)
         SkippedRuns = "skipped_runs",
+        /// an output's queue was full (its receiver too slow or gone): the
+        /// oldest or newest events waiting were dropped, as configured
+        QueueFull = "queue_full",
+        /// an output could not deliver events (a write or send failed, retries
+        /// ran out)
+        OutputFailed = "output_failed",
+    }
+}
+
+crate::named_enum! {
+    /// Where records were lost: on their way out of the kernel, or in one
+    /// output (the others got them).
+    pub enum LostStage {
+        Kernel = "kernel",
+        Output = "output",
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LostDetail {
+    pub stage: LostStage,
     pub reason: LostReason,
+    /// The output that lost them (`stage` output only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Which kind of record the kernel could not deliver; `null` for skipped
     /// runs (a run makes a record of one of several kinds, or none).
     pub kind: Option<&'static str>,
@@ -98,6 +117,8 @@ impl KindSpec for Lost {
                         }
                         cx.counters.lost[k] += count;
                         let lost = LostDetail {
+                            stage: LostStage::Kernel,
+                            output: None,
                             reason: LostReason::BufferFull,
                             kind: Some(kind),
                             program: None,
@@ -138,6 +159,8 @@ impl KindSpec for Lost {
             }
             cx.counters.skipped_runs += count;
             let lost = LostDetail {
+                stage: LostStage::Kernel,
+                output: None,
                 reason: LostReason::SkippedRuns,
                 kind: None,
                 program: Some(program),
@@ -150,8 +173,17 @@ impl KindSpec for Lost {
     }
 
     fn fields(f: &mut Fields<Self>) {
+        f.add("lost.stage", FieldType::Enum(LostStage::NAMES), |d| {
+            Value::Text(d.lost.stage.name().as_bytes())
+        });
         f.add("lost.reason", FieldType::Enum(LostReason::NAMES), |d| {
             Value::Text(d.lost.reason.name().as_bytes())
+        });
+        f.add("lost.output", FieldType::Text, |d| {
+            d.lost
+                .output
+                .as_deref()
+                .map_or(Value::Null, |p| Value::Text(p.as_bytes()))
         });
         f.add("lost.kind", FieldType::Kind, |d| {
             d.lost
@@ -172,6 +204,16 @@ impl KindSpec for Lost {
 
     fn table(&self, cell: &mut Cell<'_>) {
         let lost = &self.lost;
+        if let Some(output) = &lost.output {
+            return cell.painted(
+                Colour::Alarm,
+                format_args!(
+                    "{} event(s) lost by output {output} ({})",
+                    lost.count,
+                    lost.reason.name()
+                ),
+            );
+        }
         match (lost.kind, &lost.program) {
             (Some(kind), _) => cell.painted(
                 Colour::Alarm,
@@ -195,5 +237,23 @@ impl KindSpec for Lost {
 
     fn colour(&self) -> Colour {
         Colour::Alarm
+    }
+}
+
+impl Lost {
+    /// Events one output dropped or could not deliver, between `since_ktime`
+    /// and the event's time.
+    pub fn output(name: &str, reason: LostReason, count: u64, since_ktime: u64) -> Lost {
+        Lost {
+            lost: LostDetail {
+                stage: LostStage::Output,
+                reason,
+                output: Some(name.to_string()),
+                kind: None,
+                program: None,
+                count,
+                since_ktime,
+            },
+        }
     }
 }

@@ -1,0 +1,436 @@
+//! The running outputs: a core `Sink` for the pipeline (filter, queue, report
+//! losses) and one thread per output (render, deliver, count).
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use ksight_core::event::{Event, WallTime};
+use ksight_core::kinds::lost::{Lost, LostReason};
+use ksight_core::sink::Sink;
+
+use crate::file::RotatingFile;
+use crate::queue::{Item, Queue, Stats};
+use crate::render::{LineFormat, Renderer};
+use crate::spec::{OutputFilter, OutputPlan, Target};
+use crate::syslog::Syslog;
+use crate::webhook::Webhook;
+
+type Shared = Arc<Event>;
+
+/// Every configured output, running.
+pub struct Outputs {
+    outs: Vec<Running>,
+}
+
+struct Running {
+    name: String,
+    filter: OutputFilter,
+    queue: Arc<Queue<Shared>>,
+    reopen: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Losses already reported in-band.
+    reported: (u64, u64),
+    /// The end of the last report's window (CLOCK_MONOTONIC ns).
+    since_ktime: u64,
+}
+
+/// What one output did, for the summary at stop and for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputCounts {
+    pub name: String,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub failed: u64,
+    pub queued: usize,
+}
+
+impl Outputs {
+    /// Starts every output's thread. A file that cannot be opened is an
+    /// error now; a receiver that is not there yet (syslog, webhook) is not:
+    /// its events are counted lost until it answers.
+    pub fn start(plans: Vec<OutputPlan>) -> io::Result<Outputs> {
+        let now = ktime_now();
+        let mut outs = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let queue = Arc::new(Queue::new(plan.queue, plan.overflow));
+            let reopen = Arc::new(AtomicBool::new(false));
+            let deliver = Deliver::open(&plan)?;
+            let (q, r, name) = (queue.clone(), reopen.clone(), plan.name.clone());
+            let format = plan.format;
+            let thread = std::thread::Builder::new()
+                .name(format!("out-{}", plan.name))
+                .spawn(move || worker(name, format, deliver, &q, &r))?;
+            outs.push(Running {
+                name: plan.name,
+                filter: plan.filter,
+                queue,
+                reopen,
+                thread: Some(thread),
+                reported: (0, 0),
+                since_ktime: now,
+            });
+        }
+        Ok(Outputs { outs })
+    }
+
+    /// Files are opened again at their paths (SIGUSR1, after an external
+    /// logrotate moved them).
+    pub fn reopen(&self) {
+        for o in &self.outs {
+            o.reopen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn counts(&self) -> Vec<OutputCounts> {
+        self.outs
+            .iter()
+            .map(|o| OutputCounts {
+                name: o.name.clone(),
+                delivered: Stats::get(&o.queue.stats.delivered),
+                dropped: Stats::get(&o.queue.stats.dropped),
+                failed: Stats::get(&o.queue.stats.failed),
+                queued: o.queue.len(),
+            })
+            .collect()
+    }
+
+    /// New losses since the last report, as `lost` events (stage `output`)
+    /// queued to every output, the losing one included (a `lost` event is
+    /// never dropped by a full queue, and never counted).
+    fn report_losses(&mut self) {
+        let now = ktime_now();
+        let mut reports = Vec::new();
+        for o in &mut self.outs {
+            let dropped = Stats::get(&o.queue.stats.dropped);
+            let failed = Stats::get(&o.queue.stats.failed);
+            for (count, reason) in [
+                (dropped - o.reported.0, LostReason::QueueFull),
+                (failed - o.reported.1, LostReason::OutputFailed),
+            ] {
+                if count > 0 {
+                    reports.push(Lost::output(&o.name, reason, count, o.since_ktime));
+                }
+            }
+            o.reported = (dropped, failed);
+            o.since_ktime = now;
+        }
+        for lost in reports {
+            let ev = Arc::new(Event {
+                time: wall_now(),
+                ktime: now,
+                cpu: 0,
+                seq: None,
+                process: None,
+                detail: lost.into(),
+            });
+            for o in &self.outs {
+                o.queue.push(ev.clone(), false);
+            }
+        }
+    }
+
+    /// Stops: lets every output deliver what it holds (or count it lost),
+    /// for at most `limit`; reports the last losses in-band to the outputs
+    /// still there; then ends the threads. What each output did.
+    pub fn finish(mut self, limit: Duration) -> Vec<OutputCounts> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline && !self.outs.iter().all(|o| o.queue.settled()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.report_losses();
+        self.shutdown();
+        self.counts()
+    }
+
+    fn shutdown(&mut self) {
+        for o in &self.outs {
+            o.queue.close();
+        }
+        for o in &mut self.outs {
+            if let Some(t) = o.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Sink for Outputs {
+    fn write(&mut self, ev: &Event) -> io::Result<()> {
+        let mut shared: Option<Shared> = None;
+        let counted = !matches!(ev.detail, ksight_core::event::Detail::Lost(_));
+        for o in &self.outs {
+            if o.filter.keep(ev) {
+                let s = shared.get_or_insert_with(|| Arc::new(ev.clone()));
+                o.queue.push(s.clone(), counted);
+            }
+        }
+        Ok(())
+    }
+
+    /// After each poll: the losses since the last one, in-band.
+    fn flush(&mut self) -> io::Result<()> {
+        self.report_losses();
+        Ok(())
+    }
+
+    fn failures(&self) -> Vec<(String, u64)> {
+        self.counts()
+            .into_iter()
+            .filter(|c| c.dropped + c.failed > 0)
+            .map(|c| (c.name, c.dropped + c.failed))
+            .collect()
+    }
+}
+
+/// How one output delivers a batch.
+enum Deliver {
+    Stdout(io::Stdout),
+    File(RotatingFile),
+    Syslog(Syslog),
+    Webhook(Webhook),
+}
+
+impl Deliver {
+    fn open(plan: &OutputPlan) -> io::Result<Deliver> {
+        Ok(match &plan.target {
+            Target::Stdout => Deliver::Stdout(io::stdout()),
+            Target::File(cfg) => Deliver::File(RotatingFile::open(cfg.clone())?),
+            Target::Syslog(cfg) => Deliver::Syslog(Syslog::new(cfg.clone())),
+            Target::Webhook(cfg) => Deliver::Webhook(Webhook::new(cfg.clone())),
+        })
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Deliver::Webhook(w) => w.batch(),
+            _ => 4096,
+        }
+    }
+
+    /// Delivers the batch; how many of it were delivered, and the error if
+    /// not all were.
+    fn deliver(&mut self, r: &mut Renderer, batch: &[Item<Shared>]) -> (usize, Option<String>) {
+        let mut buf = Vec::with_capacity(batch.len() * 512);
+        match self {
+            Deliver::Stdout(out) => {
+                batch.iter().for_each(|i| r.line(&i.value, &mut buf));
+                let mut out = out.lock();
+                match out.write_all(&buf).and_then(|()| out.flush()) {
+                    Ok(()) => (batch.len(), None),
+                    Err(e) => (0, Some(e.to_string())),
+                }
+            }
+            Deliver::File(f) => {
+                batch.iter().for_each(|i| r.line(&i.value, &mut buf));
+                match f.write_batch(&buf) {
+                    Ok(()) => (batch.len(), None),
+                    Err(e) => {
+                        // start afresh at the next batch (the disk may have room again)
+                        let _ = f.close();
+                        (0, Some(e.to_string()))
+                    }
+                }
+            }
+            Deliver::Syslog(s) => {
+                let messages: Vec<Vec<u8>> = batch
+                    .iter()
+                    .map(|i| {
+                        buf.clear();
+                        r.line(&i.value, &mut buf);
+                        let mut m = Vec::with_capacity(buf.len() + 64);
+                        s.message(&i.value, &buf, &mut m);
+                        m
+                    })
+                    .collect();
+                match s.send(&messages) {
+                    Ok(()) => (batch.len(), None),
+                    Err((sent, e)) => (sent, Some(e.to_string())),
+                }
+            }
+            Deliver::Webhook(w) => {
+                batch.iter().for_each(|i| r.line(&i.value, &mut buf));
+                match w.post(&buf) {
+                    Ok(()) => (batch.len(), None),
+                    Err(e) => (0, Some(e)),
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        match self {
+            Deliver::File(f) => f.tick(),
+            _ => Ok(()),
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        match self {
+            Deliver::File(f) => f.reopen(),
+            _ => Ok(()),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Deliver::File(f) = self {
+            let _ = f.close();
+        }
+    }
+}
+
+/// One output's thread: batches from the queue until it is closed and empty.
+fn worker(
+    name: String,
+    format: LineFormat,
+    mut d: Deliver,
+    q: &Queue<Shared>,
+    reopen: &AtomicBool,
+) {
+    let header = matches!(d, Deliver::Stdout(_) | Deliver::File(_));
+    let mut r = Renderer::new(format, header);
+    let max = d.batch();
+    let mut failing = false;
+    let say = |failing: &mut bool, err: Option<String>| match (err, *failing) {
+        (Some(e), false) => {
+            *failing = true;
+            eprintln!(
+                "ksight: output {name}: {e}; its events are counted lost until it recovers, the other outputs go on"
+            );
+        }
+        (None, true) => {
+            *failing = false;
+            eprintln!("ksight: output {name}: recovered");
+        }
+        _ => {}
+    };
+    while let Some(batch) = q.pop_batch(max, Duration::from_millis(200)) {
+        if reopen.swap(false, Ordering::Relaxed) {
+            if let Err(e) = d.reopen() {
+                say(&mut failing, Some(format!("reopening: {e}")));
+            }
+        }
+        if batch.is_empty() {
+            if let Err(e) = d.tick() {
+                say(&mut failing, Some(e.to_string()));
+            }
+            continue;
+        }
+        let (done, err) = d.deliver(&mut r, &batch);
+        let counted = |items: &[Item<Shared>]| items.iter().filter(|i| i.counted).count() as u64;
+        Stats::add(&q.stats.delivered, counted(&batch[..done]));
+        Stats::add(&q.stats.failed, counted(&batch[done..]));
+        q.done(batch.len());
+        say(&mut failing, err);
+    }
+    d.close();
+}
+
+fn ktime_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn wall_now() -> WallTime {
+    WallTime(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::FileConfig;
+    use crate::queue::Overflow;
+    use crate::syslog::{Address, Facility, SyslogConfig};
+
+    fn plan(name: &str, target: Target, queue: usize) -> OutputPlan {
+        OutputPlan {
+            name: name.into(),
+            format: LineFormat::Json,
+            filter: OutputFilter::default(),
+            queue,
+            overflow: Overflow::DropOldest,
+            target,
+        }
+    }
+
+    #[test]
+    fn a_dead_receiver_loses_only_its_own_events_counted_and_reported_to_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.json");
+        // a TCP syslog peer that is not there
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = gone.local_addr().unwrap();
+        drop(gone);
+        let file = FileConfig {
+            path: path.clone(),
+            rotate_size: 0,
+            rotate_every: None,
+            keep: 0,
+            keep_size: 0,
+            compress: Default::default(),
+            fsync: Default::default(),
+        };
+        let mut outs = Outputs::start(vec![
+            plan("file", Target::File(file), 100_000),
+            plan(
+                "syslog",
+                Target::Syslog(SyslogConfig {
+                    address: Address::Tcp(addr),
+                    facility: Facility::Daemon,
+                    app_name: "ksight".into(),
+                }),
+                50,
+            ),
+        ])
+        .unwrap();
+        let n = 2000;
+        for i in 0..n {
+            outs.write(&ksight_core::sink::exit_event(i)).unwrap();
+            if i % 500 == 0 {
+                outs.flush().unwrap();
+            }
+        }
+        let counts = outs.finish(Duration::from_secs(10));
+        let file_c = &counts[0];
+        assert_eq!(file_c.delivered, u64::from(n));
+        assert_eq!(file_c.dropped + file_c.failed, 0);
+        let sys = &counts[1];
+        assert_eq!(sys.delivered, 0);
+        assert_eq!(sys.dropped + sys.failed, u64::from(n), "{sys:?}");
+        // the file has every event and the syslog output's losses, in-band
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut exits = 0;
+        let mut lost = 0;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v["type"].as_str().unwrap() {
+                "exit" => exits += 1,
+                "lost" => {
+                    assert_eq!(v["lost"]["stage"], "output");
+                    assert_eq!(v["lost"]["output"], "syslog");
+                    lost += v["lost"]["count"].as_u64().unwrap();
+                }
+                t => panic!("{t}"),
+            }
+        }
+        assert_eq!(exits, n);
+        assert_eq!(lost, u64::from(n));
+    }
+}

@@ -1,0 +1,389 @@
+//! An `[[output]]` table of the config file, as written ([`OutputSpec`],
+//! every key checked by serde: an unknown one is an error), and as checked
+//! ([`OutputPlan`]: one kind's settings, sizes and durations parsed).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use ksight_core::event::{Detail, Event, Kind};
+use ksight_core::kinds::alert::Severity;
+
+use crate::file::{Compress, FileConfig, Fsync};
+use crate::queue::Overflow;
+use crate::render::LineFormat;
+use crate::syslog::{Facility, SyslogConfig};
+use crate::units::{parse_bytes, parse_duration};
+use crate::webhook::WebhookConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    Stdout,
+    File,
+    Syslog,
+    Webhook,
+}
+
+/// One `[[output]]` table. Keys are kebab-case; those of another kind are
+/// refused by [`OutputSpec::plan`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutputSpec {
+    /// Unique among the outputs: named in `lost` events, metrics, messages.
+    pub name: String,
+    pub kind: OutputKind,
+    /// `json` (default), `table`, or `text` (syslog: an alert's rendered
+    /// output, else the table's columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<LineFormat>,
+    /// Event kinds this output gets (default: every kind collected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Only alerts (and `lost` events).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alerts_only: bool,
+    /// Only alerts of at least this severity (implies alerts-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<String>,
+    /// Only alerts of these rule ids (implies alerts-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Events waiting for this output, at most (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<usize>,
+    /// What a full queue gives up: `drop-oldest` (default) or `drop-newest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<Overflow>,
+
+    // file
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<Fsync>,
+
+    // syslog
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<Facility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+
+    // webhook
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+/// Where a checked output writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File(FileConfig),
+    Syslog(SyslogConfig),
+    Webhook(WebhookConfig),
+}
+
+/// Which events an output gets. `lost` events always pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputFilter {
+    pub kinds: Vec<Kind>,
+    pub alerts_only: bool,
+    pub min_severity: Option<Severity>,
+    pub rules: Vec<String>,
+}
+
+impl OutputFilter {
+    pub fn keep(&self, ev: &Event) -> bool {
+        let alert = match &ev.detail {
+            Detail::Lost(_) => return true,
+            Detail::Alert(a) => Some(&a.alert),
+            _ => None,
+        };
+        if !self.kinds.is_empty() && !self.kinds.contains(&ev.kind()) {
+            return false;
+        }
+        let alerts = self.alerts_only || self.min_severity.is_some() || !self.rules.is_empty();
+        match alert {
+            None => !alerts,
+            Some(a) => {
+                self.min_severity
+                    .is_none_or(|min| a.severity.rank() >= min.rank())
+                    && (self.rules.is_empty() || self.rules.iter().any(|r| **r == *a.rule))
+            }
+        }
+    }
+}
+
+/// A checked output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    pub name: String,
+    pub format: LineFormat,
+    pub filter: OutputFilter,
+    pub queue: usize,
+    pub overflow: Overflow,
+    pub target: Target,
+}
+
+impl OutputSpec {
+    /// Checks the keys against the kind and parses them. The error names the key.
+    pub fn plan(&self) -> Result<OutputPlan, String> {
+        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
+            return Err(format!("output name {:?}: one word, not empty", self.name));
+        }
+        let foreign: Vec<&str> = [
+            ("path", self.path.is_some(), OutputKind::File),
+            ("rotate-size", self.rotate_size.is_some(), OutputKind::File),
+            (
+                "rotate-every",
+                self.rotate_every.is_some(),
+                OutputKind::File,
+            ),
+            ("keep", self.keep.is_some(), OutputKind::File),
+            ("keep-size", self.keep_size.is_some(), OutputKind::File),
+            ("compress", self.compress.is_some(), OutputKind::File),
+            ("fsync", self.fsync.is_some(), OutputKind::File),
+            ("address", self.address.is_some(), OutputKind::Syslog),
+            ("facility", self.facility.is_some(), OutputKind::Syslog),
+            ("app-name", self.app_name.is_some(), OutputKind::Syslog),
+            ("url", self.url.is_some(), OutputKind::Webhook),
+            ("headers", !self.headers.is_empty(), OutputKind::Webhook),
+            ("batch", self.batch.is_some(), OutputKind::Webhook),
+            ("timeout", self.timeout.is_some(), OutputKind::Webhook),
+            ("retries", self.retries.is_some(), OutputKind::Webhook),
+        ]
+        .into_iter()
+        .filter(|&(_, set, kind)| set && kind != self.kind)
+        .map(|(k, _, _)| k)
+        .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "output {}: {} not for a {} output",
+                self.name,
+                foreign.join(", "),
+                kind_name(self.kind)
+            ));
+        }
+        let ctx = |e: String| format!("output {}: {e}", self.name);
+        let kinds = self
+            .events
+            .iter()
+            .map(|k| k.parse::<Kind>().map_err(|e| ctx(format!("events: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let min_severity = self
+            .min_severity
+            .as_deref()
+            .map(|s| {
+                Severity::from_name(s).ok_or_else(|| {
+                    ctx(format!(
+                        "min-severity {s:?}: one of {}",
+                        Severity::NAMES.join(", ")
+                    ))
+                })
+            })
+            .transpose()?;
+        let size = |key: &str, v: &Option<String>| -> Result<u64, String> {
+            v.as_deref()
+                .map_or(Ok(0), parse_bytes)
+                .map_err(|e| ctx(format!("{key}: {e}")))
+        };
+        let target = match self.kind {
+            OutputKind::Stdout => Target::Stdout,
+            OutputKind::File => Target::File(FileConfig {
+                path: self
+                    .path
+                    .clone()
+                    .ok_or_else(|| ctx("a file output needs `path`".into()))?,
+                rotate_size: size("rotate-size", &self.rotate_size)?,
+                rotate_every: self
+                    .rotate_every
+                    .as_deref()
+                    .map(|s| parse_duration(s, Duration::from_secs(1)))
+                    .transpose()
+                    .map_err(|e| ctx(format!("rotate-every: {e}")))?,
+                keep: self.keep.unwrap_or(0),
+                keep_size: size("keep-size", &self.keep_size)?,
+                compress: self.compress.unwrap_or_default(),
+                fsync: self.fsync.unwrap_or_default(),
+            }),
+            OutputKind::Syslog => Target::Syslog(SyslogConfig {
+                address: self
+                    .address
+                    .as_deref()
+                    .unwrap_or("unix:/dev/log")
+                    .parse()
+                    .map_err(|e| ctx(format!("address: {e}")))?,
+                facility: self.facility.unwrap_or_default(),
+                app_name: self.app_name.clone().unwrap_or_else(|| "ksight".into()),
+            }),
+            OutputKind::Webhook => {
+                let url = self
+                    .url
+                    .clone()
+                    .ok_or_else(|| ctx("a webhook output needs `url`".into()))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ctx(format!("url {url:?}: http:// or https://")));
+                }
+                Target::Webhook(WebhookConfig {
+                    url,
+                    headers: self.headers.clone().into_iter().collect(),
+                    batch: self.batch.unwrap_or(500).clamp(1, 100_000),
+                    timeout: self
+                        .timeout
+                        .as_deref()
+                        .map(|s| parse_duration(s, Duration::from_millis(100)))
+                        .transpose()
+                        .map_err(|e| ctx(format!("timeout: {e}")))?
+                        .unwrap_or(Duration::from_secs(10)),
+                    retries: self.retries.unwrap_or(5).min(100),
+                })
+            }
+        };
+        let format = match (self.kind, self.format) {
+            (OutputKind::Webhook, Some(f)) if f != LineFormat::Json => {
+                return Err(ctx("a webhook posts NDJSON: format must be json".into()))
+            }
+            (_, Some(f)) => f,
+            (OutputKind::Syslog, None) => LineFormat::Json,
+            (_, None) => LineFormat::Json,
+        };
+        let queue = self.queue.unwrap_or(65_536);
+        if !(1..=16 << 20).contains(&queue) {
+            return Err(ctx(format!("queue {queue}: 1 to 16777216 events")));
+        }
+        Ok(OutputPlan {
+            name: self.name.clone(),
+            format,
+            filter: OutputFilter {
+                kinds,
+                alerts_only: self.alerts_only,
+                min_severity,
+                rules: self.rules.clone(),
+            },
+            queue,
+            overflow: self.overflow.unwrap_or_default(),
+            target,
+        })
+    }
+}
+
+fn kind_name(k: OutputKind) -> &'static str {
+    match k {
+        OutputKind::Stdout => "stdout",
+        OutputKind::File => "file",
+        OutputKind::Syslog => "syslog",
+        OutputKind::Webhook => "webhook",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: OutputKind) -> OutputSpec {
+        OutputSpec {
+            name: "x".into(),
+            kind,
+            format: None,
+            events: vec![],
+            alerts_only: false,
+            min_severity: None,
+            rules: vec![],
+            queue: None,
+            overflow: None,
+            path: None,
+            rotate_size: None,
+            rotate_every: None,
+            keep: None,
+            keep_size: None,
+            compress: None,
+            fsync: None,
+            address: None,
+            facility: None,
+            app_name: None,
+            url: None,
+            headers: BTreeMap::new(),
+            batch: None,
+            timeout: None,
+            retries: None,
+        }
+    }
+
+    #[test]
+    fn keys_of_another_kind_and_missing_ones_are_errors() {
+        let mut s = spec(OutputKind::File);
+        assert!(s.plan().unwrap_err().contains("needs `path`"));
+        s.path = Some("/tmp/x".into());
+        s.url = Some("http://x".into());
+        assert!(s.plan().unwrap_err().contains("url not for a file output"));
+        s.url = None;
+        s.rotate_size = Some("10Q".into());
+        assert!(s.plan().unwrap_err().contains("rotate-size"));
+        s.rotate_size = Some("10M".into());
+        s.events = vec!["exec".into(), "nope".into()];
+        assert!(s.plan().unwrap_err().contains("events"));
+        s.events = vec!["exec".into()];
+        let p = s.plan().unwrap();
+        let Target::File(f) = p.target else { panic!() };
+        assert_eq!(f.rotate_size, 10 << 20);
+        let mut w = spec(OutputKind::Webhook);
+        w.url = Some("ftp://x".into());
+        assert!(w.plan().is_err());
+        w.url = Some("http://127.0.0.1:9/x".into());
+        w.format = Some(LineFormat::Table);
+        assert!(w.plan().unwrap_err().contains("NDJSON"));
+        let mut y = spec(OutputKind::Syslog);
+        y.address = Some("127.0.0.1:514".into());
+        assert!(y.plan().unwrap_err().contains("address"));
+    }
+
+    #[test]
+    fn filters_by_kind_severity_and_rule_and_always_pass_lost() {
+        let exit = ksight_core::sink::exit_event(0);
+        let f = OutputFilter::default();
+        assert!(f.keep(&exit));
+        let only_exec = OutputFilter {
+            kinds: vec!["exec".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(!only_exec.keep(&exit));
+        let alerts = OutputFilter {
+            min_severity: Some(Severity::High),
+            ..Default::default()
+        };
+        assert!(!alerts.keep(&exit));
+        let lost = Event {
+            process: None,
+            detail: ksight_core::kinds::lost::Lost::output(
+                "y",
+                ksight_core::kinds::lost::LostReason::QueueFull,
+                1,
+                0,
+            )
+            .into(),
+            ..exit
+        };
+        assert!(alerts.keep(&lost) && only_exec.keep(&lost));
+    }
+}
