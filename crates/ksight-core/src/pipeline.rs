@@ -235,6 +235,20 @@ impl Pipeline {
         self.sink.flush()
     }
 
+    /// At stop, after [`Pipeline::finish`]: outputs deliver what they hold.
+    pub fn close_outputs(&mut self) -> io::Result<()> {
+        self.sink.close()
+    }
+
+    pub fn reopen_outputs(&mut self) {
+        self.sink.reopen()
+    }
+
+    /// What each output did, for the summary.
+    pub fn output_report(&self) -> Vec<String> {
+        self.sink.report()
+    }
+
     /// The write error that stopped the pipeline, if one did.
     pub fn take_error(&mut self) -> Option<io::Error> {
         self.error.take()

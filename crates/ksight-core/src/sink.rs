@@ -24,6 +24,20 @@ pub trait Sink {
     fn failures(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+
+    /// At stop: deliver what is still held (queued outputs drain).
+    fn close(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+
+    /// Files are opened again at their paths (SIGUSR1, after an external
+    /// logrotate moved them).
+    fn reopen(&mut self) {}
+
+    /// Lines for the summary at stop: what each output did.
+    fn report(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One JSON object per line (docs/events.md).
@@ -321,6 +335,20 @@ impl Sink for FanOut {
             .filter(|o| o.errors > 0)
             .map(|o| (o.name.clone(), o.errors))
             .collect()
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        self.each(|s| s.close())
+    }
+
+    fn reopen(&mut self) {
+        for o in &mut self.outputs {
+            o.sink.reopen();
+        }
+    }
+
+    fn report(&self) -> Vec<String> {
+        self.outputs.iter().flat_map(|o| o.sink.report()).collect()
     }
 }
 

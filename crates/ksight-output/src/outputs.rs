@@ -136,6 +136,10 @@ impl Outputs {
     /// for at most `limit`; reports the last losses in-band to the outputs
     /// still there; then ends the threads. What each output did.
     pub fn finish(mut self, limit: Duration) -> Vec<OutputCounts> {
+        self.finish_in_place(limit)
+    }
+
+    fn finish_in_place(&mut self, limit: Duration) -> Vec<OutputCounts> {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline && !self.outs.iter().all(|o| o.queue.settled()) {
             std::thread::sleep(Duration::from_millis(5));
@@ -187,6 +191,29 @@ impl Sink for Outputs {
             .into_iter()
             .filter(|c| c.dropped + c.failed > 0)
             .map(|c| (c.name, c.dropped + c.failed))
+            .collect()
+    }
+
+    /// Drains every queue (for at most 10 s: a receiver that is down gets
+    /// its remaining events counted lost).
+    fn close(&mut self) -> io::Result<()> {
+        self.finish_in_place(Duration::from_secs(10));
+        Ok(())
+    }
+
+    fn reopen(&mut self) {
+        Outputs::reopen(self)
+    }
+
+    fn report(&self) -> Vec<String> {
+        self.counts()
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued",
+                    c.name, c.delivered, c.dropped, c.failed, c.queued
+                )
+            })
             .collect()
     }
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 
 mod bench;
 mod cli;
+mod config;
 mod preflight;
 mod rules;
 mod run;
@@ -16,7 +17,8 @@ mod run;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args.config()).map(|()| ExitCode::SUCCESS),
+        cli::Command::Run(args) => run_command(*args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Config(args) => config_command(args),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())
             .map(ExitCode::from)
@@ -41,4 +43,61 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ksight run`: the command line, over the config file's settings if one is read.
+fn run_command(args: cli::RunArgs) -> anyhow::Result<()> {
+    let Some(path) = config::chosen(args.config.as_deref(), args.no_config) else {
+        return run::run(args.config());
+    };
+    let file = config::ConfigFile::load(&path).map_err(anyhow::Error::msg)?;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let merged = file.merge(&argv).map_err(anyhow::Error::msg)?;
+    let cli::Command::Run(args) = cli::Cli::parse_from(&merged).command else {
+        unreachable!("merged from a run command line")
+    };
+    let mut cfg = args.config();
+    if !file.outputs.is_empty() && !config::ConfigFile::classic_output(&merged) {
+        cfg.sinks.clear();
+    }
+    cfg.outputs = file.outputs.clone();
+    cfg.config_file = Some(path);
+    run::run(cfg)
+}
+
+/// `ksight config check|show`.
+fn config_command(args: cli::ConfigArgs) -> anyhow::Result<ExitCode> {
+    let path = args.config.unwrap_or_else(|| config::DEFAULT_PATH.into());
+    let file = match config::ConfigFile::load(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ksight: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let argv = ["ksight", "run"].map(std::ffi::OsString::from);
+    let merged = match file.merge(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ksight: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match args.which {
+        cli::ConfigCommand::Check => {
+            println!(
+                "{}: ok: {} [run] settings, {} outputs",
+                path.display(),
+                file.settings(),
+                file.outputs.len()
+            );
+        }
+        cli::ConfigCommand::Show => {
+            print!(
+                "{}",
+                config::ConfigFile::show(&merged, file.specs()).map_err(anyhow::Error::msg)?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,11 @@ pub struct RunConfig {
     pub cgroups: Vec<String>,
     pub filter: FilterSpec,
     pub sinks: Vec<SinkSpec>,
+    /// The config file's `[[output]]` tables, checked: queued outputs, each
+    /// on its own thread.
+    pub outputs: Vec<ksight_output::spec::OutputPlan>,
+    /// Where the settings came from, for the start-up line.
+    pub config_file: Option<std::path::PathBuf>,
     pub ancestors: usize,
     /// Hashing executed files.
     pub hash: ksight_core::hash::HashConfig,
@@ -134,6 +139,11 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     for spec in &cfg.sinks {
         outputs.push((spec.name(), spec.open()?));
     }
+    if !cfg.outputs.is_empty() {
+        let outs = ksight_output::Outputs::start(cfg.outputs.clone())
+            .context("starting the config file's outputs")?;
+        outputs.push(("[[output]]".into(), Box::new(outs)));
+    }
     let sink = Box::new(FanOut::new(outputs));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,6 +153,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     }
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&reopen))
         .context("installing signal handlers")?;
 
     let cgroups = CgroupResolver::from_mountinfo_file("/proc/self/mountinfo".as_ref());
@@ -266,6 +279,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         if reload.swap(false, Ordering::Relaxed) {
             reload_rules(&cfg.rules, &mut p);
         }
+        if reopen.swap(false, Ordering::Relaxed) {
+            p.reopen_outputs();
+        }
         if let Some(e) = p.take_error() {
             return Err(e).context("writing events");
         }
@@ -319,7 +335,11 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         return Err(e).context("writing events");
     }
     p.flush().context("writing events")?;
+    p.close_outputs().context("writing events")?;
     summary(p.stats(), stream_stats, started.elapsed());
+    for line in p.output_report() {
+        eprintln!("ksight: {line}");
+    }
     hash_summary(&p.enricher().hashes);
     if let Some(r) = &p.enricher().containers {
         let s = r.stats();

@@ -43,6 +43,26 @@ pub enum Command {
     Rules(RulesArgs),
     /// Run rules over a recorded stream (ksight's JSON Lines) and write the alerts.
     Replay(ReplayArgs),
+    /// Check the config file, or print the configuration it makes.
+    Config(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub which: ConfigCommand,
+    /// The config file (default: /etc/ksight/ksight.toml).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Read and check the file: every key known, every value valid; errors
+    /// as file:line:col. Exit 0 or 1.
+    Check,
+    /// Print the effective configuration (the file over the defaults) as TOML.
+    Show,
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +128,16 @@ impl DoctorArgs {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 pub struct RunArgs {
+    /// A config file: `[run]` holds any of these flags by name (the command
+    /// line wins), `[[output]]` tables add outputs. Default:
+    /// /etc/ksight/ksight.toml when it exists.
+    #[arg(long, conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+
+    /// Read no config file, not even the default one.
+    #[arg(long)]
+    pub no_config: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
@@ -326,6 +356,8 @@ impl RunArgs {
                 false => RulesSource::Packs(crate::rules::packs(&self.rules)),
             },
             alerts_only: self.alerts_only,
+            outputs: Vec::new(),
+            config_file: None,
         }
     }
 }
