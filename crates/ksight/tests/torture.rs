@@ -31,7 +31,7 @@ struct Raw {
 fn spawn(args: &[&str]) -> Raw {
     require_root();
     let mut child = Command::new(KSIGHT)
-        .args(["run", "-v", "--no-rules"])
+        .args(["run", "-v", "--no-rules", "--no-config"])
         .args(extra_args())
         .args(args)
         .stdin(Stdio::null())

@@ -68,9 +68,12 @@ impl Ksight {
     /// Start `ksight run --format json -v ARGS` and wait until it is watching.
     pub fn start(args: &[&str]) -> Ksight {
         require_root();
-        // later flags override earlier ones: a test's own args win
+        // later flags override earlier ones: a test's own args win; no
+        // config file unless the test names one (the host's must not count)
+        let no_config = (!args.contains(&"--config")).then_some("--no-config");
         let mut child = Command::new(KSIGHT)
             .arg("run")
+            .args(no_config)
             .args(["--format", "json", "-v"])
             .args(extra_args())
             .args(args)
