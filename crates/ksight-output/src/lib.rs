@@ -24,5 +24,5 @@ pub mod syslog;
 pub mod units;
 pub mod webhook;
 
-pub use outputs::Outputs;
+pub use outputs::{Outputs, SharedOutputs};
 pub use spec::OutputSpec;

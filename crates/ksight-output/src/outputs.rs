@@ -26,6 +26,7 @@ pub struct Outputs {
 }
 
 struct Running {
+    plan: OutputPlan,
     name: String,
     filter: OutputFilter,
     queue: Arc<Queue<Shared>>,
@@ -52,28 +53,62 @@ impl Outputs {
     /// error now; a receiver that is not there yet (syslog, webhook) is not:
     /// its events are counted lost until it answers.
     pub fn start(plans: Vec<OutputPlan>) -> io::Result<Outputs> {
-        let now = ktime_now();
-        let mut outs = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let queue = Arc::new(Queue::new(plan.queue, plan.overflow));
-            let reopen = Arc::new(AtomicBool::new(false));
-            let deliver = Deliver::open(&plan)?;
-            let (q, r, name) = (queue.clone(), reopen.clone(), plan.name.clone());
-            let format = plan.format;
-            let thread = std::thread::Builder::new()
-                .name(format!("out-{}", plan.name))
-                .spawn(move || worker(name, format, deliver, &q, &r))?;
-            outs.push(Running {
-                name: plan.name,
-                filter: plan.filter,
-                queue,
-                reopen,
-                thread: Some(thread),
-                reported: (0, 0),
-                since_ktime: now,
-            });
-        }
+        let outs = plans
+            .into_iter()
+            .map(Running::start)
+            .collect::<io::Result<_>>()?;
         Ok(Outputs { outs })
+    }
+
+    /// A new set of outputs (SIGHUP): those unchanged go on untouched (not an
+    /// event lost or repeated); removed and changed ones deliver what they
+    /// hold (at most 2 s each) and end; new and changed ones start. If one
+    /// cannot start, nothing changes. (added, removed, changed).
+    pub fn reconfigure(&mut self, plans: Vec<OutputPlan>) -> io::Result<(usize, usize, usize)> {
+        let mut fresh = Vec::new();
+        let (mut added, mut changed) = (0, 0);
+        for plan in &plans {
+            match self.outs.iter().find(|o| o.name == plan.name) {
+                Some(o) if o.plan == *plan => {}
+                Some(_) => changed += 1,
+                None => added += 1,
+            }
+        }
+        let removed = self
+            .outs
+            .iter()
+            .filter(|o| !plans.iter().any(|p| p.name == o.name))
+            .count();
+        // start the new ones first (no event reaches them until they are
+        // in): one that cannot start leaves everything as it was
+        for plan in plans
+            .iter()
+            .filter(|p| !self.outs.iter().any(|o| o.plan == **p))
+        {
+            match Running::start(plan.clone()) {
+                Ok(r) => fresh.push(r),
+                Err(e) => {
+                    for mut r in fresh {
+                        r.end(Duration::ZERO);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // the removed and changed ones deliver what they hold and end (a
+        // changed file output's successor then appends to the same file)
+        let (keep, end): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.outs)
+            .into_iter()
+            .partition(|o| plans.contains(&o.plan));
+        for mut o in end {
+            o.end(Duration::from_secs(2));
+            for line in report(&[o.counts()]) {
+                eprintln!("ksight: {line} (ended by a reload)");
+            }
+        }
+        self.outs = keep;
+        self.outs.append(&mut fresh);
+        Ok((added, removed, changed))
     }
 
     /// Files are opened again at their paths (SIGUSR1, after an external
@@ -85,16 +120,11 @@ impl Outputs {
     }
 
     pub fn counts(&self) -> Vec<OutputCounts> {
-        self.outs
-            .iter()
-            .map(|o| OutputCounts {
-                name: o.name.clone(),
-                delivered: Stats::get(&o.queue.stats.delivered),
-                dropped: Stats::get(&o.queue.stats.dropped),
-                failed: Stats::get(&o.queue.stats.failed),
-                queued: o.queue.len(),
-            })
-            .collect()
+        self.outs.iter().map(Running::counts).collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.outs.iter().map(|o| o.name.clone()).collect()
     }
 
     /// New losses since the last report, as `lost` events (stage `output`)
@@ -161,6 +191,105 @@ impl Outputs {
     }
 }
 
+impl Running {
+    fn start(plan: OutputPlan) -> io::Result<Running> {
+        let queue = Arc::new(Queue::new(plan.queue, plan.overflow));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let deliver = Deliver::open(&plan)?;
+        let (q, r, name) = (queue.clone(), reopen.clone(), plan.name.clone());
+        let format = plan.format;
+        let thread = std::thread::Builder::new()
+            .name(format!("out-{}", plan.name))
+            .spawn(move || worker(name, format, deliver, &q, &r))?;
+        Ok(Running {
+            name: plan.name.clone(),
+            filter: plan.filter.clone(),
+            plan,
+            queue,
+            reopen,
+            thread: Some(thread),
+            reported: (0, 0),
+            since_ktime: ktime_now(),
+        })
+    }
+
+    fn counts(&self) -> OutputCounts {
+        OutputCounts {
+            name: self.name.clone(),
+            delivered: Stats::get(&self.queue.stats.delivered),
+            dropped: Stats::get(&self.queue.stats.dropped),
+            failed: Stats::get(&self.queue.stats.failed),
+            queued: self.queue.len(),
+        }
+    }
+
+    /// Delivers what it holds (for at most `limit`), then ends its thread.
+    fn end(&mut self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline && !self.queue.settled() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.queue.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A summary line per output.
+pub fn report(counts: &[OutputCounts]) -> Vec<String> {
+    counts
+        .iter()
+        .map(|c| {
+            format!(
+                "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued",
+                c.name, c.delivered, c.dropped, c.failed, c.queued
+            )
+        })
+        .collect()
+}
+
+/// [`Outputs`] shared between the pipeline (which writes through it) and
+/// the poll loop (which reconfigures it on SIGHUP).
+#[derive(Clone)]
+pub struct SharedOutputs(pub Arc<std::sync::Mutex<Outputs>>);
+
+impl SharedOutputs {
+    pub fn new(o: Outputs) -> SharedOutputs {
+        SharedOutputs(Arc::new(std::sync::Mutex::new(o)))
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Outputs> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Sink for SharedOutputs {
+    fn write(&mut self, ev: &Event) -> io::Result<()> {
+        self.lock().write(ev)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock().flush()
+    }
+
+    fn failures(&self) -> Vec<(String, u64)> {
+        self.lock().failures()
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        self.lock().close()
+    }
+
+    fn reopen(&mut self) {
+        Outputs::reopen(&self.lock())
+    }
+
+    fn report(&self) -> Vec<String> {
+        Sink::report(&*self.lock())
+    }
+}
+
 impl Drop for Outputs {
     fn drop(&mut self) {
         self.shutdown();
@@ -206,15 +335,7 @@ impl Sink for Outputs {
     }
 
     fn report(&self) -> Vec<String> {
-        self.counts()
-            .into_iter()
-            .map(|c| {
-                format!(
-                    "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued",
-                    c.name, c.delivered, c.dropped, c.failed, c.queued
-                )
-            })
-            .collect()
+        report(&self.counts())
     }
 }
 
@@ -459,5 +580,84 @@ mod tests {
         }
         assert_eq!(exits, n);
         assert_eq!(lost, u64::from(n));
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+    use crate::file::FileConfig;
+    use crate::queue::Overflow;
+
+    fn file_plan(name: &str, path: &std::path::Path) -> OutputPlan {
+        OutputPlan {
+            name: name.into(),
+            format: LineFormat::Json,
+            filter: OutputFilter::default(),
+            queue: 100_000,
+            overflow: Overflow::DropOldest,
+            target: Target::File(FileConfig {
+                path: path.to_path_buf(),
+                rotate_size: 0,
+                rotate_every: None,
+                keep: 0,
+                keep_size: 0,
+                compress: Default::default(),
+                fsync: Default::default(),
+            }),
+        }
+    }
+
+    fn lines(p: &std::path::Path) -> Vec<u32> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["exit"]["code"].as_u64().unwrap() as u32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_adds_and_removes_outputs_without_touching_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        let mut outs = Outputs::start(vec![file_plan("a", &a)]).unwrap();
+        let ev = |i: u32| ksight_core::sink::exit_event(i << 8);
+        for i in 0..60 {
+            outs.write(&ev(i)).unwrap();
+        }
+        let r = outs
+            .reconfigure(vec![file_plan("a", &a), file_plan("b", &b)])
+            .unwrap();
+        assert_eq!(r, (1, 0, 0));
+        for i in 60..120 {
+            outs.write(&ev(i)).unwrap();
+        }
+        // b's settings change: it ends and starts again, a goes on
+        let mut b2 = file_plan("b", &b);
+        b2.overflow = Overflow::DropNewest;
+        b2.queue = 50_000;
+        assert_eq!(
+            outs.reconfigure(vec![file_plan("a", &a), b2.clone()])
+                .unwrap(),
+            (0, 0, 1)
+        );
+        for i in 120..180 {
+            outs.write(&ev(i)).unwrap();
+        }
+        assert_eq!(outs.reconfigure(vec![b2]).unwrap(), (0, 1, 0));
+        for i in 180..240 {
+            outs.write(&ev(i)).unwrap();
+        }
+        outs.finish(Duration::from_secs(10));
+        assert_eq!(lines(&a), (0..180).collect::<Vec<_>>());
+        assert_eq!(lines(&b), (60..240).collect::<Vec<_>>());
+        // one that cannot start: nothing changes
+        let mut outs = Outputs::start(vec![file_plan("a", &a)]).unwrap();
+        let bad = file_plan("c", &dir.path().join("no/such/dir/c.json"));
+        assert!(outs.reconfigure(vec![file_plan("a", &a), bad]).is_err());
+        assert_eq!(outs.names(), ["a"]);
     }
 }

@@ -139,11 +139,16 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     for spec in &cfg.sinks {
         outputs.push((spec.name(), spec.open()?));
     }
-    if !cfg.outputs.is_empty() {
+    // the config file's outputs (with a config file, always: SIGHUP may add some)
+    let shared = if cfg.config_file.is_some() || !cfg.outputs.is_empty() {
         let outs = ksight_output::Outputs::start(cfg.outputs.clone())
             .context("starting the config file's outputs")?;
-        outputs.push(("[[output]]".into(), Box::new(outs)));
-    }
+        let shared = ksight_output::SharedOutputs::new(outs);
+        outputs.push(("[[output]]".into(), Box::new(shared.clone())));
+        Some(shared)
+    } else {
+        None
+    };
     let sink = Box::new(FanOut::new(outputs));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -278,6 +283,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         let mut p = pipeline.borrow_mut();
         if reload.swap(false, Ordering::Relaxed) {
             reload_rules(&cfg.rules, &mut p);
+            if let (Some(path), Some(outs)) = (&cfg.config_file, &shared) {
+                reload_outputs(path, outs);
+            }
         }
         if reopen.swap(false, Ordering::Relaxed) {
             p.reopen_outputs();
@@ -407,6 +415,34 @@ fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
         Err(e) => {
             eprintln!("ksight: SIGHUP: the rules were not reloaded, the old ones run on: {e:#}")
         }
+    }
+}
+
+/// SIGHUP with a config file: its outputs again. A file with an error is
+/// refused whole and the outputs that run go on; outputs that did not change
+/// are not touched (not an event lost or repeated). `[run]` settings take
+/// effect at the next start.
+fn reload_outputs(path: &std::path::Path, outs: &ksight_output::SharedOutputs) {
+    let file = match crate::config::ConfigFile::load(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return eprintln!(
+                "ksight: SIGHUP: {} was not reloaded, the outputs that run go on: {e}",
+                path.display()
+            )
+        }
+    };
+    let n = file.outputs.len();
+    match outs.lock().reconfigure(file.outputs) {
+        Ok((added, removed, changed)) => eprintln!(
+            "ksight: outputs reloaded from {}: {n} outputs: {added} added, {removed} removed, \
+             {changed} changed ([run] settings take effect at the next start)",
+            path.display()
+        ),
+        Err(e) => eprintln!(
+            "ksight: SIGHUP: the outputs of {} could not all start, the others run on: {e}",
+            path.display()
+        ),
     }
 }
 

@@ -464,3 +464,66 @@ fn rotation_under_a_storm_keeps_every_line_exactly_once() {
     assert!(files > 5, "{files} files: rotation happened");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn wait_for_stderr(k: &Ksight, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !k.stderr_so_far().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {}",
+            k.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_adds_an_output_without_losing_an_event_in_the_others() {
+    let dir = temp_dir("reload");
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    let config = dir.join("ksight.toml");
+    let file_output = |name: &str, path: &Path| {
+        format!(
+            "[[output]]\nname = \"{name}\"\nkind = \"file\"\npath = \"{}\"\n",
+            path.display()
+        )
+    };
+    let run =
+        "[run]\nevents = [\"exec\"]\ncomm = [\"ks-out-probe\"]\nno-rules = true\nhash = \"off\"\n";
+    std::fs::write(&config, format!("{run}{}", file_output("a", &a))).unwrap();
+    let k = Ksight::start(&["--config", config.to_str().unwrap()]);
+    let first = probes(&dir, 100);
+    std::fs::write(
+        &config,
+        format!("{run}{}{}", file_output("a", &a), file_output("b", &b)),
+    )
+    .unwrap();
+    k.signal(libc::SIGHUP);
+    wait_for_stderr(&k, "1 added, 0 removed, 0 changed");
+    let second = probes(&dir, 100);
+    // a broken file is refused whole: both outputs go on
+    std::fs::write(&config, format!("{run}{}bogus = 1\n", file_output("a", &a))).unwrap();
+    k.signal(libc::SIGHUP);
+    wait_for_stderr(&k, "was not reloaded, the outputs that run go on");
+    let third = probes(&dir, 100);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let all: Vec<u64> = first.iter().chain(&second).chain(&third).copied().collect();
+    let in_a = file_events(&a);
+    assert_eq!(count_execs(&in_a, &all, "a"), all.len(), "{}", r.stderr);
+    assert_eq!(
+        in_a.iter().filter(|e| e["type"] == "exec").count(),
+        all.len()
+    );
+    let later: Vec<u64> = second.iter().chain(&third).copied().collect();
+    let in_b = file_events(&b);
+    assert_eq!(count_execs(&in_b, &later, "b"), later.len(), "{}", r.stderr);
+    assert_eq!(count_execs(&in_b, &first, "b"), 0);
+    assert!(
+        r.stderr.contains("k.toml") || r.stderr.contains("ksight.toml:"),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
