@@ -400,3 +400,50 @@ mod tests {
         assert_eq!(ConfigFile::show(&merged2, again.specs()).unwrap(), text);
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// docs/config.md lists every `ksight run` flag and every `[[output]]` key.
+    #[test]
+    fn the_reference_lists_every_key() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+            .unwrap();
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        let missing: Vec<String> = run
+            .get_arguments()
+            .filter(|a| !NOT_KEYS.contains(&a.get_id().as_str()) && !a.is_hide_set())
+            .map(|a| a.get_long().unwrap().to_string())
+            .filter(|k| !doc.contains(&format!("| `{k}` |")))
+            .collect();
+        assert!(missing.is_empty(), "docs/config.md lacks [run] keys {missing:?}");
+        // every key an output may have, from the spec itself
+        let full = "name = \"x\"\nkind = \"file\"\nformat = \"json\"\nevents = [\"exec\"]\n\
+                    alerts-only = true\nmin-severity = \"low\"\nrules = [\"r\"]\nqueue = 5\n\
+                    overflow = \"drop-newest\"\npath = \"/p\"\nrotate-size = \"1M\"\n\
+                    rotate-every = \"1h\"\nkeep = 1\nkeep-size = \"1G\"\ncompress = \"gzip\"\n\
+                    fsync = \"batch\"\naddress = \"unix:/dev/log\"\nfacility = \"daemon\"\n\
+                    app-name = \"k\"\nurl = \"http://x\"\nheaders = { a = \"b\" }\nbatch = 1\n\
+                    timeout = \"1s\"\nretries = 1\n";
+        let spec: OutputSpec = toml::from_str(full).unwrap();
+        let keys = toml::to_string(&spec).unwrap();
+        let mut n = 0;
+        // `k = v` lines, then `[table]` lines (whose own lines are values)
+        let mut in_table = false;
+        for line in keys.lines() {
+            let k = if let Some(t) = line.strip_prefix('[') {
+                in_table = true;
+                t.trim_end_matches(']')
+            } else if !in_table && line.contains(" = ") {
+                line.split(" = ").next().unwrap()
+            } else {
+                continue;
+            };
+            n += 1;
+            assert!(doc.contains(&format!("| `{k}` |")), "docs/config.md lacks output key {k}");
+        }
+        assert!(n >= 23, "{keys}");
+    }
+}
