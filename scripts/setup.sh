@@ -16,6 +16,8 @@ command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v curl >/dev/null || need+=(curl)
 # the syslog output's real receiver (crates/ksight/tests/outputs.rs)
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+# the metrics endpoint's real scraper (crates/ksight/tests/metrics.rs)
+command -v prometheus >/dev/null || need+=(prometheus)
 # the container resolver's real test (crates/ksight-core/tests/runtime.rs): podman, runc for
 # hosts with hybrid cgroups (which crun refuses), a static busybox as the image's rootfs
 command -v podman >/dev/null || need+=(podman)

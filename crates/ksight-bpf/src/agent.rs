@@ -637,6 +637,60 @@ impl KernelState for Agent {
     /// softirq interrupting it): `recursion_misses` (5.12+; 0 before). Each
     /// may have been a record, so they are reported as lost.
     fn skipped_runs(&self) -> Vec<(String, u64)> {
+        self.program_stats()
+            .into_iter()
+            .map(|p| (p.name, p.skipped))
+            .collect()
+    }
+}
+
+/// What the kernel counts of one loaded program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    /// Time spent running it and its runs: counted by the kernel only while
+    /// `kernel.bpf_stats_enabled` is 1 (it costs every run a clock read).
+    pub run_time_ns: u64,
+    pub run_count: u64,
+    /// Runs skipped (nested on one CPU).
+    pub skipped: u64,
+}
+
+impl Agent {
+    /// How full the ring buffer is now (0 to 1): its producer and consumer
+    /// positions, read from the map's first two pages (mapped read-only for
+    /// the call). `None` with the perf buffer.
+    pub fn ring_usage(&self) -> Option<f64> {
+        let events = map(self.process(), "ks_events")?;
+        if events.map_type() != MapType::RingBuf {
+            return None;
+        }
+        let size = events.max_entries() as u64;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // SAFETY: a read-only shared mapping of the ring buffer's consumer
+        // and producer pages (the layout libbpf maps too); unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                events.as_fd().as_raw_fd(),
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return None;
+            }
+            let consumer = std::ptr::read_volatile(p as *const u64);
+            let producer = std::ptr::read_volatile((p as *const u8).add(page) as *const u64);
+            libc::munmap(p, 2 * page);
+            Some(producer.saturating_sub(consumer) as f64 / size.max(1) as f64)
+        }
+    }
+
+    /// Every loaded program's counters, one syscall each.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
         let mut out = Vec::new();
         for obj in self.sensors.iter().filter_map(|s| s.object()) {
             for prog in obj.progs().filter(|p| p.autoload()) {
@@ -652,10 +706,12 @@ impl KernelState for Agent {
                     )
                 };
                 if rc == 0 {
-                    out.push((
-                        prog.name().to_string_lossy().into_owned(),
-                        info.recursion_misses,
-                    ));
+                    out.push(ProgramStats {
+                        name: prog.name().to_string_lossy().into_owned(),
+                        run_time_ns: info.run_time_ns,
+                        run_count: info.run_cnt,
+                        skipped: info.recursion_misses,
+                    });
                 }
             }
         }

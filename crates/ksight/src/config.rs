@@ -408,8 +408,9 @@ mod doc_tests {
     /// docs/config.md lists every `ksight run` flag and every `[[output]]` key.
     #[test]
     fn the_reference_lists_every_key() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
-            .unwrap();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md"))
+                .unwrap();
         let cmd = Cli::command();
         let run = cmd.find_subcommand("run").unwrap();
         let missing: Vec<String> = run
@@ -418,7 +419,10 @@ mod doc_tests {
             .map(|a| a.get_long().unwrap().to_string())
             .filter(|k| !doc.contains(&format!("| `{k}` |")))
             .collect();
-        assert!(missing.is_empty(), "docs/config.md lacks [run] keys {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "docs/config.md lacks [run] keys {missing:?}"
+        );
         // every key an output may have, from the spec itself
         let full = "name = \"x\"\nkind = \"file\"\nformat = \"json\"\nevents = [\"exec\"]\n\
                     alerts-only = true\nmin-severity = \"low\"\nrules = [\"r\"]\nqueue = 5\n\
@@ -442,7 +446,10 @@ mod doc_tests {
                 continue;
             };
             n += 1;
-            assert!(doc.contains(&format!("| `{k}` |")), "docs/config.md lacks output key {k}");
+            assert!(
+                doc.contains(&format!("| `{k}` |")),
+                "docs/config.md lacks output key {k}"
+            );
         }
         assert!(n >= 23, "{keys}");
     }

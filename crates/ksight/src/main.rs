@@ -10,6 +10,7 @@ use clap::Parser;
 mod bench;
 mod cli;
 mod config;
+mod metrics;
 mod preflight;
 mod rules;
 mod run;

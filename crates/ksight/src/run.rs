@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub outputs: Vec<ksight_output::spec::OutputPlan>,
     /// Where the settings came from, for the start-up line.
     pub config_file: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<std::net::SocketAddr>,
     pub ancestors: usize,
     /// Hashing executed files.
     pub hash: ksight_core::hash::HashConfig,
@@ -250,6 +252,10 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             cfg.reorder_window,
         )
         .with_context(|| format!("setting up the {} consumer", agent.transport()))?;
+    let metrics = cfg.metrics.map(crate::metrics::Server::start).transpose()?;
+    if let Some(m) = &metrics {
+        eprintln!("ksight: metrics at http://{}/metrics", m.addr);
+    }
     eprintln!(
         "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} known, {}in {} ms",
         agent.links(),
@@ -265,6 +271,8 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         },
         started.elapsed().as_millis()
     );
+    let kernel = kernel_release();
+    let mut metrics_at = Instant::now() - Duration::from_secs(1);
     // a --duration too long to add is no deadline at all
     let deadline = cfg.duration.and_then(|d| Instant::now().checked_add(d));
     let mut last_clock = Instant::now();
@@ -289,6 +297,13 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         }
         if reopen.swap(false, Ordering::Relaxed) {
             p.reopen_outputs();
+        }
+        if let Some(m) = metrics
+            .as_ref()
+            .filter(|_| metrics_at.elapsed() >= Duration::from_secs(1))
+        {
+            metrics_at = Instant::now();
+            m.update(&snapshot(&mut p, &agent, shared.as_ref(), &kernel));
         }
         if let Some(e) = p.take_error() {
             return Err(e).context("writing events");
@@ -444,6 +459,62 @@ fn reload_outputs(path: &std::path::Path, outs: &ksight_output::SharedOutputs) {
             path.display()
         ),
     }
+}
+
+/// The metrics, now (docs/metrics.md).
+fn snapshot(
+    p: &mut Pipeline,
+    agent: &Agent,
+    outs: Option<&ksight_output::SharedOutputs>,
+    kernel: &str,
+) -> crate::metrics::Snapshot {
+    let s = p.stats();
+    let events = Kind::ALL
+        .iter()
+        .map(|&k| (k.name(), s.written[k as usize]))
+        .collect();
+    let mut lost: Vec<(String, &'static str, u64)> = (0..WIRE_KINDS)
+        .filter_map(|w| {
+            Some((
+                Kind::of_wire(w as u32)?.name().to_string(),
+                "kernel",
+                s.counters.lost[w],
+            ))
+        })
+        .collect();
+    lost.push(("skipped_runs".into(), "kernel", s.counters.skipped_runs));
+    let outputs = outs.map(|o| o.lock().counts()).unwrap_or_default();
+    let output_lost = outputs.iter().map(|o| o.dropped + o.failed).sum();
+    lost.push(("any".into(), "output", output_lost));
+    let process_table = p.enricher().table().len();
+    let rules = p
+        .stage_mut::<LiveRules>()
+        .map(|live| {
+            live.engine()
+                .stats()
+                .map(|(rule, st)| (rule.id.to_string(), st.matched, st.suppressed))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (cpu_seconds, rss_bytes) = crate::metrics::own_usage();
+    crate::metrics::Snapshot {
+        events,
+        lost,
+        ring_usage: agent.ring_usage(),
+        rules,
+        outputs,
+        process_table,
+        programs: agent.program_stats(),
+        cpu_seconds,
+        rss_bytes,
+        kernel: kernel.to_string(),
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// What hashing executed files did.

@@ -277,6 +277,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = duration_between::<100_000_000, 3_600_000_000_000>)]
     pub grace: Duration,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
+    /// off by default).
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Print load details (hook flavour, kernel ids of programs and maps) to stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -358,6 +363,7 @@ impl RunArgs {
             alerts_only: self.alerts_only,
             outputs: Vec::new(),
             config_file: None,
+            metrics: self.metrics,
         }
     }
 }
