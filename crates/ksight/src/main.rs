@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod config;
 mod metrics;
+mod notify;
 mod preflight;
 mod rules;
 mod run;

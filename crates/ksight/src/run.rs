@@ -256,8 +256,8 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     if let Some(m) = &metrics {
         eprintln!("ksight: metrics at http://{}/metrics", m.addr);
     }
-    eprintln!(
-        "ksight: watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} known, {}in {} ms",
+    let watching = format!(
+        "watching: {} programs attached via {}{}, records through {}, {known} processes and {seeded} known, {}in {} ms",
         agent.links(),
         agent.mode(),
         agent
@@ -271,6 +271,12 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         },
         started.elapsed().as_millis()
     );
+    eprintln!("ksight: {watching}");
+    // under systemd (Type=notify): attached and reading
+    let mut notifier = crate::notify::Notifier::from_env().context("$NOTIFY_SOCKET")?;
+    if let Err(e) = notifier.send(&format!("READY=1\nSTATUS={watching}")) {
+        eprintln!("ksight: warning: telling systemd it is ready: {e}");
+    }
     let kernel = kernel_release();
     let mut metrics_at = Instant::now() - Duration::from_secs(1);
     // a --duration too long to add is no deadline at all
@@ -298,6 +304,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         if reopen.swap(false, Ordering::Relaxed) {
             p.reopen_outputs();
         }
+        notifier.alive();
         if let Some(m) = metrics
             .as_ref()
             .filter(|_| metrics_at.elapsed() >= Duration::from_secs(1))
@@ -341,6 +348,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         p.flush().context("writing events")?;
     }
 
+    let _ = notifier.send("STOPPING=1");
     // detach, then drain what the kernel wrote and account for what it refused:
     // nothing written between the last read and the detach goes unread
     agent.detach();

@@ -89,7 +89,8 @@ fn storm(cg: &Cgroup, n: usize) -> u32 {
 #[test]
 fn records_of_each_process_arrive_in_causal_order() {
     let cg = Cgroup::new("order");
-    let k = Ksight::start(&["--cgroup", &cg.path()]);
+    // no cgroup events: the other tests make their cgroups meanwhile
+    let k = Ksight::start(&["--cgroup", &cg.path(), "--events", "fork,exec,exit"]);
     let n = 400;
     let helper = storm(&cg, n);
     let r = k.stop();
@@ -149,8 +150,11 @@ fn delivered_plus_lost_equals_generated_exactly() {
         "4K",
         "--perf-pages",
         "1",
-        // every event is the storm's or a loss (no alerts)
+        // every event is the storm's or a loss (no alerts; no cgroup events
+        // of the other tests, which make their cgroups meanwhile)
         "--no-rules",
+        "--events",
+        "fork,exec,exit",
     ]);
     k.signal(libc::SIGSTOP);
     let n = 300;
@@ -211,6 +215,8 @@ fn an_exec_storm_through_a_16_kib_ring_accounts_for_every_record() {
         "--perf-pages",
         "4",
         "--no-rules",
+        "--events",
+        "fork,exec,exit",
     ]);
     let n = 3000;
     let helper = storm(&cg, n);
