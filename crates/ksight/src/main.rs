@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => run_command(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Config(args) => config_command(args),
+        cli::Command::Man { dir } => man_pages(&dir).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())
             .map(ExitCode::from)
@@ -102,4 +103,31 @@ fn config_command(args: cli::ConfigArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ksight man DIR`: a page for the command and one per subcommand, from the
+/// same definitions as `--help`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let cmd = cli::Cli::command();
+    let write = |name: &str, c: clap::Command| -> anyhow::Result<()> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c)
+            .title(name.to_uppercase())
+            .render(&mut out)?;
+        std::fs::File::create(dir.join(format!("{name}.1")))?.write_all(&out)?;
+        Ok(())
+    };
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("ksight-{}", sub.get_name());
+        write(
+            &name,
+            sub.clone()
+                .display_name(name.clone())
+                .bin_name(format!("ksight {}", sub.get_name())),
+        )?;
+    }
+    write("ksight", cmd)
 }

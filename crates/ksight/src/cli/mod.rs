@@ -45,6 +45,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Check the config file, or print the configuration it makes.
     Config(ConfigArgs),
+    /// Write the man pages (ksight.1, ksight-run.1, ...) into DIR (packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Args, Debug)]
