@@ -66,9 +66,9 @@ impl Rsyslog {
         Rsyslog { child, out, port }
     }
 
-    /// (severity, app, msgid, event) of each message, once rsyslogd has
+    /// (severity, app, msgid, text) of each message, once rsyslogd has
     /// written `n` of them (or 10 s have passed).
-    fn messages(&self, at_least: usize) -> Vec<(String, String, String, Value)> {
+    fn messages(&self, at_least: usize) -> Vec<(String, String, String, String)> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&self.out).unwrap_or_default();
@@ -77,9 +77,8 @@ impl Rsyslog {
                 .map(|l| {
                     let (head, msg) = l.split_once('|').unwrap();
                     let h: Vec<&str> = head.split(' ').collect();
-                    let ev: Value = serde_json::from_str(msg.trim_start())
-                        .unwrap_or_else(|e| panic!("{e}: {msg}"));
-                    (h[0].to_string(), h[1].to_string(), h[2].to_string(), ev)
+                    let msg = msg.trim_start().to_string();
+                    (h[0].to_string(), h[1].to_string(), h[2].to_string(), msg)
                 })
                 .collect();
             if got.len() >= at_least || Instant::now() > deadline {
@@ -282,19 +281,31 @@ fn three_outputs_at_once_each_get_every_event_and_a_dead_one_loses_only_its_own(
     let mut hook = Webhook::start();
     let file = dir.join("events.json");
     let config = dir.join("ksight.toml");
+    // one alert per probe: a rule without dedup
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("probe.yaml"),
+        "- rule: output_probe\n  description: the outputs test's probe ran.\n  events: [exec]\n  \
+         condition: process.comm = ks-out-probe\n  severity: high\n  tags: [test]\n  \
+         output: \"probe pid {process.pid}\"\n",
+    )
+    .unwrap();
     std::fs::write(
         &config,
         format!(
             "[run]\n\
              events = [\"exec\"]\n\
              comm = [\"ks-out-probe\"]\n\
-             no-rules = true\n\
+             rules = [\"{}\"]\n\
              hash = \"off\"\n\
              [[output]]\n\
              name = \"syslog\"\n\
              kind = \"syslog\"\n\
              address = \"tcp://127.0.0.1:{}\"\n\
              facility = \"local3\"\n\
+             min-severity = \"high\"\n\
+             format = \"text\"\n\
              [[output]]\n\
              name = \"file\"\n\
              kind = \"file\"\n\
@@ -304,10 +315,12 @@ fn three_outputs_at_once_each_get_every_event_and_a_dead_one_loses_only_its_own(
              name = \"webhook\"\n\
              kind = \"webhook\"\n\
              url = \"{}\"\n\
+             events = [\"exec\"]\n\
              headers = {{ Authorization = \"Bearer x\" }}\n\
              batch = 50\n\
              retries = 1\n\
              timeout = \"1s\"\n",
+            rules.display(),
             syslog.port,
             file.display(),
             hook.url
@@ -350,17 +363,36 @@ fn three_outputs_at_once_each_get_every_event_and_a_dead_one_loses_only_its_own(
         })
         .count();
     assert!(rotated > 0, "300 execs are more than 16K");
-    // syslog: every exec once, info severity, our app name, the kind as msgid
+    // syslog: an alert per probe, once each, at err (high), as text
     let msgs = syslog.messages(all.len());
-    let evs: Vec<Value> = msgs.iter().map(|m| m.3.clone()).collect();
-    assert_eq!(count_execs(&evs, &all, "syslog"), all.len());
-    for (sev, app, msgid, ev) in &msgs {
+    let mut alerted: Vec<u64> = Vec::new();
+    let mut syslog_lost = 0;
+    for (sev, app, msgid, text) in &msgs {
         assert_eq!(app, "ksight");
-        assert_eq!(msgid, ev["type"].as_str().unwrap());
-        if ev["type"] == "exec" {
-            assert_eq!(sev, "info");
+        match msgid.as_str() {
+            "alert" => {
+                assert_eq!(sev, "err", "{text}");
+                let pid = text.rsplit("probe pid ").next().unwrap().trim();
+                assert!(text.starts_with("[high] output_probe: "), "{text}");
+                alerted.push(pid.parse().unwrap());
+            }
+            "lost" => {
+                assert_eq!(sev, "warning");
+                assert!(text.contains("lost by output webhook"), "{text}");
+                let n = text.split(" event(s) lost").next().unwrap();
+                syslog_lost += n.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+            }
+            other => panic!("only alerts and losses go to syslog: {other} {text}"),
         }
     }
+    let mut sorted = alerted.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), alerted.len(), "an alert written twice");
+    assert!(
+        all.iter().all(|p| sorted.binary_search(p).is_ok()),
+        "{msgs:?}"
+    );
     // the webhook: the first ones, and what it missed counted, exactly
     let got = count_execs(&hook.events(), &all, "webhook");
     assert!(got >= first.len());
@@ -373,7 +405,7 @@ fn three_outputs_at_once_each_get_every_event_and_a_dead_one_loses_only_its_own(
     );
     assert!(lost > 0);
     assert_eq!(lost_by(&in_file, "syslog") + lost_by(&in_file, "file"), 0);
-    assert_eq!(lost_by(&evs, "webhook"), lost, "syslog got the report too");
+    assert_eq!(syslog_lost, lost, "syslog got the report too");
     assert!(r.stderr.contains("output webhook: "), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
