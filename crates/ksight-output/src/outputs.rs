@@ -197,10 +197,10 @@ impl Running {
         let reopen = Arc::new(AtomicBool::new(false));
         let deliver = Deliver::open(&plan)?;
         let (q, r, name) = (queue.clone(), reopen.clone(), plan.name.clone());
-        let format = plan.format;
+        let (format, template) = (plan.format, plan.template.clone());
         let thread = std::thread::Builder::new()
             .name(format!("out-{}", plan.name))
-            .spawn(move || worker(name, format, deliver, &q, &r))?;
+            .spawn(move || worker(name, format, template, deliver, &q, &r))?;
         Ok(Running {
             name: plan.name.clone(),
             filter: plan.filter.clone(),
@@ -439,12 +439,13 @@ impl Deliver {
 fn worker(
     name: String,
     format: LineFormat,
+    template: Option<String>,
     mut d: Deliver,
     q: &Queue<Shared>,
     reopen: &AtomicBool,
 ) {
     let header = matches!(d, Deliver::Stdout(_) | Deliver::File(_));
-    let mut r = Renderer::new(format, header);
+    let mut r = Renderer::new(format, header).with_template(template.as_deref());
     let max = d.batch();
     let mut failing = false;
     let say = |failing: &mut bool, err: Option<String>| match (err, *failing) {
@@ -511,6 +512,7 @@ mod tests {
         OutputPlan {
             name: name.into(),
             format: LineFormat::Json,
+            template: None,
             filter: OutputFilter::default(),
             queue,
             overflow: Overflow::DropOldest,
@@ -593,6 +595,7 @@ mod reload_tests {
         OutputPlan {
             name: name.into(),
             format: LineFormat::Json,
+            template: None,
             filter: OutputFilter::default(),
             queue: 100_000,
             overflow: Overflow::DropOldest,

@@ -23,6 +23,7 @@ pub enum LineFormat {
 pub struct Renderer {
     format: LineFormat,
     table: TableSink<Vec<u8>>,
+    template: Option<ksight_rules::template::Template>,
 }
 
 impl Renderer {
@@ -30,6 +31,7 @@ impl Renderer {
     pub fn new(format: LineFormat, header: bool) -> Renderer {
         let table = TableSink::new(Vec::with_capacity(512), false);
         Renderer {
+            template: None,
             format,
             table: if header && format == LineFormat::Table {
                 table
@@ -39,8 +41,19 @@ impl Renderer {
         }
     }
 
+    /// Lines from a template (checked by the output's plan) instead.
+    pub fn with_template(mut self, src: Option<&str>) -> Renderer {
+        self.template = src.and_then(|s| ksight_rules::template::Template::parse(s, &[]).ok());
+        self
+    }
+
     /// Appends the event's line, with its newline, to `out`.
     pub fn line(&mut self, ev: &Event, out: &mut Vec<u8>) {
+        if let Some(t) = &self.template {
+            out.extend_from_slice(t.render(ev).as_bytes());
+            out.push(b'\n');
+            return;
+        }
         match self.format {
             LineFormat::Json => {
                 // serialising an Event cannot fail (no map with non-string keys)
@@ -60,5 +73,23 @@ impl Renderer {
                 out.append(self.table.out_mut());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_templates() {
+        let ev = ksight_core::sink::exit_event(0);
+        let mut out = Vec::new();
+        Renderer::new(LineFormat::Json, true).line(&ev, &mut out);
+        assert!(out.starts_with(b"{\"v\":1,\"type\":\"exit\"") && out.ends_with(b"\n"));
+        out.clear();
+        let mut t = Renderer::new(LineFormat::Json, false)
+            .with_template(Some("{type} pid={process.pid} exe={process.exe}"));
+        t.line(&ev, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "exit pid=42 exe=-\n");
     }
 }

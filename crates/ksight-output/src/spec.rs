@@ -39,6 +39,11 @@ pub struct OutputSpec {
     /// output, else the table's columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<LineFormat>,
+    /// Each line from a template of event fields instead of a format:
+    /// `"{type} {process.comm}[{process.pid}] {alert.rule}"` (the rules'
+    /// output templates: unknown fields are errors, absent ones render `-`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Event kinds this output gets (default: every kind collected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
@@ -140,6 +145,8 @@ impl OutputFilter {
 pub struct OutputPlan {
     pub name: String,
     pub format: LineFormat,
+    /// Lines from this template (checked) instead of `format`.
+    pub template: Option<String>,
     pub filter: OutputFilter,
     pub queue: usize,
     pub overflow: Overflow,
@@ -268,6 +275,18 @@ impl OutputSpec {
             (OutputKind::Syslog, None) => LineFormat::Json,
             (_, None) => LineFormat::Json,
         };
+        if let Some(t) = &self.template {
+            if self.format.is_some() {
+                return Err(ctx(
+                    "`template` and `format` both say how lines look: one of them".into(),
+                ));
+            }
+            if self.kind == OutputKind::Webhook {
+                return Err(ctx("a webhook posts NDJSON: no template".into()));
+            }
+            ksight_rules::template::Template::parse(t, &kinds)
+                .map_err(|(at, e)| ctx(format!("template, at byte {at}: {e}")))?;
+        }
         let queue = self.queue.unwrap_or(65_536);
         if !(1..=16 << 20).contains(&queue) {
             return Err(ctx(format!("queue {queue}: 1 to 16777216 events")));
@@ -275,6 +294,7 @@ impl OutputSpec {
         Ok(OutputPlan {
             name: self.name.clone(),
             format,
+            template: self.template.clone(),
             filter: OutputFilter {
                 kinds,
                 alerts_only: self.alerts_only,
@@ -306,6 +326,7 @@ mod tests {
             name: "x".into(),
             kind,
             format: None,
+            template: None,
             events: vec![],
             alerts_only: false,
             min_severity: None,
@@ -353,6 +374,15 @@ mod tests {
         w.url = Some("http://127.0.0.1:9/x".into());
         w.format = Some(LineFormat::Table);
         assert!(w.plan().unwrap_err().contains("NDJSON"));
+        let mut t = spec(OutputKind::Stdout);
+        t.template = Some("{process.pid} {nope.field}".into());
+        assert!(t.plan().unwrap_err().contains("unknown field `nope.field`"));
+        t.template = Some("{exec.argv}".into());
+        t.events = vec!["exit".into()];
+        assert!(t.plan().unwrap_err().contains("not a field of exit events"));
+        t.events = vec![];
+        t.template = Some("{type} {process.pid}".into());
+        assert!(t.plan().is_ok());
         let mut y = spec(OutputKind::Syslog);
         y.address = Some("127.0.0.1:514".into());
         assert!(y.plan().unwrap_err().contains("address"));
