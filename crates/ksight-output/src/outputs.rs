@@ -545,6 +545,7 @@ mod tests {
                     address: Address::Tcp(addr),
                     facility: Facility::Daemon,
                     app_name: "ksight".into(),
+                    protocol: crate::syslog::Protocol::Rfc5424,
                 }),
                 50,
             ),

@@ -86,6 +86,9 @@ pub struct OutputSpec {
     pub facility: Option<Facility>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_name: Option<String>,
+    /// `rfc5424` (default over UDP/TCP) or `rfc3164` (default on a unix socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<crate::syslog::Protocol>,
 
     // webhook
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +177,7 @@ impl OutputSpec {
             ("address", self.address.is_some(), OutputKind::Syslog),
             ("facility", self.facility.is_some(), OutputKind::Syslog),
             ("app-name", self.app_name.is_some(), OutputKind::Syslog),
+            ("protocol", self.protocol.is_some(), OutputKind::Syslog),
             ("url", self.url.is_some(), OutputKind::Webhook),
             ("headers", !self.headers.is_empty(), OutputKind::Webhook),
             ("batch", self.batch.is_some(), OutputKind::Webhook),
@@ -234,16 +238,22 @@ impl OutputSpec {
                 compress: self.compress.unwrap_or_default(),
                 fsync: self.fsync.unwrap_or_default(),
             }),
-            OutputKind::Syslog => Target::Syslog(SyslogConfig {
-                address: self
+            OutputKind::Syslog => {
+                let address: crate::syslog::Address = self
                     .address
                     .as_deref()
                     .unwrap_or("unix:/dev/log")
                     .parse()
-                    .map_err(|e| ctx(format!("address: {e}")))?,
-                facility: self.facility.unwrap_or_default(),
-                app_name: self.app_name.clone().unwrap_or_else(|| "ksight".into()),
-            }),
+                    .map_err(|e| ctx(format!("address: {e}")))?;
+                Target::Syslog(SyslogConfig {
+                    protocol: self
+                        .protocol
+                        .unwrap_or_else(|| crate::syslog::Protocol::for_address(&address)),
+                    address,
+                    facility: self.facility.unwrap_or_default(),
+                    app_name: self.app_name.clone().unwrap_or_else(|| "ksight".into()),
+                })
+            }
             OutputKind::Webhook => {
                 let url = self
                     .url
@@ -343,6 +353,7 @@ mod tests {
             address: None,
             facility: None,
             app_name: None,
+            protocol: None,
             url: None,
             headers: BTreeMap::new(),
             batch: None,

@@ -85,11 +85,34 @@ impl Facility {
     }
 }
 
+/// The message format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// `<PRI>1 TIMESTAMP HOST APP PROCID MSGID - MSG` (the default over the
+    /// network; rsyslog parses it on its local socket too)
+    Rfc5424,
+    /// `<PRI>APP[PID]: MSG`, which journald's /dev/log understands (the
+    /// default on a unix socket)
+    Rfc3164,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogConfig {
     pub address: Address,
     pub facility: Facility,
     pub app_name: String,
+    pub protocol: Protocol,
+}
+
+impl Protocol {
+    /// The default for an address.
+    pub fn for_address(a: &Address) -> Protocol {
+        match a {
+            Address::Unix(_) => Protocol::Rfc3164,
+            _ => Protocol::Rfc5424,
+        }
+    }
 }
 
 /// The syslog severity of an event (0 emerg .. 7 debug).
@@ -156,11 +179,11 @@ impl Syslog {
     pub fn message(&self, ev: &Event, msg: &[u8], out: &mut Vec<u8>) {
         let pri = self.cfg.facility.code() * 8 + severity(ev);
         let msg = msg.strip_suffix(b"\n").unwrap_or(msg);
-        match self.cfg.address {
-            Address::Unix(_) => {
+        match self.cfg.protocol {
+            Protocol::Rfc3164 => {
                 let _ = write!(out, "<{pri}>{}[{}]: ", self.cfg.app_name, self.pid);
             }
-            _ => {
+            Protocol::Rfc5424 => {
                 let time = serde_json::to_value(ev.time)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -282,6 +305,7 @@ mod tests {
             address: Address::Udp(rx.local_addr().unwrap()),
             facility: Facility::Local3,
             app_name: "ksight".into(),
+            protocol: Protocol::Rfc5424,
         });
         let ev = ksight_core::sink::exit_event(0);
         let mut m = Vec::new();
@@ -307,6 +331,7 @@ mod tests {
             address: Address::Tcp(addr),
             facility: Facility::Daemon,
             app_name: "ksight".into(),
+            protocol: Protocol::Rfc5424,
         });
         let t = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
@@ -322,7 +347,34 @@ mod tests {
             address: Address::Tcp(addr),
             facility: Facility::Daemon,
             app_name: "ksight".into(),
+            protocol: Protocol::Rfc5424,
         });
         assert!(s.send(&[b"x".to_vec()]).is_err());
+    }
+
+    #[test]
+    fn a_unix_socket_gets_either_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let ev = ksight_core::sink::exit_event(0);
+        for (protocol, prefix) in [
+            (Protocol::Rfc3164, "<30>ksight["),
+            (Protocol::Rfc5424, "<30>1 "),
+        ] {
+            let mut s = Syslog::new(SyslogConfig {
+                address: Address::Unix(path.clone()),
+                facility: Facility::Daemon,
+                app_name: "ksight".into(),
+                protocol,
+            });
+            let mut m = Vec::new();
+            s.message(&ev, b"hello\n", &mut m);
+            s.send(&[m]).unwrap();
+            let mut buf = [0u8; 512];
+            let n = rx.recv(&mut buf).unwrap();
+            let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(got.starts_with(prefix) && got.ends_with("hello"), "{got}");
+        }
     }
 }

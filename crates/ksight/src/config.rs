@@ -429,7 +429,7 @@ mod doc_tests {
                     overflow = \"drop-newest\"\npath = \"/p\"\nrotate-size = \"1M\"\n\
                     rotate-every = \"1h\"\nkeep = 1\nkeep-size = \"1G\"\ncompress = \"gzip\"\n\
                     fsync = \"batch\"\naddress = \"unix:/dev/log\"\nfacility = \"daemon\"\n\
-                    app-name = \"k\"\nurl = \"http://x\"\nheaders = { a = \"b\" }\nbatch = 1\n\
+                    app-name = \"k\"\nprotocol = \"rfc5424\"\nurl = \"http://x\"\nheaders = { a = \"b\" }\nbatch = 1\n\
                     timeout = \"1s\"\nretries = 1\n";
         let spec: OutputSpec = toml::from_str(full).unwrap();
         let keys = toml::to_string(&spec).unwrap();
