@@ -49,6 +49,21 @@ pub struct FileConfig {
     pub fsync: Fsync,
 }
 
+impl FileConfig {
+    /// A file that never rotates, with the default fsync policy.
+    pub fn plain(path: impl Into<PathBuf>) -> FileConfig {
+        FileConfig {
+            path: path.into(),
+            rotate_size: 0,
+            rotate_every: None,
+            keep: 0,
+            keep_size: 0,
+            compress: Compress::None,
+            fsync: Fsync::Rotate,
+        }
+    }
+}
+
 pub struct RotatingFile {
     cfg: FileConfig,
     out: Option<BufWriter<File>>,
@@ -288,13 +303,8 @@ mod tests {
 
     fn cfg(dir: &Path) -> FileConfig {
         FileConfig {
-            path: dir.join("events.json"),
             rotate_size: 1000,
-            rotate_every: None,
-            keep: 0,
-            keep_size: 0,
-            compress: Compress::None,
-            fsync: Fsync::Rotate,
+            ..FileConfig::plain(dir.join("events.json"))
         }
     }
 

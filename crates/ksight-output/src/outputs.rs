@@ -528,15 +528,7 @@ mod tests {
         let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = gone.local_addr().unwrap();
         drop(gone);
-        let file = FileConfig {
-            path: path.clone(),
-            rotate_size: 0,
-            rotate_every: None,
-            keep: 0,
-            keep_size: 0,
-            compress: Default::default(),
-            fsync: Default::default(),
-        };
+        let file = FileConfig::plain(&path);
         let mut outs = Outputs::start(vec![
             plan("file", Target::File(file), 100_000),
             plan(
@@ -600,15 +592,7 @@ mod reload_tests {
             filter: OutputFilter::default(),
             queue: 100_000,
             overflow: Overflow::DropOldest,
-            target: Target::File(FileConfig {
-                path: path.to_path_buf(),
-                rotate_size: 0,
-                rotate_every: None,
-                keep: 0,
-                keep_size: 0,
-                compress: Default::default(),
-                fsync: Default::default(),
-            }),
+            target: Target::File(FileConfig::plain(path)),
         }
     }
 

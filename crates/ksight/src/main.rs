@@ -64,7 +64,10 @@ fn run_command(args: cli::RunArgs) -> anyhow::Result<()> {
         cfg.sinks.clear();
     }
     cfg.outputs = file.outputs.clone();
-    cfg.config_file = Some(path);
+    cfg.config_file = Some(run::ConfigSource {
+        path,
+        outputs: |p| config::ConfigFile::load(p).map(|f| f.outputs),
+    });
     run::run(cfg)
 }
 

@@ -121,33 +121,28 @@ impl Collector for Snapshot {
                 .map(|(l, v)| (l, ConstGauge::new(v as i64))),
             Gauge,
         )?;
-        family(
-            &mut enc,
-            "ksight_output_delivered",
-            "Events each output delivered.",
-            outs(|o| o.delivered)
-                .into_iter()
-                .map(|(l, v)| (l, ConstCounter::new(v))),
-            Counter,
-        )?;
-        family(
-            &mut enc,
-            "ksight_output_dropped",
-            "Events each output's full queue dropped.",
-            outs(|o| o.dropped)
-                .into_iter()
-                .map(|(l, v)| (l, ConstCounter::new(v))),
-            Counter,
-        )?;
-        family(
-            &mut enc,
-            "ksight_output_errors",
-            "Events each output could not deliver (a failed write or send).",
-            outs(|o| o.failed)
-                .into_iter()
-                .map(|(l, v)| (l, ConstCounter::new(v))),
-            Counter,
-        )?;
+        type Row = (&'static str, &'static str, fn(&OutputCounts) -> u64);
+        let counters: [Row; 3] = [
+            (
+                "ksight_output_delivered",
+                "Events each output delivered.",
+                |o| o.delivered,
+            ),
+            (
+                "ksight_output_dropped",
+                "Events each output's full queue dropped.",
+                |o| o.dropped,
+            ),
+            (
+                "ksight_output_errors",
+                "Events each output could not deliver (a failed write or send).",
+                |o| o.failed,
+            ),
+        ];
+        for (name, help, f) in counters {
+            let rows = outs(f).into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+            family(&mut enc, name, help, rows, Counter)?;
+        }
         family(
             &mut enc,
             "ksight_process_table_entries",

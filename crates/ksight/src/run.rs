@@ -51,8 +51,9 @@ pub struct RunConfig {
     /// The config file's `[[output]]` tables, checked: queued outputs, each
     /// on its own thread.
     pub outputs: Vec<ksight_output::spec::OutputPlan>,
-    /// Where the settings came from, for the start-up line.
-    pub config_file: Option<std::path::PathBuf>,
+    /// The config file the settings came from, and how to read its outputs
+    /// again (SIGHUP).
+    pub config_file: Option<ConfigSource>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<std::net::SocketAddr>,
     pub ancestors: usize,
@@ -104,6 +105,14 @@ pub fn host_enricher(cfg: EnrichConfig, cgroups: CgroupResolver) -> Enricher {
     let boot = procfs.boot_id().unwrap_or_default();
     let boot = boot.get(..8).unwrap_or("00000000");
     Enricher::new(cfg, clock_now(), boot, procfs, cgroups)
+}
+
+/// A config file: its path, and its outputs read again (the whole file
+/// checked: an error in any part refuses the reload).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: std::path::PathBuf,
+    pub outputs: fn(&std::path::Path) -> Result<Vec<ksight_output::spec::OutputPlan>, String>,
 }
 
 pub fn run(mut cfg: RunConfig) -> Result<()> {
@@ -297,8 +306,8 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         let mut p = pipeline.borrow_mut();
         if reload.swap(false, Ordering::Relaxed) {
             reload_rules(&cfg.rules, &mut p);
-            if let (Some(path), Some(outs)) = (&cfg.config_file, &shared) {
-                reload_outputs(path, outs);
+            if let (Some(source), Some(outs)) = (&cfg.config_file, &shared) {
+                reload_outputs(source, outs);
             }
         }
         if reopen.swap(false, Ordering::Relaxed) {
@@ -445,9 +454,10 @@ fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
 /// refused whole and the outputs that run go on; outputs that did not change
 /// are not touched (not an event lost or repeated). `[run]` settings take
 /// effect at the next start.
-fn reload_outputs(path: &std::path::Path, outs: &ksight_output::SharedOutputs) {
-    let file = match crate::config::ConfigFile::load(path) {
-        Ok(f) => f,
+fn reload_outputs(source: &ConfigSource, outs: &ksight_output::SharedOutputs) {
+    let path = &source.path;
+    let outputs = match (source.outputs)(path) {
+        Ok(o) => o,
         Err(e) => {
             return eprintln!(
                 "ksight: SIGHUP: {} was not reloaded, the outputs that run go on: {e}",
@@ -455,8 +465,8 @@ fn reload_outputs(path: &std::path::Path, outs: &ksight_output::SharedOutputs) {
             )
         }
     };
-    let n = file.outputs.len();
-    match outs.lock().reconfigure(file.outputs) {
+    let n = outputs.len();
+    match outs.lock().reconfigure(outputs) {
         Ok((added, removed, changed)) => eprintln!(
             "ksight: outputs reloaded from {}: {n} outputs: {added} added, {removed} removed, \
              {changed} changed ([run] settings take effect at the next start)",

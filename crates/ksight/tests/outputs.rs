@@ -414,19 +414,7 @@ fn three_outputs_at_once_each_get_every_event_and_a_dead_one_loses_only_its_own(
 #[test]
 #[ignore = "helper process for the output tests"]
 fn helper_forks() {
-    let n: u32 = std::env::var("KS_FORKS").unwrap().parse().unwrap();
-    for _ in 0..n {
-        // SAFETY: the child calls only _exit.
-        match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) },
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            child => {
-                let mut st = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(child, &mut st, 0) };
-            }
-        }
-    }
+    fork_and_reap(std::env::var("KS_FORKS").unwrap().parse().unwrap());
 }
 
 #[test]
@@ -446,14 +434,7 @@ fn rotation_under_a_storm_keeps_every_line_exactly_once() {
     )
     .unwrap();
     let k = Ksight::start(&["--config", config.to_str().unwrap()]);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "helper_forks",
-            "--test-threads",
-            "1",
-        ])
+    let mut child = helper_command("helper_forks")
         .env("KS_FORKS", FORKS.to_string())
         .stdout(Stdio::null())
         .spawn()

@@ -133,33 +133,14 @@ fn two_instances_at_once_both_see_everything() {
 #[test]
 #[ignore = "helper process for the torture tests"]
 fn helper_forks() {
-    let n: u32 = std::env::var("KS_FORKS").unwrap().parse().unwrap();
-    for _ in 0..n {
-        // SAFETY: the child calls only _exit.
-        match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) },
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            child => {
-                let mut st = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(child, &mut st, 0) };
-            }
-        }
-    }
+    fork_and_reap(std::env::var("KS_FORKS").unwrap().parse().unwrap());
 }
 
 #[test]
 fn sixty_thousand_forks_keep_memory_bounded_and_lose_nothing() {
     const FORKS: u32 = 60_000;
     let k = Ksight::start(&["--events", "fork,exit", "--no-rules"]);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "helper_forks",
-            "--test-threads",
-            "1",
-        ])
+    let mut child = helper_command("helper_forks")
         .env("KS_FORKS", FORKS.to_string())
         .stdout(Stdio::null())
         .spawn()

@@ -391,20 +391,7 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
     }
 }
 
-/// "4096", "64K", "8M", "1G": bytes.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.as_bytes().last() {
-        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
-        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size such as 8M"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s} is too large"))
-}
+pub use ksight_output::units::parse_bytes;
 
 /// A duration ("20ms", "5s", "1h") from MIN to MAX ns, both included.
 pub fn duration_between<const MIN: u64, const MAX: u64>(s: &str) -> Result<Duration, String> {

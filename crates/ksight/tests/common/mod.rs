@@ -426,3 +426,27 @@ pub fn assert_all_gone(k_progs: &[u32], k_maps: &[u32]) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `n` children, one at a time, each calling only `_exit(0)` and reaped:
+/// the body of the fork-storm helpers.
+pub fn fork_and_reap(n: u32) {
+    for _ in 0..n {
+        // SAFETY: the child calls only _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            child => {
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut st, 0) };
+            }
+        }
+    }
+}
+
+/// This test binary run again for one of its `#[ignore]`d helper tests.
+pub fn helper_command(name: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", name, "--test-threads", "1"]);
+    c
+}
