@@ -29,6 +29,8 @@ struct Running {
     plan: OutputPlan,
     name: String,
     filter: OutputFilter,
+    /// `filter.process` as a core filter, when it says anything.
+    process: Option<ksight_core::filter::Filter>,
     queue: Arc<Queue<Shared>>,
     reopen: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -204,6 +206,8 @@ impl Running {
         Ok(Running {
             name: plan.name.clone(),
             filter: plan.filter.clone(),
+            process: (plan.filter.process != Default::default())
+                .then(|| ksight_core::filter::Filter::new(plan.filter.process.clone())),
             plan,
             queue,
             reopen,
@@ -301,7 +305,7 @@ impl Sink for Outputs {
         let mut shared: Option<Shared> = None;
         let counted = !matches!(ev.detail, ksight_core::event::Detail::Lost(_));
         for o in &self.outs {
-            if o.filter.keep(ev) {
+            if o.filter.keep(ev) && o.process.as_ref().is_none_or(|f| f.matches(ev)) {
                 let s = shared.get_or_insert_with(|| Arc::new(ev.clone()));
                 o.queue.push(s.clone(), counted);
             }
@@ -647,5 +651,19 @@ mod reload_tests {
         let bad = file_plan("c", &dir.path().join("no/such/dir/c.json"));
         assert!(outs.reconfigure(vec![file_plan("a", &a), bad]).is_err());
         assert_eq!(outs.names(), ["a"]);
+    }
+
+    #[test]
+    fn each_output_has_its_own_process_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        let mut pa = file_plan("a", &a);
+        pa.filter.process.pids = vec![42];
+        let mut pb = file_plan("b", &b);
+        pb.filter.process.comms = vec!["other".into()];
+        let mut outs = Outputs::start(vec![pa, pb]).unwrap();
+        outs.write(&ksight_core::sink::exit_event(0)).unwrap();
+        let c = outs.finish(Duration::from_secs(10));
+        assert_eq!((c[0].delivered, c[1].delivered), (1, 0));
     }
 }

@@ -47,6 +47,18 @@ pub struct OutputSpec {
     /// Event kinds this output gets (default: every kind collected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// Only events of these pids (a fork also matches on its child's), as `--pid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pid: Vec<u32>,
+    /// Only events of processes with this comm (exact), as `--comm`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comm: Vec<String>,
+    /// Only events of processes with this real uid, as `--uid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uid: Vec<u32>,
+    /// Only events in containers whose id starts with this, as `--container`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container: Vec<String>,
     /// Only alerts (and `lost` events).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alerts_only: bool,
@@ -116,6 +128,9 @@ pub enum Target {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutputFilter {
     pub kinds: Vec<Kind>,
+    /// The command line's process filters (pid, comm, uid, container), for
+    /// this output only; checked by a core `Filter` made from it.
+    pub process: ksight_core::filter::FilterSpec,
     pub alerts_only: bool,
     pub min_severity: Option<Severity>,
     pub rules: Vec<String>,
@@ -307,6 +322,13 @@ impl OutputSpec {
             template: self.template.clone(),
             filter: OutputFilter {
                 kinds,
+                process: ksight_core::filter::FilterSpec {
+                    pids: self.pid.clone(),
+                    comms: self.comm.clone(),
+                    uids: self.uid.clone(),
+                    containers: self.container.clone(),
+                    ..Default::default()
+                },
                 alerts_only: self.alerts_only,
                 min_severity,
                 rules: self.rules.clone(),
@@ -338,6 +360,10 @@ mod tests {
             format: None,
             template: None,
             events: vec![],
+            pid: vec![],
+            comm: vec![],
+            uid: vec![],
+            container: vec![],
             alerts_only: false,
             min_severity: None,
             rules: vec![],

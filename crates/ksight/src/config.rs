@@ -424,7 +424,7 @@ mod doc_tests {
             "docs/config.md lacks [run] keys {missing:?}"
         );
         // every key an output may have, from the spec itself
-        let full = "name = \"x\"\nkind = \"file\"\nformat = \"json\"\ntemplate = \"{type}\"\nevents = [\"exec\"]\n\
+        let full = "name = \"x\"\nkind = \"file\"\nformat = \"json\"\ntemplate = \"{type}\"\nevents = [\"exec\"]\npid = [1]\ncomm = [\"c\"]\nuid = [0]\ncontainer = [\"ab\"]\n\
                     alerts-only = true\nmin-severity = \"low\"\nrules = [\"r\"]\nqueue = 5\n\
                     overflow = \"drop-newest\"\npath = \"/p\"\nrotate-size = \"1M\"\n\
                     rotate-every = \"1h\"\nkeep = 1\nkeep-size = \"1G\"\ncompress = \"gzip\"\n\
