@@ -371,11 +371,19 @@ fn a_hostile_answer_is_malformed_and_a_query_left_waiting_is_pending() {
     assert!(never[0]["dns"]["waited_ns"].as_u64().unwrap() >= 300_000_000);
     assert_eq!(never[0]["process"]["pid"], evil[0]["process"]["pid"]);
     assert!(r.stderr.contains("2 answered a query"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("1 DNS queries were still waiting"),
-        "{}",
-        r.stderr
-    );
+    // counted in the summary (with any other test's queries left waiting)
+    let waiting = r
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ksight: ")?
+                .split(" DNS queries were still waiting")
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(waiting >= 1, "{}", r.stderr);
 }
 
 #[test]
@@ -726,8 +734,9 @@ fn a_getaddrinfo_call_still_waiting_at_stop_is_reported_pending() {
         g["getaddrinfo"]["latency_ns"].as_u64().unwrap() >= 500_000_000,
         "{g:#}"
     );
+    // counted in the summary (other tests' processes may add theirs)
     assert!(
-        r.stderr.contains("1 getaddrinfo calls had not returned"),
+        r.stderr.contains(" getaddrinfo calls had not returned"),
         "{}",
         r.stderr
     );
