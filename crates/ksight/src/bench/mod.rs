@@ -270,7 +270,7 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
         a.processes,
         a.runs
     );
-    let stages = ["decode", "enrich", "json", "table", "write"];
+    let stages = ["decode", "enrich", "json", "table", "write", "queue"];
     // decode: bytes -> records; enrich: the pipeline (process table, events,
     // filter) into a counting sink; json, table: serialising the events
     let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); stages.len()];
@@ -323,8 +323,24 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
         devnull.write_all(&bytes)?;
         devnull.flush()?;
         let write_t = t.elapsed();
+        // a config file output's cost to the poll thread: filter, share, queue
+        // (its own thread renders and writes to /dev/null meanwhile)
+        let plan = ksight_output::OutputSpec {
+            path: Some("/dev/null".into()),
+            queue: Some(events.len().max(1)),
+            ..toml::from_str("name = \"bench\"\nkind = \"file\"\n")?
+        }
+        .plan()
+        .map_err(anyhow::Error::msg)?;
+        let mut outs = ksight_output::Outputs::start(vec![plan])?;
+        let t = Instant::now();
+        for ev in &events {
+            outs.write(ev)?;
+        }
+        let queue_t = t.elapsed();
+        outs.finish(std::time::Duration::from_secs(30));
         let n = records.len().max(1) as f64;
-        for (i, d) in [decode_t, enrich_t, json_t, table_t, write_t]
+        for (i, d) in [decode_t, enrich_t, json_t, table_t, write_t, queue_t]
             .iter()
             .enumerate()
         {
@@ -335,7 +351,7 @@ fn pipeline(a: PipelineArgs) -> Result<()> {
     let mut total = 0.0;
     for (name, v) in stages.iter().zip(per_stage) {
         let (m, lo, hi) = median(v);
-        if *name != "table" {
+        if *name != "table" && *name != "queue" {
             total += m;
         }
         println!("{name:<8} {:>10.3} ({lo:.3}-{hi:.3})", m);
