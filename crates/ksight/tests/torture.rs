@@ -256,7 +256,8 @@ fn helper_exec_kill() {
     let n: u32 = std::env::var("KS_KILLS").unwrap().parse().unwrap();
     let prog = c"/bin/true";
     let argv = [prog.as_ptr(), std::ptr::null()];
-    let mut pids = String::new();
+    // pids wrap while other tests fork: the test keeps only the children of this helper
+    let mut pids = format!("\nKS-HELPER {}\n", std::process::id());
     for i in 0..n {
         // SAFETY: the child calls only execv and _exit.
         match unsafe { libc::fork() } {
@@ -298,10 +299,15 @@ fn processes_killed_around_their_own_exec_are_reported_whole() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let pids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split("KS-PID ").nth(1)?.trim().parse().ok())
-        .collect();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tagged = |tag: &str| -> Vec<u64> {
+        stdout
+            .lines()
+            .filter_map(|l| l.split(tag).nth(1)?.trim().parse().ok())
+            .collect()
+    };
+    let pids = tagged("KS-PID ");
+    let helper = tagged("KS-HELPER ")[0];
     assert_eq!(pids.len() as u32, KILLS);
     std::thread::sleep(Duration::from_millis(200));
     let r = k.stop();
@@ -313,32 +319,44 @@ fn processes_killed_around_their_own_exec_are_reported_whole() {
         r.stderr
     );
     let (mut execs, mut killed_after_exec) = (0, 0);
+    let mut seen = std::collections::BTreeSet::new();
     for pid in pids {
+        if !seen.insert(pid) {
+            continue; // the helper's pid came round again: both children are checked below
+        }
         let mine: Vec<&serde_json::Value> = r
             .events
             .iter()
             .filter(|e| match e["type"].as_str() {
-                Some("fork") => e["child"]["pid"] == pid,
-                Some("exec" | "exit") => e["process"]["pid"] == pid,
+                Some("fork") => e["child"]["pid"] == pid && e["process"]["pid"] == helper,
+                Some("exec" | "exit") => {
+                    e["process"]["pid"] == pid && e["process"]["ppid"] == helper
+                }
                 _ => false,
             })
             .collect();
-        let kinds: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert!(
-            kinds == ["fork", "exit"] || kinds == ["fork", "exec", "exit"],
-            "pid {pid}: {kinds:?}"
-        );
-        let exit = mine.last().unwrap();
-        if kinds.len() == 3 {
-            execs += 1;
-            // the exec record is whole even when /proc had nothing left to read
-            let exec = mine[1];
-            assert_eq!(exec["exec"]["filename"], "/bin/true", "{exec:#}");
-            assert_eq!(exec["process"]["exe"], canonical("/bin/true"), "{exec:#}");
-            if exit["exit"]["signal_name"] == "SIGKILL" {
-                killed_after_exec += 1;
+        // one child per fork: a reused pid is a second child, in order after the first
+        for child in mine.split_inclusive(|e| e["type"] == "exit") {
+            let kinds: Vec<&str> = child.iter().map(|e| e["type"].as_str().unwrap()).collect();
+            assert!(
+                kinds == ["fork", "exit"] || kinds == ["fork", "exec", "exit"],
+                "pid {pid}: {kinds:?}"
+            );
+            let exit = child.last().unwrap();
+            if kinds.len() == 3 {
+                execs += 1;
+                // the exec record is whole even when /proc had nothing left to read
+                let exec = child[1];
+                assert_eq!(exec["exec"]["filename"], "/bin/true", "{exec:#}");
+                assert_eq!(exec["process"]["exe"], canonical("/bin/true"), "{exec:#}");
+                if exit["exit"]["signal_name"] == "SIGKILL" {
+                    killed_after_exec += 1;
+                }
             }
         }
+        let forks = mine.iter().filter(|e| e["type"] == "fork").count();
+        let expected = stdout.matches(&format!("KS-PID {pid}\n")).count();
+        assert_eq!(forks, expected, "pid {pid}: {forks} forks reported");
     }
     eprintln!("{KILLS} children: {execs} exec'd, {killed_after_exec} of those killed");
     assert!(execs > 0, "no child got as far as its exec");
