@@ -16,6 +16,8 @@ command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v curl >/dev/null || need+=(curl)
 # the syslog output's real receiver (crates/ksight/tests/outputs.rs)
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+# the fleet's real JetStream cluster (crates/ksight/tests/fleet.rs)
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 # the metrics endpoint's real scraper (crates/ksight/tests/metrics.rs)
 command -v prometheus >/dev/null || need+=(prometheus)
 # the container resolver's real test (crates/ksight-core/tests/runtime.rs): podman, runc for

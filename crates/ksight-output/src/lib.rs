@@ -16,10 +16,12 @@
 //! and let the receiver run what it likes.
 
 pub mod file;
+pub mod nats;
 pub mod outputs;
 pub mod queue;
 pub mod render;
 pub mod spec;
+pub mod spool;
 pub mod syslog;
 pub mod units;
 pub mod webhook;

@@ -12,6 +12,7 @@ use ksight_core::kinds::lost::{Lost, LostReason};
 use ksight_core::sink::Sink;
 
 use crate::file::RotatingFile;
+use crate::nats::{Nats, NatsStats};
 use crate::queue::{Item, Queue, Stats};
 use crate::render::{LineFormat, Renderer};
 use crate::spec::{OutputFilter, OutputPlan, Target};
@@ -33,6 +34,8 @@ struct Running {
     process: Option<ksight_core::filter::Filter>,
     queue: Arc<Queue<Shared>>,
     reopen: Arc<AtomicBool>,
+    /// A fleet output's acknowledgements and spool.
+    nats: Option<Arc<NatsStats>>,
     thread: Option<JoinHandle<()>>,
     /// Losses already reported in-band.
     reported: (u64, u64),
@@ -48,6 +51,8 @@ pub struct OutputCounts {
     pub dropped: u64,
     pub failed: u64,
     pub queued: usize,
+    /// A fleet output: acknowledged, of which duplicates, and spooled.
+    pub fleet: Option<(u64, u64, u64)>,
 }
 
 impl Outputs {
@@ -198,6 +203,10 @@ impl Running {
         let queue = Arc::new(Queue::new(plan.queue, plan.overflow));
         let reopen = Arc::new(AtomicBool::new(false));
         let deliver = Deliver::open(&plan)?;
+        let nats = match &deliver {
+            Deliver::Nats(n) => Some(n.stats.clone()),
+            _ => None,
+        };
         let (q, r, name) = (queue.clone(), reopen.clone(), plan.name.clone());
         let (format, template) = (plan.format, plan.template.clone());
         let thread = std::thread::Builder::new()
@@ -211,6 +220,7 @@ impl Running {
             plan,
             queue,
             reopen,
+            nats,
             thread: Some(thread),
             reported: (0, 0),
             since_ktime: ktime_now(),
@@ -224,6 +234,10 @@ impl Running {
             dropped: Stats::get(&self.queue.stats.dropped),
             failed: Stats::get(&self.queue.stats.failed),
             queued: self.queue.len(),
+            fleet: self.nats.as_ref().map(|n| {
+                let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                (get(&n.acked), get(&n.duplicates), get(&n.spooled))
+            }),
         }
     }
 
@@ -245,8 +259,11 @@ pub fn report(counts: &[OutputCounts]) -> Vec<String> {
     counts
         .iter()
         .map(|c| {
+            let fleet = c.fleet.map_or(String::new(), |(acked, dup, spooled)| {
+                format!("; {acked} acknowledged by the stream ({dup} as duplicates), {spooled} in the spool")
+            });
             format!(
-                "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued",
+                "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued{fleet}",
                 c.name, c.delivered, c.dropped, c.failed, c.queued
             )
         })
@@ -349,6 +366,7 @@ enum Deliver {
     File(RotatingFile),
     Syslog(Syslog),
     Webhook(Webhook),
+    Nats(Box<Nats>),
 }
 
 impl Deliver {
@@ -358,12 +376,18 @@ impl Deliver {
             Target::File(cfg) => Deliver::File(RotatingFile::open(cfg.clone())?),
             Target::Syslog(cfg) => Deliver::Syslog(Syslog::new(cfg.clone())),
             Target::Webhook(cfg) => Deliver::Webhook(Webhook::new(cfg.clone())),
+            Target::Nats(cfg) => {
+                Deliver::Nats(Box::new(Nats::open((**cfg).clone()).map_err(|e| {
+                    io::Error::other(format!("output {}: {e}", plan.name))
+                })?))
+            }
         })
     }
 
     fn batch(&self) -> usize {
         match self {
             Deliver::Webhook(w) => w.batch(),
+            Deliver::Nats(n) => n.batch(),
             _ => 4096,
         }
     }
@@ -415,12 +439,27 @@ impl Deliver {
                     Err(e) => (0, Some(e)),
                 }
             }
+            Deliver::Nats(n) => {
+                let recs = batch
+                    .iter()
+                    .map(|i| {
+                        buf.clear();
+                        r.line(&i.value, &mut buf);
+                        n.record(&i.value, &buf)
+                    })
+                    .collect();
+                n.deliver(recs)
+            }
         }
     }
 
     fn tick(&mut self) -> io::Result<()> {
         match self {
             Deliver::File(f) => f.tick(),
+            Deliver::Nats(n) => {
+                n.replay(Duration::from_millis(500));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -433,8 +472,12 @@ impl Deliver {
     }
 
     fn close(&mut self) {
-        if let Deliver::File(f) = self {
-            let _ = f.close();
+        match self {
+            Deliver::File(f) => {
+                let _ = f.close();
+            }
+            Deliver::Nats(n) => n.close(Duration::from_secs(5)),
+            _ => {}
         }
     }
 }

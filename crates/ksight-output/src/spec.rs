@@ -12,6 +12,7 @@ use ksight_core::event::{Detail, Event, Kind};
 use ksight_core::kinds::alert::Severity;
 
 use crate::file::{Compress, FileConfig, Fsync};
+use crate::nats::{NatsAuth, NatsConfig};
 use crate::queue::Overflow;
 use crate::render::LineFormat;
 use crate::syslog::{Facility, SyslogConfig};
@@ -25,6 +26,7 @@ pub enum OutputKind {
     File,
     Syslog,
     Webhook,
+    Nats,
 }
 
 /// One `[[output]]` table. Keys are kebab-case; those of another kind are
@@ -113,6 +115,40 @@ pub struct OutputSpec {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+
+    // nats (docs/fleet.md)
+    /// `nats://host:port` of the cluster's servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// The subjects' first token (default `ksight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Option<String>,
+    /// This host's name in subjects and payloads (default: the machine's,
+    /// or `--host-name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creds: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// Where a checked output writes.
@@ -122,6 +158,7 @@ pub enum Target {
     File(FileConfig),
     Syslog(SyslogConfig),
     Webhook(WebhookConfig),
+    Nats(Box<NatsConfig>),
 }
 
 /// Which events an output gets. `lost` events always pass.
@@ -178,29 +215,91 @@ impl OutputSpec {
             return Err(format!("output name {:?}: one word, not empty", self.name));
         }
         let foreign: Vec<&str> = [
-            ("path", self.path.is_some(), OutputKind::File),
-            ("rotate-size", self.rotate_size.is_some(), OutputKind::File),
+            ("path", self.path.is_some(), &[OutputKind::File][..]),
+            (
+                "rotate-size",
+                self.rotate_size.is_some(),
+                &[OutputKind::File][..],
+            ),
             (
                 "rotate-every",
                 self.rotate_every.is_some(),
-                OutputKind::File,
+                &[OutputKind::File][..],
             ),
-            ("keep", self.keep.is_some(), OutputKind::File),
-            ("keep-size", self.keep_size.is_some(), OutputKind::File),
-            ("compress", self.compress.is_some(), OutputKind::File),
-            ("fsync", self.fsync.is_some(), OutputKind::File),
-            ("address", self.address.is_some(), OutputKind::Syslog),
-            ("facility", self.facility.is_some(), OutputKind::Syslog),
-            ("app-name", self.app_name.is_some(), OutputKind::Syslog),
-            ("protocol", self.protocol.is_some(), OutputKind::Syslog),
-            ("url", self.url.is_some(), OutputKind::Webhook),
-            ("headers", !self.headers.is_empty(), OutputKind::Webhook),
-            ("batch", self.batch.is_some(), OutputKind::Webhook),
-            ("timeout", self.timeout.is_some(), OutputKind::Webhook),
-            ("retries", self.retries.is_some(), OutputKind::Webhook),
+            ("keep", self.keep.is_some(), &[OutputKind::File][..]),
+            (
+                "keep-size",
+                self.keep_size.is_some(),
+                &[OutputKind::File][..],
+            ),
+            ("compress", self.compress.is_some(), &[OutputKind::File][..]),
+            ("fsync", self.fsync.is_some(), &[OutputKind::File][..]),
+            ("address", self.address.is_some(), &[OutputKind::Syslog][..]),
+            (
+                "facility",
+                self.facility.is_some(),
+                &[OutputKind::Syslog][..],
+            ),
+            (
+                "app-name",
+                self.app_name.is_some(),
+                &[OutputKind::Syslog][..],
+            ),
+            (
+                "protocol",
+                self.protocol.is_some(),
+                &[OutputKind::Syslog][..],
+            ),
+            ("url", self.url.is_some(), &[OutputKind::Webhook][..]),
+            (
+                "headers",
+                !self.headers.is_empty(),
+                &[OutputKind::Webhook][..],
+            ),
+            (
+                "batch",
+                self.batch.is_some(),
+                &[OutputKind::Webhook, OutputKind::Nats][..],
+            ),
+            (
+                "timeout",
+                self.timeout.is_some(),
+                &[OutputKind::Webhook, OutputKind::Nats][..],
+            ),
+            (
+                "retries",
+                self.retries.is_some(),
+                &[OutputKind::Webhook][..],
+            ),
+            ("servers", !self.servers.is_empty(), &[OutputKind::Nats][..]),
+            (
+                "subject-prefix",
+                self.subject_prefix.is_some(),
+                &[OutputKind::Nats][..],
+            ),
+            ("host", self.host.is_some(), &[OutputKind::Nats][..]),
+            (
+                "spool-dir",
+                self.spool_dir.is_some(),
+                &[OutputKind::Nats][..],
+            ),
+            (
+                "spool-size",
+                self.spool_size.is_some(),
+                &[OutputKind::Nats][..],
+            ),
+            ("user", self.user.is_some(), &[OutputKind::Nats][..]),
+            ("password", self.password.is_some(), &[OutputKind::Nats][..]),
+            ("token", self.token.is_some(), &[OutputKind::Nats][..]),
+            ("nkey", self.nkey.is_some(), &[OutputKind::Nats][..]),
+            ("creds", self.creds.is_some(), &[OutputKind::Nats][..]),
+            ("tls-ca", self.tls_ca.is_some(), &[OutputKind::Nats][..]),
+            ("tls-cert", self.tls_cert.is_some(), &[OutputKind::Nats][..]),
+            ("tls-key", self.tls_key.is_some(), &[OutputKind::Nats][..]),
+            ("tls", self.tls, &[OutputKind::Nats][..]),
         ]
         .into_iter()
-        .filter(|&(_, set, kind)| set && kind != self.kind)
+        .filter(|&(_, set, kinds)| set && !kinds.contains(&self.kind))
         .map(|(k, _, _)| k)
         .collect();
         if !foreign.is_empty() {
@@ -269,6 +368,7 @@ impl OutputSpec {
                     app_name: self.app_name.clone().unwrap_or_else(|| "ksight".into()),
                 })
             }
+            OutputKind::Nats => Target::Nats(Box::new(self.nats(&ctx)?)),
             OutputKind::Webhook => {
                 let url = self
                     .url
@@ -296,6 +396,11 @@ impl OutputSpec {
             (OutputKind::Webhook, Some(f)) if f != LineFormat::Json => {
                 return Err(ctx("a webhook posts NDJSON: format must be json".into()))
             }
+            (OutputKind::Nats, Some(f)) if f != LineFormat::Json => {
+                return Err(ctx(
+                    "the fleet stream holds JSON: format must be json".into()
+                ))
+            }
             (_, Some(f)) => f,
             (OutputKind::Syslog, None) => LineFormat::Json,
             (_, None) => LineFormat::Json,
@@ -306,8 +411,11 @@ impl OutputSpec {
                     "`template` and `format` both say how lines look: one of them".into(),
                 ));
             }
-            if self.kind == OutputKind::Webhook {
-                return Err(ctx("a webhook posts NDJSON: no template".into()));
+            if matches!(self.kind, OutputKind::Webhook | OutputKind::Nats) {
+                return Err(ctx(format!(
+                    "a {} output sends JSON: no template",
+                    kind_name(self.kind)
+                )));
             }
             ksight_rules::template::Template::parse(t, &kinds)
                 .map_err(|(at, e)| ctx(format!("template, at byte {at}: {e}")))?;
@@ -340,12 +448,84 @@ impl OutputSpec {
     }
 }
 
+impl OutputSpec {
+    fn nats(&self, ctx: &dyn Fn(String) -> String) -> Result<NatsConfig, String> {
+        if self.servers.is_empty() {
+            return Err(ctx(
+                "a nats output needs `servers` (e.g. [\"nats://127.0.0.1:4222\"])".into(),
+            ));
+        }
+        for s in &self.servers {
+            if s.contains(char::is_whitespace) || s.contains(',') {
+                return Err(ctx(format!("servers: {s:?} is not one address")));
+            }
+        }
+        let token_ok = |t: &str| {
+            !t.is_empty() && !t.contains(|c: char| c == '*' || c == '>' || c.is_whitespace())
+        };
+        let prefix = self
+            .subject_prefix
+            .clone()
+            .unwrap_or_else(|| "ksight".into());
+        if !prefix.split('.').all(token_ok) {
+            return Err(ctx(format!(
+                "subject-prefix {prefix:?}: dot-separated tokens without *, > or spaces"
+            )));
+        }
+        if self.host.as_deref().is_some_and(str::is_empty) {
+            return Err(ctx("host: not empty".into()));
+        }
+        Ok(NatsConfig {
+            servers: self.servers.clone(),
+            prefix,
+            host: self.host.clone(),
+            spool_dir: self
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/ksight/spool").join(&self.name)),
+            spool_size: match &self.spool_size {
+                Some(v) => parse_bytes(v).map_err(|e| ctx(format!("spool-size: {e}")))?,
+                None => 1 << 30,
+            },
+            timeout: self
+                .timeout
+                .as_deref()
+                .map(|s| parse_duration(s, Duration::from_millis(100)))
+                .transpose()
+                .map_err(|e| ctx(format!("timeout: {e}")))?
+                .unwrap_or(Duration::from_secs(5)),
+            in_flight: self.batch.unwrap_or(4096).clamp(1, 65_536),
+            auth: NatsAuth {
+                user: self.user.clone(),
+                password: self.password.clone(),
+                token: self.token.clone(),
+                nkey: self.nkey.clone(),
+                creds: self.creds.clone(),
+                tls_ca: self.tls_ca.clone(),
+                tls_cert: self.tls_cert.clone(),
+                tls_key: self.tls_key.clone(),
+                tls: self.tls,
+            },
+        })
+    }
+}
+
+/// `host` of the fleet outputs that do not name one (`--host-name`).
+pub fn default_host(plans: &mut [OutputPlan], host: &str) {
+    for p in plans {
+        if let Target::Nats(n) = &mut p.target {
+            n.host.get_or_insert_with(|| host.to_string());
+        }
+    }
+}
+
 fn kind_name(k: OutputKind) -> &'static str {
     match k {
         OutputKind::Stdout => "stdout",
         OutputKind::File => "file",
         OutputKind::Syslog => "syslog",
         OutputKind::Webhook => "webhook",
+        OutputKind::Nats => "nats",
     }
 }
 
@@ -385,6 +565,20 @@ mod tests {
             batch: None,
             timeout: None,
             retries: None,
+            servers: vec![],
+            subject_prefix: None,
+            host: None,
+            spool_dir: None,
+            spool_size: None,
+            user: None,
+            password: None,
+            token: None,
+            nkey: None,
+            creds: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls: false,
         }
     }
 

@@ -430,7 +430,10 @@ mod doc_tests {
                     rotate-every = \"1h\"\nkeep = 1\nkeep-size = \"1G\"\ncompress = \"gzip\"\n\
                     fsync = \"batch\"\naddress = \"unix:/dev/log\"\nfacility = \"daemon\"\n\
                     app-name = \"k\"\nprotocol = \"rfc5424\"\nurl = \"http://x\"\nheaders = { a = \"b\" }\nbatch = 1\n\
-                    timeout = \"1s\"\nretries = 1\n";
+                    timeout = \"1s\"\nretries = 1\nservers = [\"nats://a:1\"]\nsubject-prefix = \"k\"\n\
+                    host = \"h\"\nspool-dir = \"/s\"\nspool-size = \"1G\"\nuser = \"u\"\npassword = \"p\"\n\
+                    token = \"t\"\nnkey = \"SU\"\ncreds = \"/c\"\ntls-ca = \"/ca\"\ntls-cert = \"/c\"\n\
+                    tls-key = \"/k\"\ntls = true\n";
         let spec: OutputSpec = toml::from_str(full).unwrap();
         let keys = toml::to_string(&spec).unwrap();
         let mut n = 0;
@@ -451,6 +454,6 @@ mod doc_tests {
                 "docs/config.md lacks output key {k}"
             );
         }
-        assert!(n >= 23, "{keys}");
+        assert!(n >= 37, "{keys}");
     }
 }

@@ -10,6 +10,7 @@ use clap::Parser;
 mod bench;
 mod cli;
 mod config;
+mod fleet;
 mod metrics;
 mod notify;
 mod preflight;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => run_command(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Config(args) => config_command(args),
+        cli::Command::Fleet(args) => fleet::run(args),
         cli::Command::Man { dir } => man_pages(&dir).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())

@@ -121,6 +121,38 @@ impl Collector for Snapshot {
                 .map(|(l, v)| (l, ConstGauge::new(v as i64))),
             Gauge,
         )?;
+        let fleet = |f: fn((u64, u64, u64)) -> u64| {
+            self.outputs
+                .iter()
+                .filter_map(move |o| Some((vec![("output", o.name.clone())], f(o.fleet?))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            &mut enc,
+            "ksight_fleet_spooled",
+            "Events waiting in each nats output's on-disk spool.",
+            fleet(|f| f.2)
+                .into_iter()
+                .map(|(l, v)| (l, ConstGauge::new(v as i64))),
+            Gauge,
+        )?;
+        type FleetRow = (&'static str, &'static str, fn((u64, u64, u64)) -> u64);
+        let fleet_counters: [FleetRow; 2] = [
+            (
+                "ksight_fleet_acked",
+                "Messages each nats output had acknowledged by the stream.",
+                |f| f.0,
+            ),
+            (
+                "ksight_fleet_duplicates",
+                "Acknowledgements that said the message was stored before (a retry, deduplicated).",
+                |f| f.1,
+            ),
+        ];
+        for (name, help, f) in fleet_counters {
+            let rows = fleet(f).into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+            family(&mut enc, name, help, rows, Counter)?;
+        }
         type Row = (&'static str, &'static str, fn(&OutputCounts) -> u64);
         let counters: [Row; 3] = [
             (
@@ -314,6 +346,7 @@ mod tests {
                 dropped: 1,
                 failed: 2,
                 queued: 7,
+                fleet: None,
             }],
             process_table: 9,
             programs: vec![ProgramStats {

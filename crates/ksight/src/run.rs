@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub config_file: Option<ConfigSource>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The fleet outputs' host name where their `host` is not set.
+    pub host_name: Option<String>,
     pub ancestors: usize,
     /// Hashing executed files.
     pub hash: ksight_core::hash::HashConfig,
@@ -152,6 +154,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     }
     // the config file's outputs (with a config file, always: SIGHUP may add some)
     let shared = if cfg.config_file.is_some() || !cfg.outputs.is_empty() {
+        if let Some(h) = &cfg.host_name {
+            ksight_output::spec::default_host(&mut cfg.outputs, h);
+        }
         let outs = ksight_output::Outputs::start(cfg.outputs.clone())
             .context("starting the config file's outputs")?;
         let shared = ksight_output::SharedOutputs::new(outs);
@@ -307,7 +312,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         if reload.swap(false, Ordering::Relaxed) {
             reload_rules(&cfg.rules, &mut p);
             if let (Some(source), Some(outs)) = (&cfg.config_file, &shared) {
-                reload_outputs(source, outs);
+                reload_outputs(source, cfg.host_name.as_deref(), outs);
             }
         }
         if reopen.swap(false, Ordering::Relaxed) {
@@ -454,9 +459,13 @@ fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
 /// refused whole and the outputs that run go on; outputs that did not change
 /// are not touched (not an event lost or repeated). `[run]` settings take
 /// effect at the next start.
-fn reload_outputs(source: &ConfigSource, outs: &ksight_output::SharedOutputs) {
+fn reload_outputs(
+    source: &ConfigSource,
+    host_name: Option<&str>,
+    outs: &ksight_output::SharedOutputs,
+) {
     let path = &source.path;
-    let outputs = match (source.outputs)(path) {
+    let mut outputs = match (source.outputs)(path) {
         Ok(o) => o,
         Err(e) => {
             return eprintln!(
@@ -465,6 +474,9 @@ fn reload_outputs(source: &ConfigSource, outs: &ksight_output::SharedOutputs) {
             )
         }
     };
+    if let Some(h) = host_name {
+        ksight_output::spec::default_host(&mut outputs, h);
+    }
     let n = outputs.len();
     match outs.lock().reconfigure(outputs) {
         Ok((added, removed, changed)) => eprintln!(

@@ -45,6 +45,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Check the config file, or print the configuration it makes.
     Config(ConfigArgs),
+    /// The fleet stream in NATS JetStream: create it, follow it, count it.
+    Fleet(FleetArgs),
     /// Write the man pages (ksight.1, ksight-run.1, ...) into DIR (packaging).
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -66,6 +68,83 @@ pub enum ConfigCommand {
     Check,
     /// Print the effective configuration (the file over the defaults) as TOML.
     Show,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub which: FleetCommand,
+    /// A NATS server (repeat for several; default: the servers of the config
+    /// file's nats output, else nats://127.0.0.1:4222).
+    #[arg(long = "server", global = true, value_name = "URL")]
+    pub servers: Vec<String>,
+    /// The config file whose nats output gives the servers and credentials
+    /// (default: /etc/ksight/ksight.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Which nats output of the config file (default: the first).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub output: Option<String>,
+    /// The stream's name.
+    #[arg(long, global = true, default_value = "KSIGHT")]
+    pub stream: String,
+    /// The subjects' first token (as the outputs' `subject-prefix`).
+    #[arg(long, global = true, default_value = "ksight")]
+    pub prefix: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Create the stream, or update its limits (idempotent).
+    Init {
+        /// Copies of each message in the cluster (1, 3 or 5).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// Messages older than this are removed.
+        #[arg(long, default_value = "7d")]
+        max_age: String,
+        /// The stream's size at most (the oldest go first); default unlimited.
+        #[arg(long, value_name = "BYTES")]
+        max_bytes: Option<String>,
+        /// How long the server remembers message ids, against messages sent
+        /// twice (a spool replayed after a crash within it is stored once).
+        #[arg(long, default_value = "2m")]
+        dedup_window: String,
+        /// Keep the stream in memory, not on disk (tests, benchmarks).
+        #[arg(long)]
+        memory: bool,
+    },
+    /// Follow the stream across hosts, filtered in the server by subject.
+    Tail {
+        /// Hosts whose events to show (a glob: `web-*`).
+        #[arg(long, value_name = "GLOB")]
+        host: Option<String>,
+        /// Event kinds, comma-separated (`exec,connect`).
+        #[arg(long = "type", value_name = "KINDS", value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Only alerts of at least this severity.
+        #[arg(long, value_name = "MIN")]
+        severity: Option<String>,
+        /// From this long ago (`10m`) or this time (RFC 3339); default: from now on.
+        #[arg(long, value_name = "AGO|TIME")]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: FleetFormat,
+        /// Stop at the end of the stream instead of waiting for more.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// Per host: events stored, by kind, when the last came and its delay.
+    Stats {
+        #[arg(long, value_enum, default_value = "table")]
+        format: FleetFormat,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetFormat {
+    Table,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -285,6 +364,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// This host's name in the fleet stream (nats outputs without `host`;
+    /// default: the machine's host name).
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
+
     /// Print load details (hook flavour, kernel ids of programs and maps) to stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -367,6 +451,7 @@ impl RunArgs {
             outputs: Vec::new(),
             config_file: None,
             metrics: self.metrics,
+            host_name: self.host_name,
         }
     }
 }

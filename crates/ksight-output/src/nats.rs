@@ -1,0 +1,429 @@
+//! The fleet output: each event is one message in NATS JetStream, on
+//! `<prefix>.<host>.<kind>` (alerts on `<prefix>.<host>.alert.<severity>`),
+//! its payload the event's JSON with a `host` field first. Published with
+//! acknowledgement, many in flight; each message carries a `Nats-Msg-Id`
+//! fixed when the event is first rendered (an instance id and a counter), so
+//! the server stores a message sent twice (a retry after a lost ack, a spool
+//! replayed after a crash) once, within the stream's duplicate window.
+//!
+//! What the server does not acknowledge (unreachable, no quorum, a timeout)
+//! goes to the output's on-disk [`Spool`], in order; while the spool holds
+//! anything, new events go behind it, and it is replayed (oldest first, the
+//! cursor moving only past acknowledged messages) whenever the client is
+//! connected. A restart with a spool left behind replays it. Only what does
+//! not fit in the spool is lost, counted as the output's failures.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::ConnectOptions;
+use serde::{Deserialize, Serialize};
+
+use ksight_core::event::{Detail, Event};
+
+use crate::spool::{Record, Spool};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NatsAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// An nkey seed (`SU...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
+    /// A `.creds` file (JWT and nkey seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creds: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the servers'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS even where the server does not ask for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+}
+
+impl NatsAuth {
+    /// Connect options with these credentials (a creds file is read now).
+    pub async fn options(&self) -> Result<ConnectOptions, String> {
+        let mut o = ConnectOptions::new();
+        if let Some(path) = &self.creds {
+            o = o
+                .credentials_file(path)
+                .await
+                .map_err(|e| format!("creds {}: {e}", path.display()))?;
+        }
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => o = o.user_and_password(u.clone(), p.clone()),
+            (None, None) => {}
+            _ => return Err("user and password go together".into()),
+        }
+        if let Some(t) = &self.token {
+            o = o.token(t.clone());
+        }
+        if let Some(seed) = &self.nkey {
+            o = o.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            o = o.add_root_certificates(ca.clone());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => o = o.add_client_certificate(c.clone(), k.clone()),
+            (None, None) => {}
+            _ => return Err("tls-cert and tls-key go together".into()),
+        }
+        if self.tls {
+            o = o.require_tls(true);
+        }
+        Ok(o)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `nats://host:port` of one or more servers of the cluster.
+    pub servers: Vec<String>,
+    /// The subjects' first token (`ksight`).
+    pub prefix: String,
+    /// The host's name in subjects and payloads; `None`: the machine's.
+    pub host: Option<String>,
+    pub spool_dir: PathBuf,
+    pub spool_size: u64,
+    /// How long a published message may wait for its acknowledgement.
+    pub timeout: Duration,
+    /// Messages in flight at most.
+    pub in_flight: usize,
+    pub auth: NatsAuth,
+}
+
+/// What the fleet output did beyond the queue's counts (for the summary and
+/// metrics).
+#[derive(Debug, Default)]
+pub struct NatsStats {
+    /// Acknowledged by the stream.
+    pub acked: AtomicU64,
+    /// Acknowledged as duplicates (sent before, stored once).
+    pub duplicates: AtomicU64,
+    /// Records waiting in the spool.
+    pub spooled: AtomicU64,
+}
+
+/// A subject token from a host name: NATS tokens cannot hold `.`, `*`, `>`
+/// or white space, which become `_`.
+pub fn subject_token(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| match c {
+            '.' | '*' | '>' => '_',
+            c if c.is_whitespace() || c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    if t.is_empty() {
+        "_".into()
+    } else {
+        t
+    }
+}
+
+/// The machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The subject of an event.
+pub fn subject(prefix: &str, host: &str, ev: &Event) -> String {
+    match &ev.detail {
+        Detail::Alert(a) => format!("{prefix}.{host}.alert.{}", a.alert.severity.name()),
+        d => format!("{prefix}.{host}.{}", d.kind().name()),
+    }
+}
+
+pub struct Nats {
+    cfg: NatsConfig,
+    host: String,
+    host_json: Vec<u8>,
+    token: String,
+    instance: String,
+    next_id: u64,
+    rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    spool: Spool,
+    pub stats: Arc<NatsStats>,
+    last_replay: Option<Instant>,
+    /// Said once per outage.
+    spooling_said: bool,
+}
+
+impl Nats {
+    /// Opens the spool (what a crash left is replayed) and starts connecting
+    /// in the background: a server not there yet is not an error.
+    pub fn open(cfg: NatsConfig) -> Result<Nats, String> {
+        let spool =
+            Spool::open(&cfg.spool_dir, cfg.spool_size).map_err(|e| format!("spool: {e}"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("out-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let host = cfg.host.clone().unwrap_or_else(hostname);
+        let token = subject_token(&host);
+        let servers = cfg.servers.clone();
+        let (client, js) = rt.block_on(async {
+            let o = cfg.auth.options().await?;
+            let client = o
+                .name(format!("ksight {host}"))
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .connection_timeout(Duration::from_secs(2))
+                .reconnect_delay_callback(|n| Duration::from_millis((n as u64 * 100).min(1000)))
+                .connect(servers.as_slice())
+                .await
+                .map_err(|e| format!("{}: {e}", servers.join(", ")))?;
+            let js = async_nats::jetstream::ContextBuilder::new()
+                .timeout(cfg.timeout)
+                .max_ack_inflight(cfg.in_flight.max(1))
+                .backpressure_on_inflight(true)
+                .build(client.clone());
+            Ok::<_, String>((client, js))
+        })?;
+        let stats = Arc::new(NatsStats::default());
+        stats.spooled.store(spool.len(), Ordering::Relaxed);
+        if !spool.is_empty() {
+            eprintln!(
+                "ksight: output nats: {} events left in the spool {} by an earlier run: replayed first",
+                spool.len(),
+                cfg.spool_dir.display()
+            );
+        }
+        Ok(Nats {
+            host_json: serde_json::to_vec(&host).expect("a string serialises"),
+            host,
+            token,
+            instance: instance_id(),
+            next_id: 0,
+            rt,
+            client,
+            js,
+            spool,
+            stats,
+            last_replay: None,
+            spooling_said: false,
+            cfg,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn batch(&self) -> usize {
+        self.cfg.in_flight.max(1)
+    }
+
+    /// The event's message: subject, stable id, the JSON line with `host`.
+    pub fn record(&mut self, ev: &Event, json_line: &[u8]) -> Record {
+        let line = json_line.strip_suffix(b"\n").unwrap_or(json_line);
+        let mut payload = Vec::with_capacity(line.len() + self.host_json.len() + 10);
+        payload.extend_from_slice(b"{\"host\":");
+        payload.extend_from_slice(&self.host_json);
+        if line.len() > 2 {
+            payload.push(b',');
+            payload.extend_from_slice(&line[1..]);
+        } else {
+            payload.push(b'}');
+        }
+        self.next_id += 1;
+        Record {
+            subject: subject(&self.cfg.prefix, &self.token, ev),
+            id: format!("{}-{}", self.instance, self.next_id),
+            payload,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Publishes `recs`, many in flight: for each, acknowledged or not.
+    fn publish(&self, recs: &[Record]) -> Vec<bool> {
+        let js = &self.js;
+        let stats = &self.stats;
+        self.rt.block_on(async {
+            let mut acks = Vec::with_capacity(recs.len());
+            for r in recs {
+                let p = PublishMessage::build()
+                    .payload(r.payload.clone().into())
+                    .message_id(&r.id);
+                acks.push(js.send_publish(r.subject.clone(), p).await.ok());
+            }
+            let mut ok = Vec::with_capacity(recs.len());
+            for a in acks {
+                let acked = match a {
+                    Some(f) => match f.await {
+                        Ok(ack) => {
+                            if ack.duplicate {
+                                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                    None => false,
+                };
+                ok.push(acked);
+            }
+            stats
+                .acked
+                .fetch_add(ok.iter().filter(|&&a| a).count() as u64, Ordering::Relaxed);
+            ok
+        })
+    }
+
+    /// Delivers records in order: straight to the stream when nothing is
+    /// spooled and the server acknowledges, else into the spool. How many
+    /// were kept (acknowledged or spooled) and, when some were not, why.
+    pub fn deliver(&mut self, recs: Vec<Record>) -> (usize, Option<String>) {
+        let total = recs.len();
+        let mut err = None;
+        let rest: Vec<Record> = if self.spool.is_empty() && self.connected() {
+            let ok = self.publish(&recs);
+            if ok.iter().all(|&a| a) {
+                return (recs.len(), None);
+            }
+            recs.into_iter()
+                .zip(ok)
+                .filter(|(_, a)| !a)
+                .map(|(r, _)| r)
+                .collect()
+        } else {
+            recs
+        };
+        let total_rest = rest.len();
+        let kept = match self.spool.append(&rest) {
+            Ok(n) => n,
+            Err(e) => {
+                err = Some(format!("spool {}: {e}", self.cfg.spool_dir.display()));
+                0
+            }
+        };
+        if kept < total_rest && err.is_none() {
+            err = Some(format!(
+                "the spool {} is full ({} bytes): {} events dropped",
+                self.cfg.spool_dir.display(),
+                self.cfg.spool_size,
+                total_rest - kept
+            ));
+        }
+        if kept > 0 && !self.spooling_said {
+            self.spooling_said = true;
+            eprintln!(
+                "ksight: output nats: the server does not acknowledge ({}): spooling to {}",
+                if self.connected() {
+                    "no answer in time"
+                } else {
+                    "not connected"
+                },
+                self.cfg.spool_dir.display()
+            );
+        }
+        self.stats
+            .spooled
+            .store(self.spool.len(), Ordering::Relaxed);
+        self.replay(Duration::from_millis(500));
+        (total - (total_rest - kept), err)
+    }
+
+    /// Replays the spool while connected and acknowledged, for at most
+    /// `budget` (new events wait in the queue meanwhile); at most one try a
+    /// second while the server does not answer.
+    pub fn replay(&mut self, budget: Duration) {
+        if self.spool.is_empty() || !self.connected() {
+            return;
+        }
+        if self
+            .last_replay
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let start = Instant::now();
+        while !self.spool.is_empty() && start.elapsed() < budget {
+            let recs = match self.spool.peek(self.batch()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ksight: output nats: reading the spool: {e}");
+                    break;
+                }
+            };
+            let ok = self.publish(&recs);
+            let done = ok.iter().take_while(|&&a| a).count();
+            if let Err(e) = self.spool.consume(&recs[..done]) {
+                eprintln!("ksight: output nats: the spool's cursor: {e}");
+                break;
+            }
+            self.stats
+                .spooled
+                .store(self.spool.len(), Ordering::Relaxed);
+            if done < recs.len() {
+                self.last_replay = Some(Instant::now());
+                return;
+            }
+        }
+        self.last_replay = None;
+        if self.spool.is_empty() && self.spooling_said {
+            self.spooling_said = false;
+            eprintln!("ksight: output nats: the spool is replayed, publishing directly again");
+        }
+    }
+
+    /// At stop: a last replay (at most `limit`); what is left stays spooled.
+    pub fn close(&mut self, limit: Duration) {
+        self.last_replay = None;
+        self.replay(limit);
+        let _ = self.rt.block_on(self.client.flush());
+        if !self.spool.is_empty() {
+            eprintln!(
+                "ksight: output nats: {} events stay in the spool {} (replayed at the next start)",
+                self.spool.len(),
+                self.cfg.spool_dir.display()
+            );
+        }
+    }
+}
+
+/// 16 hex digits from the kernel's random source: what makes message ids of
+/// this run unique.
+fn instance_id() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    if hex.len() == 16 {
+        hex
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!("{:016x}", t ^ (std::process::id() as u64) << 48)
+    }
+}

@@ -1,0 +1,375 @@
+//! The fleet stream against real `nats-server`s (Debian's, JetStream on):
+//! a three-node cluster on loopback with a three-replica stream, two ksight
+//! instances as two hosts, the stream's leader killed mid-storm, the whole
+//! cluster down for 20 s; and ksight SIGKILLed during an outage. At the end
+//! the stream holds exactly the generated events of each host.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{install_exe, temp_dir, Ksight, KSIGHT};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    name: String,
+    port: u16,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+/// nats-server nodes, clustered when more than one.
+struct Cluster {
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn new(dir: &Path, n: usize) -> Cluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let name = format!("n{i}");
+                let conf = dir.join(format!("{name}.conf"));
+                let routes: Vec<String> = ports
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, p)| format!("nats-route://127.0.0.1:{}", p.1))
+                    .collect();
+                let cluster = if n > 1 {
+                    format!(
+                        "cluster {{ name: ks, listen: \"127.0.0.1:{}\", routes: [{}] }}",
+                        ports[i].1,
+                        routes.join(", ")
+                    )
+                } else {
+                    String::new()
+                };
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "server_name: {name}\nlisten: \"127.0.0.1:{}\"\n\
+                         jetstream {{ store_dir: \"{}\" }}\n{cluster}\n",
+                        ports[i].0,
+                        dir.join(&name).display()
+                    ),
+                )
+                .unwrap();
+                Node {
+                    name,
+                    port: ports[i].0,
+                    conf,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut c = Cluster { nodes };
+        for i in 0..n {
+            c.start(i);
+        }
+        c
+    }
+
+    fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(node.conf.with_extension("log")).unwrap();
+        node.child = Some(
+            Command::new("nats-server")
+                .args(["-c", node.conf.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("nats-server (scripts/setup.sh installs it)"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            assert!(Instant::now() < deadline, "{} did not listen", node.name);
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// `ksight fleet ARGS --server ...`: stdout, or the error.
+fn fleet(servers: &[String], args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new(KSIGHT);
+    cmd.arg("fleet").args(args);
+    for s in servers {
+        cmd.args(["--server", s]);
+    }
+    let out = cmd.output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Retries until the cluster answers (its meta leader is elected).
+fn init(servers: &[String], replicas: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match fleet(
+            servers,
+            &["init", "--replicas", replicas, "--dedup-window", "10m"],
+        ) {
+            Ok(out) => return assert!(out.contains("stream KSIGHT"), "{out}"),
+            Err(e) if Instant::now() > deadline => panic!("fleet init: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn stats(servers: &[String]) -> Option<Value> {
+    let out = fleet(servers, &["stats", "--format", "json"]).ok()?;
+    serde_json::from_str(&out).ok()
+}
+
+fn execs_stored(servers: &[String], host: &str) -> Option<u64> {
+    stats(servers)?["hosts"][host]["kinds"]["exec"].as_u64()
+}
+
+/// Waits until the stream holds `n` execs of `host` (and stays there a moment).
+fn wait_for(servers: &[String], host: &str, n: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    let mut got = 0;
+    while Instant::now() < deadline {
+        got = execs_stored(servers, host).unwrap_or(got);
+        if got >= n {
+            thread::sleep(Duration::from_secs(1));
+            return execs_stored(servers, host).unwrap_or(got);
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    got
+}
+
+/// A ksight whose only output is the fleet stream, as host `host`, seeing
+/// only the execs of a program named `storm-<host>`.
+fn agent(dir: &Path, host: &str, servers: &[String]) -> Ksight {
+    let conf = dir.join(format!("{host}.toml"));
+    let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &conf,
+        format!(
+            "[[output]]\nname = \"fleet\"\nkind = \"nats\"\nservers = [{}]\n\
+             spool-dir = \"{}\"\ntimeout = \"2s\"\n",
+            list.join(", "),
+            dir.join(format!("spool-{host}")).display()
+        ),
+    )
+    .unwrap();
+    let comm = format!("storm-{host}");
+    Ksight::start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--host-name",
+        host,
+        "--events",
+        "exec",
+        "--no-rules",
+        "--comm",
+        &comm,
+        "-o",
+        "/dev/null",
+    ])
+}
+
+/// Runs `exe` `n` times, one after the other, `pace` apart.
+fn storm(exe: PathBuf, n: u64, pace: Duration) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for _ in 0..n {
+            let st = Command::new(&exe).status().unwrap();
+            assert!(st.success());
+            thread::sleep(pace);
+        }
+    })
+}
+
+fn summary_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("ksight: output fleet:"))
+        .unwrap_or("(no output summary)")
+}
+
+#[test]
+fn a_three_node_cluster_loses_nothing_through_a_leader_kill_and_a_full_outage() {
+    let dir = temp_dir("fleet3");
+    let mut cluster = Cluster::new(&dir, 3);
+    let servers = cluster.urls();
+    init(&servers, "3");
+    let exes: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|h| {
+            let p = dir.join(format!("storm-{h}"));
+            install_exe(Path::new("/bin/true"), &p, "0755");
+            p
+        })
+        .collect();
+    let agents: Vec<Ksight> = ["a", "b"]
+        .iter()
+        .map(|h| agent(&dir, h, &servers))
+        .collect();
+
+    // 1: a storm on each host; the stream's leader dies in the middle of it
+    const FIRST: u64 = 1500;
+    let storms: Vec<_> = exes
+        .iter()
+        .map(|e| storm(e.clone(), FIRST, Duration::from_millis(2)))
+        .collect();
+    thread::sleep(Duration::from_secs(2));
+    let leader = stats(&servers).expect("stats")["stream"]["leader"]
+        .as_str()
+        .expect("a leader")
+        .to_string();
+    let li = cluster.index(&leader);
+    cluster.kill(li);
+    thread::sleep(Duration::from_secs(4));
+    cluster.start(li);
+    storms.into_iter().for_each(|s| s.join().unwrap());
+
+    // 2: the whole cluster down for 20 s while both hosts go on
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    const SECOND: u64 = 1000;
+    let storms: Vec<_> = exes
+        .iter()
+        .map(|e| storm(e.clone(), SECOND, Duration::from_millis(5)))
+        .collect();
+    thread::sleep(Duration::from_secs(20));
+    storms.into_iter().for_each(|s| s.join().unwrap());
+    for i in 0..3 {
+        cluster.start(i);
+    }
+
+    let want = FIRST + SECOND;
+    let got: Vec<u64> = ["a", "b"]
+        .iter()
+        .map(|h| wait_for(&servers, h, want, Duration::from_secs(90)))
+        .collect();
+    let runs: Vec<_> = agents.into_iter().map(Ksight::stop).collect();
+    for (h, r) in ["a", "b"].iter().zip(&runs) {
+        assert!(r.status.success(), "{}", r.stderr);
+        eprintln!("host {h}: {}", summary_line(&r.stderr));
+    }
+    assert_eq!(got, [want, want], "execs in the stream per host (a, b)");
+    // none twice: the subject counts are messages stored, and each exec is
+    // one message; tail returns them, each exec_id once
+    let out = fleet(
+        &servers,
+        &[
+            "tail",
+            "--host",
+            "a",
+            "--type",
+            "exec",
+            "--since",
+            "10m",
+            "--no-follow",
+            "--format",
+            "json",
+        ],
+    )
+    .unwrap();
+    let evs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(evs.len() as u64, want);
+    assert!(evs.iter().all(|e| e["host"] == "a" && e["type"] == "exec"));
+    let ids: std::collections::HashSet<&str> = evs
+        .iter()
+        .filter_map(|e| e["process"]["exec_id"].as_str())
+        .collect();
+    assert_eq!(ids.len() as u64, want);
+    // the outage went through the spool, and it is empty now
+    for r in &runs {
+        let line = summary_line(&r.stderr);
+        assert!(line.contains(", 0 in the spool"), "{line}");
+        assert!(r.stderr.contains("spooling to"), "{}", r.stderr);
+        assert!(line.contains("0 dropped (queue full), 0 failed"), "{line}");
+    }
+}
+
+#[test]
+fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
+    let dir = temp_dir("fleet1");
+    let mut server = Cluster::new(&dir, 1);
+    let servers = server.urls();
+    init(&servers, "1");
+    let exe = dir.join("storm-c");
+    install_exe(Path::new("/bin/true"), &exe, "0755");
+    let k = agent(&dir, "c", &servers);
+    storm(exe.clone(), 300, Duration::from_millis(1))
+        .join()
+        .unwrap();
+    assert_eq!(wait_for(&servers, "c", 300, Duration::from_secs(30)), 300);
+
+    server.kill(0);
+    storm(exe.clone(), 700, Duration::from_millis(1))
+        .join()
+        .unwrap();
+    // every event reached the spool
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !k.stderr_so_far().contains("spooling to") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_secs(3));
+    k.signal(libc::SIGKILL);
+    let r = k.stop_raw();
+    assert!(!r.status.success());
+
+    server.start(0);
+    let k = agent(&dir, "c", &servers);
+    let got = wait_for(&servers, "c", 1000, Duration::from_secs(60));
+    let r = k.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("left in the spool") && r.stderr.contains("by an earlier run"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(got, 1000, "{}", r.stderr);
+    let line = summary_line(&r.stderr);
+    assert!(line.contains(", 0 in the spool"), "{line}");
+}
