@@ -26,5 +26,5 @@ pub mod syslog;
 pub mod units;
 pub mod webhook;
 
-pub use outputs::{Outputs, SharedOutputs};
+pub use outputs::{FleetCounts, Outputs, SharedOutputs};
 pub use spec::OutputSpec;

@@ -104,6 +104,8 @@ pub struct NatsConfig {
     pub timeout: Duration,
     /// Messages in flight at most.
     pub in_flight: usize,
+    /// Events of one subject per message at most (1: each event its own message).
+    pub events_per_message: usize,
     pub auth: NatsAuth,
 }
 
@@ -115,8 +117,17 @@ pub struct NatsStats {
     pub acked: AtomicU64,
     /// Acknowledged as duplicates (sent before, stored once).
     pub duplicates: AtomicU64,
-    /// Records waiting in the spool.
+    /// Events waiting in the spool.
     pub spooled: AtomicU64,
+    /// Events that ever went to the spool (the server did not take them at once).
+    pub spilled: AtomicU64,
+}
+
+/// The header that says how many events a message holds (one per line).
+pub const EVENTS_HEADER: &str = "Ksight-Events";
+
+fn events_in(r: &Record) -> u64 {
+    r.events()
 }
 
 /// A subject token from a host name: NATS tokens cannot hold `.`, `*`, `>`
@@ -205,14 +216,15 @@ impl Nats {
             Ok::<_, String>((client, js))
         })?;
         let stats = Arc::new(NatsStats::default());
-        stats.spooled.store(spool.len(), Ordering::Relaxed);
+        stats.spooled.store(spool.events(), Ordering::Relaxed);
         if !spool.is_empty() {
             eprintln!(
                 "ksight: output nats: {} events left in the spool {} by an earlier run: replayed first",
-                spool.len(),
+                spool.events(),
                 cfg.spool_dir.display()
             );
         }
+        let spooling_said = !spool.is_empty();
         Ok(Nats {
             host_json: serde_json::to_vec(&host).expect("a string serialises"),
             host,
@@ -225,7 +237,7 @@ impl Nats {
             spool,
             stats,
             last_replay: None,
-            spooling_said: false,
+            spooling_said,
             cfg,
         })
     }
@@ -238,24 +250,58 @@ impl Nats {
         self.cfg.in_flight.max(1)
     }
 
-    /// The event's message: subject, stable id, the JSON line with `host`.
-    pub fn record(&mut self, ev: &Event, json_line: &[u8]) -> Record {
-        let line = json_line.strip_suffix(b"\n").unwrap_or(json_line);
-        let mut payload = Vec::with_capacity(line.len() + self.host_json.len() + 10);
-        payload.extend_from_slice(b"{\"host\":");
-        payload.extend_from_slice(&self.host_json);
-        if line.len() > 2 {
-            payload.push(b',');
-            payload.extend_from_slice(&line[1..]);
-        } else {
-            payload.push(b'}');
+    /// The messages of a batch of events (each with its JSON line): events
+    /// of one subject, in order, up to `events-per-message` of them (and
+    /// 256 KiB) per message, one JSON object with `host` per line; each
+    /// message with its stable id.
+    pub fn messages<'a>(
+        &mut self,
+        evs: impl Iterator<Item = (&'a Event, &'a [u8])>,
+    ) -> Vec<Record> {
+        let max = self.cfg.events_per_message.max(1);
+        let mut open: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for (ev, json_line) in evs {
+            let subject = subject(&self.cfg.prefix, &self.token, ev);
+            let at = match open.iter().position(|m| m.0 == subject) {
+                Some(i) => i,
+                None => {
+                    open.push((subject, Vec::with_capacity(1024), 0));
+                    open.len() - 1
+                }
+            };
+            let m = &mut open[at];
+            if m.2 > 0 {
+                m.1.push(b'\n');
+            }
+            let line = json_line.strip_suffix(b"\n").unwrap_or(json_line);
+            m.1.extend_from_slice(b"{\"host\":");
+            m.1.extend_from_slice(&self.host_json);
+            if line.len() > 2 {
+                m.1.push(b',');
+                m.1.extend_from_slice(&line[1..]);
+            } else {
+                m.1.push(b'}');
+            }
+            m.2 += 1;
+            if m.2 >= max || m.1.len() >= 256 << 10 {
+                let (subject, payload, _) = open.swap_remove(at);
+                out.push(self.record(subject, payload));
+            }
         }
+        for (subject, payload, _) in open {
+            out.push(self.record(subject, payload));
+        }
+        out
+    }
+
+    fn record(&mut self, subject: String, payload: Vec<u8>) -> Record {
         self.next_id += 1;
-        Record {
-            subject: subject(&self.cfg.prefix, &self.token, ev),
-            id: format!("{}-{}", self.instance, self.next_id),
+        Record::new(
+            subject,
+            format!("{}-{}", self.instance, self.next_id),
             payload,
-        }
+        )
     }
 
     fn connected(&self) -> bool {
@@ -269,19 +315,24 @@ impl Nats {
         self.rt.block_on(async {
             let mut acks = Vec::with_capacity(recs.len());
             for r in recs {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(EVENTS_HEADER, events_in(r).to_string().as_str());
                 let p = PublishMessage::build()
-                    .payload(r.payload.clone().into())
+                    .payload(r.payload.clone())
+                    .headers(headers)
                     .message_id(&r.id);
                 acks.push(js.send_publish(r.subject.clone(), p).await.ok());
             }
             let mut ok = Vec::with_capacity(recs.len());
-            for a in acks {
+            for (a, r) in acks.into_iter().zip(recs) {
                 let acked = match a {
                     Some(f) => match f.await {
                         Ok(ack) => {
+                            let n = events_in(r);
                             if ack.duplicate {
-                                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                                stats.duplicates.fetch_add(n, Ordering::Relaxed);
                             }
+                            stats.acked.fetch_add(n, Ordering::Relaxed);
                             true
                         }
                         Err(_) => false,
@@ -290,9 +341,6 @@ impl Nats {
                 };
                 ok.push(acked);
             }
-            stats
-                .acked
-                .fetch_add(ok.iter().filter(|&&a| a).count() as u64, Ordering::Relaxed);
             ok
         })
     }
@@ -301,12 +349,12 @@ impl Nats {
     /// spooled and the server acknowledges, else into the spool. How many
     /// were kept (acknowledged or spooled) and, when some were not, why.
     pub fn deliver(&mut self, recs: Vec<Record>) -> (usize, Option<String>) {
-        let total = recs.len();
+        let total: u64 = recs.iter().map(events_in).sum();
         let mut err = None;
         let rest: Vec<Record> = if self.spool.is_empty() && self.connected() {
             let ok = self.publish(&recs);
             if ok.iter().all(|&a| a) {
-                return (recs.len(), None);
+                return (total as usize, None);
             }
             recs.into_iter()
                 .zip(ok)
@@ -316,14 +364,15 @@ impl Nats {
         } else {
             recs
         };
-        let total_rest = rest.len();
-        let kept = match self.spool.append(&rest) {
-            Ok(n) => n,
+        let total_rest: u64 = rest.iter().map(events_in).sum();
+        let kept: u64 = match self.spool.append(&rest) {
+            Ok(n) => rest[..n].iter().map(events_in).sum(),
             Err(e) => {
                 err = Some(format!("spool {}: {e}", self.cfg.spool_dir.display()));
                 0
             }
         };
+        self.stats.spilled.fetch_add(kept, Ordering::Relaxed);
         if kept < total_rest && err.is_none() {
             err = Some(format!(
                 "the spool {} is full ({} bytes): {} events dropped",
@@ -346,9 +395,9 @@ impl Nats {
         }
         self.stats
             .spooled
-            .store(self.spool.len(), Ordering::Relaxed);
+            .store(self.spool.events(), Ordering::Relaxed);
         self.replay(Duration::from_millis(500));
-        (total - (total_rest - kept), err)
+        ((total - (total_rest - kept)) as usize, err)
     }
 
     /// Replays the spool while connected and acknowledged, for at most
@@ -381,7 +430,7 @@ impl Nats {
             }
             self.stats
                 .spooled
-                .store(self.spool.len(), Ordering::Relaxed);
+                .store(self.spool.events(), Ordering::Relaxed);
             if done < recs.len() {
                 self.last_replay = Some(Instant::now());
                 return;
@@ -402,7 +451,7 @@ impl Nats {
         if !self.spool.is_empty() {
             eprintln!(
                 "ksight: output nats: {} events stay in the spool {} (replayed at the next start)",
-                self.spool.len(),
+                self.spool.events(),
                 self.cfg.spool_dir.display()
             );
         }

@@ -51,8 +51,21 @@ pub struct OutputCounts {
     pub dropped: u64,
     pub failed: u64,
     pub queued: usize,
-    /// A fleet output: acknowledged, of which duplicates, and spooled.
-    pub fleet: Option<(u64, u64, u64)>,
+    /// A nats output's acknowledgements and spool.
+    pub fleet: Option<FleetCounts>,
+}
+
+/// Events, not messages (a message holds up to `events-per-message`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    /// Acknowledged by the stream.
+    pub acked: u64,
+    /// Of those, acknowledged as stored before (a retry, deduplicated).
+    pub duplicates: u64,
+    /// Waiting in the spool now.
+    pub spooled: u64,
+    /// Ever put in the spool (the stream did not take them at once).
+    pub spilled: u64,
 }
 
 impl Outputs {
@@ -236,7 +249,12 @@ impl Running {
             queued: self.queue.len(),
             fleet: self.nats.as_ref().map(|n| {
                 let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-                (get(&n.acked), get(&n.duplicates), get(&n.spooled))
+                FleetCounts {
+                    acked: get(&n.acked),
+                    duplicates: get(&n.duplicates),
+                    spooled: get(&n.spooled),
+                    spilled: get(&n.spilled),
+                }
             }),
         }
     }
@@ -259,8 +277,11 @@ pub fn report(counts: &[OutputCounts]) -> Vec<String> {
     counts
         .iter()
         .map(|c| {
-            let fleet = c.fleet.map_or(String::new(), |(acked, dup, spooled)| {
-                format!("; {acked} acknowledged by the stream ({dup} as duplicates), {spooled} in the spool")
+            let fleet = c.fleet.map_or(String::new(), |f| {
+                format!(
+                    "; {} acknowledged by the stream ({} as duplicates), {} went through the spool, {} in the spool",
+                    f.acked, f.duplicates, f.spilled, f.spooled
+                )
             });
             format!(
                 "output {}: {} events delivered, {} dropped (queue full), {} failed, {} still queued{fleet}",
@@ -440,14 +461,17 @@ impl Deliver {
                 }
             }
             Deliver::Nats(n) => {
-                let recs = batch
-                    .iter()
-                    .map(|i| {
-                        buf.clear();
-                        r.line(&i.value, &mut buf);
-                        n.record(&i.value, &buf)
-                    })
-                    .collect();
+                let mut ends = Vec::with_capacity(batch.len());
+                for i in batch {
+                    r.line(&i.value, &mut buf);
+                    ends.push(buf.len());
+                }
+                let lines = batch.iter().zip(&ends).scan(0, |start, (i, &end)| {
+                    let line = (&*i.value, &buf[*start..end]);
+                    *start = end;
+                    Some(line)
+                });
+                let recs = n.messages(lines);
                 n.deliver(recs)
             }
         }

@@ -131,6 +131,9 @@ pub struct OutputSpec {
     pub spool_dir: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_size: Option<String>,
+    /// Events of one subject per message at most (1: a message per event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_message: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -494,7 +497,8 @@ impl OutputSpec {
                 .transpose()
                 .map_err(|e| ctx(format!("timeout: {e}")))?
                 .unwrap_or(Duration::from_secs(5)),
-            in_flight: self.batch.unwrap_or(4096).clamp(1, 65_536),
+            in_flight: self.batch.unwrap_or(1024).clamp(1, 65_536),
+            events_per_message: self.events_per_message.unwrap_or(64).clamp(1, 10_000),
             auth: NatsAuth {
                 user: self.user.clone(),
                 password: self.password.clone(),
@@ -570,6 +574,7 @@ mod tests {
             host: None,
             spool_dir: None,
             spool_size: None,
+            events_per_message: None,
             user: None,
             password: None,
             token: None,

@@ -24,10 +24,30 @@ const HEAD: usize = 8;
 pub struct Record {
     pub subject: String,
     pub id: String,
-    pub payload: Vec<u8>,
+    /// Shared, not copied, between a publish and the spool.
+    pub payload: bytes::Bytes,
+    /// Events the message holds: one per line of its payload.
+    pub events: u64,
 }
 
 impl Record {
+    pub fn new(subject: String, id: String, payload: Vec<u8>) -> Record {
+        let events = match payload.is_empty() {
+            true => 0,
+            false => payload.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+        };
+        Record {
+            subject,
+            id,
+            payload: payload.into(),
+            events,
+        }
+    }
+
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
     fn encoded_len(&self) -> usize {
         HEAD + 4 + self.subject.len() + self.id.len() + self.payload.len()
     }
@@ -64,15 +84,7 @@ impl Record {
         };
         let subject = String::from_utf8(field()?.to_vec()).ok()?;
         let id = String::from_utf8(field()?.to_vec()).ok()?;
-        let payload = body[at..].to_vec();
-        Some((
-            Record {
-                subject,
-                id,
-                payload,
-            },
-            HEAD + len,
-        ))
+        Some((Record::new(subject, id, body[at..].to_vec()), HEAD + len))
     }
 }
 
@@ -84,6 +96,8 @@ pub struct Spool {
     /// The first byte not yet delivered: in `segments[0]`.
     cursor: u64,
     records: u64,
+    /// Events in the waiting records.
+    events: u64,
     tail: Option<File>,
 }
 
@@ -113,6 +127,7 @@ impl Spool {
             segments: VecDeque::new(),
             cursor: 0,
             records: 0,
+            events: 0,
             tail: None,
         };
         for n in nums {
@@ -124,9 +139,10 @@ impl Spool {
             let data = fs::read(&path).map_err(|e| at(&path, e))?;
             let from = if n == first { cursor as usize } else { 0 };
             let mut off = from.min(data.len());
-            while let Some((_, size)) = Record::decode(&data[off..]) {
+            while let Some((r, size)) = Record::decode(&data[off..]) {
                 off += size;
                 spool.records += 1;
+                spool.events += r.events();
             }
             if off < data.len() {
                 // a record cut by a crash: it and anything after it go
@@ -153,6 +169,11 @@ impl Spool {
 
     pub fn is_empty(&self) -> bool {
         self.records == 0
+    }
+
+    /// Events in the waiting records.
+    pub fn events(&self) -> u64 {
+        self.events
     }
 
     /// Bytes the spool holds on disk (delivered parts of the first segment
@@ -184,6 +205,7 @@ impl Spool {
             r.encode(&mut buf);
             room -= n;
             kept += 1;
+            self.events += r.events();
         }
         self.write_tail(&buf)?;
         if let Some(f) = &self.tail {
@@ -274,6 +296,7 @@ impl Spool {
             self.drop_finished()?;
             self.cursor += r.encoded_len() as u64;
             self.records = self.records.saturating_sub(1);
+            self.events = self.events.saturating_sub(r.events());
         }
         self.drop_finished()?;
         self.save_cursor()
@@ -314,11 +337,11 @@ mod tests {
     use super::*;
 
     fn rec(i: usize) -> Record {
-        Record {
-            subject: format!("ksight.a.exec{}", i % 3),
-            id: format!("id-{i}"),
-            payload: vec![b'x'; i % 200],
-        }
+        Record::new(
+            format!("ksight.a.exec{}", i % 3),
+            format!("id-{i}"),
+            vec![b'x'; i % 200],
+        )
     }
 
     #[test]
@@ -327,9 +350,9 @@ mod tests {
         let mut s = Spool::open(d.path(), 1 << 30).unwrap();
         // big payloads so the records span several segments
         let big: Vec<Record> = (0..40)
-            .map(|i| Record {
-                payload: vec![i as u8; 1 << 20],
-                ..rec(i)
+            .map(|i| {
+                let r = rec(i);
+                Record::new(r.subject, r.id, vec![i as u8; 1 << 20])
             })
             .collect();
         assert_eq!(s.append(&big).unwrap(), 40);
@@ -366,10 +389,7 @@ mod tests {
         assert_eq!(s.len(), 100);
         assert_eq!(s.peek(1000).unwrap(), recs);
         // full: what does not fit is refused, not kept
-        let huge = Record {
-            payload: vec![0; 1 << 20],
-            ..rec(1)
-        };
+        let huge = Record::new("s".into(), "i".into(), vec![0; 1 << 20]);
         assert_eq!(s.append(&[rec(100), huge, rec(101)]).unwrap(), 1);
         assert_eq!(s.len(), 101);
     }

@@ -42,41 +42,26 @@ pub fn run(args: FleetArgs) -> Result<ExitCode> {
                 dedup_window,
                 memory,
             } => {
-                let cfg = stream::Config {
-                    name: args.stream.clone(),
-                    subjects: vec![format!("{}.>", args.prefix)],
-                    num_replicas: replicas,
-                    max_age: parse_duration(&max_age, Duration::from_secs(1))
-                        .map_err(|e| anyhow::anyhow!("--max-age: {e}"))?,
-                    max_bytes: match max_bytes {
-                        Some(b) => {
-                            parse_bytes(&b).map_err(|e| anyhow::anyhow!("--max-bytes: {e}"))? as i64
-                        }
-                        None => -1,
+                let info = ensure_stream(
+                    &js,
+                    StreamSpec {
+                        name: args.stream.clone(),
+                        prefix: args.prefix.clone(),
+                        replicas,
+                        max_age: parse_duration(&max_age, Duration::from_secs(1))
+                            .map_err(|e| anyhow::anyhow!("--max-age: {e}"))?,
+                        max_bytes: match max_bytes {
+                            Some(b) => parse_bytes(&b)
+                                .map_err(|e| anyhow::anyhow!("--max-bytes: {e}"))?
+                                as i64,
+                            None => -1,
+                        },
+                        dedup_window: parse_duration(&dedup_window, Duration::from_secs(1))
+                            .map_err(|e| anyhow::anyhow!("--dedup-window: {e}"))?,
+                        memory,
                     },
-                    duplicate_window: parse_duration(&dedup_window, Duration::from_secs(1))
-                        .map_err(|e| anyhow::anyhow!("--dedup-window: {e}"))?,
-                    storage: if memory {
-                        stream::StorageType::Memory
-                    } else {
-                        stream::StorageType::File
-                    },
-                    discard: stream::DiscardPolicy::Old,
-                    ..Default::default()
-                };
-                let info = match js.get_stream(&args.stream).await {
-                    Ok(_) => js
-                        .update_stream(&cfg)
-                        .await
-                        .context("updating the stream")?,
-                    Err(_) => js
-                        .create_stream(cfg)
-                        .await
-                        .context("creating the stream")?
-                        .get_info()
-                        .await
-                        .context("the new stream")?,
-                };
+                )
+                .await?;
                 println!(
                     "stream {}: subjects {}, {} replicas, max age {}, dedup window {}, {} messages",
                     info.config.name,
@@ -101,6 +86,50 @@ pub fn run(args: FleetArgs) -> Result<ExitCode> {
             }
             FleetCommand::Stats { format } => stats(&js, &args.stream, &args.prefix, format).await,
         }
+    })
+}
+
+/// What `fleet init` makes.
+pub struct StreamSpec {
+    pub name: String,
+    pub prefix: String,
+    pub replicas: usize,
+    pub max_age: Duration,
+    /// -1: no limit.
+    pub max_bytes: i64,
+    pub dedup_window: Duration,
+    pub memory: bool,
+}
+
+/// Creates the stream, or updates it to `spec` (idempotent).
+pub async fn ensure_stream(js: &jetstream::Context, spec: StreamSpec) -> Result<stream::Info> {
+    let cfg = stream::Config {
+        name: spec.name.clone(),
+        subjects: vec![format!("{}.>", spec.prefix)],
+        num_replicas: spec.replicas,
+        max_age: spec.max_age,
+        max_bytes: spec.max_bytes,
+        duplicate_window: spec.dedup_window,
+        storage: if spec.memory {
+            stream::StorageType::Memory
+        } else {
+            stream::StorageType::File
+        },
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    };
+    Ok(match js.get_stream(&spec.name).await {
+        Ok(_) => js
+            .update_stream(&cfg)
+            .await
+            .context("updating the stream")?,
+        Err(_) => js
+            .create_stream(cfg)
+            .await
+            .context("creating the stream")?
+            .get_info()
+            .await
+            .context("the new stream")?,
     })
 }
 
@@ -249,9 +278,12 @@ async fn tail(
         let m = m.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
         let pending = m.info().map(|i| i.pending).unwrap_or(1);
-        if let Ok(ev) = serde_json::from_slice::<Value>(&m.payload) {
-            if f.keep(&ev) {
-                write_event(&mut out, &ev, format, &m.payload)?;
+        // a message holds one event per line
+        for line in m.payload.split(|&b| b == b'\n') {
+            if let Ok(ev) = serde_json::from_slice::<Value>(line) {
+                if f.keep(&ev) {
+                    write_event(&mut out, &ev, format, line)?;
+                }
             }
         }
         if no_follow && (pending == 0 || seq >= last) {
@@ -357,6 +389,7 @@ fn glob_match(pat: &str, s: &str) -> bool {
 #[derive(Default, serde::Serialize)]
 struct HostStats {
     events: u64,
+    messages: u64,
     kinds: BTreeMap<String, u64>,
     /// When the stream stored the host's last message (RFC 3339).
     last_stored: Option<String>,
@@ -374,18 +407,55 @@ async fn stats(
         .get_stream(name)
         .await
         .with_context(|| format!("stream {name} (ksight fleet init makes it)"))?;
+    // messages per subject from the stream's own counts; events per subject
+    // from each message's Ksight-Events header (its payload stays in the server)
     let mut subjects = s.info_with_subjects(format!("{prefix}.>")).await?;
     let mut hosts: BTreeMap<String, (HostStats, Vec<String>)> = BTreeMap::new();
-    while let Some((subject, count)) = subjects.try_next().await? {
+    let split = |subject: &str| -> (String, String) {
         let rest = subject
             .strip_prefix(&format!("{prefix}."))
-            .unwrap_or(&subject);
+            .unwrap_or(subject);
         let (host, kind) = rest.split_once('.').unwrap_or((rest, ""));
-        let kind = kind.split('.').next().unwrap_or_default().to_string();
-        let h = hosts.entry(host.to_string()).or_default();
-        h.0.events += count as u64;
-        *h.0.kinds.entry(kind).or_default() += count as u64;
+        (
+            host.into(),
+            kind.split('.').next().unwrap_or_default().into(),
+        )
+    };
+    while let Some((subject, count)) = subjects.try_next().await? {
+        let (host, _) = split(&subject);
+        let h = hosts.entry(host).or_default();
+        h.0.messages += count as u64;
         h.1.push(subject.clone());
+    }
+    let last_seq = s.get_info().await?.state.last_sequence;
+    if last_seq > 0 {
+        let c = s
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: format!("{prefix}.>"),
+                headers_only: true,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .context("creating the ordered consumer")?;
+        let mut msgs = c.messages().await?;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
+            let m = m.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+            let n: u64 = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(ksight_output::nats::EVENTS_HEADER))
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or(1);
+            let (host, kind) = split(m.subject.as_str());
+            let h = &mut hosts.entry(host).or_default().0;
+            h.events += n;
+            *h.kinds.entry(kind).or_default() += n;
+            let (seq, pending) = m.info().map_or((0, 1), |i| (i.stream_sequence, i.pending));
+            if pending == 0 || seq >= last_seq {
+                break;
+            }
+        }
     }
     let mut out = BTreeMap::new();
     for (host, (mut st, subs)) in hosts {
@@ -400,7 +470,8 @@ async fn stats(
         if let Some((stored, payload)) = last {
             let fmt = time::format_description::well_known::Rfc3339;
             st.last_stored = stored.format(&fmt).ok();
-            let ev: Value = serde_json::from_slice(&payload).unwrap_or_default();
+            let last_line = payload.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+            let ev: Value = serde_json::from_slice(last_line).unwrap_or_default();
             if let Some(t) = ev["time"]
                 .as_str()
                 .and_then(|t| time::OffsetDateTime::parse(t, &fmt).ok())
@@ -435,15 +506,16 @@ async fn stats(
         leader.as_deref().unwrap_or("-")
     );
     println!(
-        "{:<16} {:>10} {:<32} {:>9}  KINDS",
-        "HOST", "EVENTS", "LAST STORED", "LAG ms"
+        "{:<16} {:>10} {:>9} {:<32} {:>9}  KINDS",
+        "HOST", "EVENTS", "MESSAGES", "LAST STORED", "LAG ms"
     );
     for (host, st) in &out {
         let kinds: Vec<String> = st.kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
         println!(
-            "{:<16} {:>10} {:<32} {:>9}  {}",
+            "{:<16} {:>10} {:>9} {:<32} {:>9}  {}",
             host,
             st.events,
+            st.messages,
             st.last_stored.as_deref().unwrap_or("-"),
             st.lag_ms.map_or("-".into(), |l| l.to_string()),
             kinds.join(" ")

@@ -121,7 +121,7 @@ impl Collector for Snapshot {
                 .map(|(l, v)| (l, ConstGauge::new(v as i64))),
             Gauge,
         )?;
-        let fleet = |f: fn((u64, u64, u64)) -> u64| {
+        let fleet = |f: fn(ksight_output::FleetCounts) -> u64| {
             self.outputs
                 .iter()
                 .filter_map(move |o| Some((vec![("output", o.name.clone())], f(o.fleet?))))
@@ -131,22 +131,31 @@ impl Collector for Snapshot {
             &mut enc,
             "ksight_fleet_spooled",
             "Events waiting in each nats output's on-disk spool.",
-            fleet(|f| f.2)
+            fleet(|f| f.spooled)
                 .into_iter()
                 .map(|(l, v)| (l, ConstGauge::new(v as i64))),
             Gauge,
         )?;
-        type FleetRow = (&'static str, &'static str, fn((u64, u64, u64)) -> u64);
-        let fleet_counters: [FleetRow; 2] = [
+        type FleetRow = (
+            &'static str,
+            &'static str,
+            fn(ksight_output::FleetCounts) -> u64,
+        );
+        let fleet_counters: [FleetRow; 3] = [
             (
                 "ksight_fleet_acked",
-                "Messages each nats output had acknowledged by the stream.",
-                |f| f.0,
+                "Events each nats output had acknowledged by the stream.",
+                |f| f.acked,
             ),
             (
                 "ksight_fleet_duplicates",
-                "Acknowledgements that said the message was stored before (a retry, deduplicated).",
-                |f| f.1,
+                "Events acknowledged as stored before (a retry, deduplicated by message id).",
+                |f| f.duplicates,
+            ),
+            (
+                "ksight_fleet_spilled",
+                "Events that went to the on-disk spool because the stream did not take them at once.",
+                |f| f.spilled,
             ),
         ];
         for (name, help, f) in fleet_counters {

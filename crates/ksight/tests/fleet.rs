@@ -358,6 +358,17 @@ fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
     k.signal(libc::SIGKILL);
     let r = k.stop_raw();
     assert!(!r.status.success());
+    // the spool as it is now, to replay a second time below: as if ksight had
+    // died after publishing it and before its cursor moved
+    let spool = dir.join("spool-c");
+    let copy = dir.join("spool-c.copy");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&spool)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
 
     server.start(0);
     let k = agent(&dir, "c", &servers);
@@ -372,4 +383,30 @@ fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
     assert_eq!(got, 1000, "{}", r.stderr);
     let line = summary_line(&r.stderr);
     assert!(line.contains(", 0 in the spool"), "{line}");
+
+    // the same spool again: every message is a duplicate, stored once
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::rename(&copy, &spool).unwrap();
+    let k = agent(&dir, "c", &servers);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !k.stderr_so_far().contains("the spool is replayed") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let r = k.stop();
+    let line = summary_line(&r.stderr).to_string();
+    let acked = |l: &str| -> (u64, u64) {
+        let n = |key: &str| -> u64 {
+            let before = l.split(key).next().unwrap();
+            before
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (n(" acknowledged by the stream"), n(" as duplicates"))
+    };
+    let (acks, dups) = acked(&line);
+    assert!(acks >= 700 && dups == acks, "{line}");
+    assert_eq!(execs_stored(&servers, "c"), Some(1000), "{line}");
 }

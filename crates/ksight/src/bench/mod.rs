@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::cli::bench::{Bench, BenchArgs, PipelineArgs, Rate, RulesBenchArgs, TransportArgs};
 use crate::{preflight, run};
 
+mod fleet;
 mod overhead;
 mod workload;
 
@@ -104,6 +105,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         Bench::Pipeline(p) => pipeline(p),
         Bench::Overhead(o) => overhead::overhead(o),
         Bench::Rules(r) => rules(r),
+        Bench::Fleet(f) => fleet::fleet(f),
         Bench::Workload(_) => unreachable!("handled above"),
     }
 }

@@ -21,6 +21,9 @@ pub enum Bench {
     Overhead(OverheadArgs),
     /// What evaluating the detection rules costs per event: the shipped pack, and 200 rules.
     Rules(RulesBenchArgs),
+    /// Events per second published with acknowledgements to a local 1-node and
+    /// 3-node JetStream (nats-server started for the run), CPU per event.
+    Fleet(FleetBenchArgs),
     /// One workload of the overhead benchmark, timed (run by it in a child process).
     #[command(hide = true)]
     Workload(WorkloadArgs),
@@ -34,6 +37,19 @@ pub struct PipelineArgs {
     /// Times the captured records are replayed through the pipeline.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetBenchArgs {
+    /// Events published per run (real exec and TCP events, repeated).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Runs per cluster size (alternating).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Cluster sizes to start (1, 3 or 5 nodes each).
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    pub nodes: Vec<usize>,
 }
 
 #[derive(Args, Debug)]
