@@ -178,6 +178,7 @@ pub struct Nats {
     spool: Spool,
     pub stats: Arc<NatsStats>,
     last_replay: Option<Instant>,
+    last_sync: Instant,
     /// Said once per outage.
     spooling_said: bool,
 }
@@ -237,6 +238,7 @@ impl Nats {
             spool,
             stats,
             last_replay: None,
+            last_sync: Instant::now(),
             spooling_said,
             cfg,
         })
@@ -246,8 +248,14 @@ impl Nats {
         &self.host
     }
 
+    /// Messages per publish round.
     pub fn batch(&self) -> usize {
         self.cfg.in_flight.max(1)
+    }
+
+    /// Events the output's thread takes from its queue at once.
+    pub fn events_per_batch(&self) -> usize {
+        8192
     }
 
     /// The messages of a batch of events (each with its JSON line): events
@@ -346,12 +354,20 @@ impl Nats {
     }
 
     /// Delivers records in order: straight to the stream when nothing is
-    /// spooled and the server acknowledges, else into the spool. How many
+    /// spooled and the server acknowledges, else into the spool; into the
+    /// spool too when the output is `behind` (events come faster than the
+    /// stream acknowledges them: the spool, not the queue, absorbs the
+    /// difference, and nothing is dropped until it is full). How many events
     /// were kept (acknowledged or spooled) and, when some were not, why.
-    pub fn deliver(&mut self, recs: Vec<Record>) -> (usize, Option<String>) {
+    pub fn deliver(
+        &mut self,
+        recs: Vec<Record>,
+        behind: &dyn Fn() -> bool,
+    ) -> (usize, Option<String>) {
         let total: u64 = recs.iter().map(events_in).sum();
+        let behind_now = behind();
         let mut err = None;
-        let rest: Vec<Record> = if self.spool.is_empty() && self.connected() {
+        let rest: Vec<Record> = if self.spool.is_empty() && self.connected() && !behind_now {
             let ok = self.publish(&recs);
             if ok.iter().all(|&a| a) {
                 return (total as usize, None);
@@ -373,6 +389,7 @@ impl Nats {
             }
         };
         self.stats.spilled.fetch_add(kept, Ordering::Relaxed);
+        self.sync_spool(false);
         if kept < total_rest && err.is_none() {
             err = Some(format!(
                 "the spool {} is full ({} bytes): {} events dropped",
@@ -384,11 +401,13 @@ impl Nats {
         if kept > 0 && !self.spooling_said {
             self.spooling_said = true;
             eprintln!(
-                "ksight: output nats: the server does not acknowledge ({}): spooling to {}",
-                if self.connected() {
-                    "no answer in time"
+                "ksight: output nats: {}: spooling to {}",
+                if !self.connected() {
+                    "the server does not acknowledge (not connected)"
+                } else if behind_now {
+                    "events come faster than the stream acknowledges them"
                 } else {
-                    "not connected"
+                    "the server does not acknowledge (no answer in time)"
                 },
                 self.cfg.spool_dir.display()
             );
@@ -396,14 +415,15 @@ impl Nats {
         self.stats
             .spooled
             .store(self.spool.events(), Ordering::Relaxed);
-        self.replay(Duration::from_millis(500));
+        self.replay(Duration::from_millis(500), behind);
         ((total - (total_rest - kept)) as usize, err)
     }
 
     /// Replays the spool while connected and acknowledged, for at most
-    /// `budget` (new events wait in the queue meanwhile); at most one try a
-    /// second while the server does not answer.
-    pub fn replay(&mut self, budget: Duration) {
+    /// `budget` and only while the queue is not `behind` (new events wait in
+    /// the queue meanwhile); at most one try a second while the server does
+    /// not answer.
+    pub fn replay(&mut self, budget: Duration, behind: &dyn Fn() -> bool) {
         if self.spool.is_empty() || !self.connected() {
             return;
         }
@@ -414,8 +434,9 @@ impl Nats {
             return;
         }
         let start = Instant::now();
-        while !self.spool.is_empty() && start.elapsed() < budget {
-            let recs = match self.spool.peek(self.batch()) {
+        while !self.spool.is_empty() && start.elapsed() < budget && !behind() {
+            // short rounds: the queue is looked at between them
+            let recs = match self.spool.peek(self.batch().min(16)) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("ksight: output nats: reading the spool: {e}");
@@ -443,10 +464,21 @@ impl Nats {
         }
     }
 
+    /// The spool to the disk at least every 200 ms (`now`: at once).
+    pub fn sync_spool(&mut self, now: bool) {
+        if now || self.last_sync.elapsed() >= Duration::from_millis(200) {
+            if let Err(e) = self.spool.sync() {
+                eprintln!("ksight: output nats: the spool's fsync: {e}");
+            }
+            self.last_sync = Instant::now();
+        }
+    }
+
     /// At stop: a last replay (at most `limit`); what is left stays spooled.
     pub fn close(&mut self, limit: Duration) {
+        self.sync_spool(true);
         self.last_replay = None;
-        self.replay(limit);
+        self.replay(limit, &|| false);
         let _ = self.rt.block_on(self.client.flush());
         if !self.spool.is_empty() {
             eprintln!(

@@ -408,14 +408,20 @@ impl Deliver {
     fn batch(&self) -> usize {
         match self {
             Deliver::Webhook(w) => w.batch(),
-            Deliver::Nats(n) => n.batch(),
+            Deliver::Nats(n) => n.events_per_batch(),
             _ => 4096,
         }
     }
 
     /// Delivers the batch; how many of it were delivered, and the error if
-    /// not all were.
-    fn deliver(&mut self, r: &mut Renderer, batch: &[Item<Shared>]) -> (usize, Option<String>) {
+    /// not all were. `behind`: whether the queue is more than half full (a
+    /// nats output then spools rather than wait for acknowledgements).
+    fn deliver(
+        &mut self,
+        r: &mut Renderer,
+        batch: &[Item<Shared>],
+        behind: &dyn Fn() -> bool,
+    ) -> (usize, Option<String>) {
         let mut buf = Vec::with_capacity(batch.len() * 512);
         match self {
             Deliver::Stdout(out) => {
@@ -472,16 +478,17 @@ impl Deliver {
                     Some(line)
                 });
                 let recs = n.messages(lines);
-                n.deliver(recs)
+                n.deliver(recs, behind)
             }
         }
     }
 
-    fn tick(&mut self) -> io::Result<()> {
+    fn tick(&mut self, behind: &dyn Fn() -> bool) -> io::Result<()> {
         match self {
             Deliver::File(f) => f.tick(),
             Deliver::Nats(n) => {
-                n.replay(Duration::from_millis(500));
+                n.sync_spool(false);
+                n.replay(Duration::from_millis(500), behind);
                 Ok(())
             }
             _ => Ok(()),
@@ -532,6 +539,7 @@ fn worker(
         }
         _ => {}
     };
+    let behind = || q.len() > q.capacity() / 2;
     while let Some(batch) = q.pop_batch(max, Duration::from_millis(200)) {
         if reopen.swap(false, Ordering::Relaxed) {
             if let Err(e) = d.reopen() {
@@ -539,12 +547,12 @@ fn worker(
             }
         }
         if batch.is_empty() {
-            if let Err(e) = d.tick() {
+            if let Err(e) = d.tick(&behind) {
                 say(&mut failing, Some(e.to_string()));
             }
             continue;
         }
-        let (done, err) = d.deliver(&mut r, &batch);
+        let (done, err) = d.deliver(&mut r, &batch, &behind);
         let counted = |items: &[Item<Shared>]| items.iter().filter(|i| i.counted).count() as u64;
         Stats::add(&q.stats.delivered, counted(&batch[..done]));
         Stats::add(&q.stats.failed, counted(&batch[done..]));

@@ -157,6 +157,10 @@ impl<T> Queue<T> {
         self.ready.notify_all();
     }
 
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }

@@ -2,7 +2,8 @@
 //! order, surviving a crash of ksight. An append log of segment files
 //! (`NNNNNNNNNNNNNNNN.log`, at most [`SEGMENT`] bytes each) and a cursor file
 //! (`cursor`: the first segment and offset not yet delivered). Appends are
-//! fsync'd before they count as kept; the cursor is replaced atomically
+//! fsync'd by [`Spool::sync`] (the nats output: at least every 200 ms, and at
+//! stop), as a file output's batches are; the cursor is replaced atomically
 //! (write, fsync, rename) after the receiver acknowledged what it passes.
 //! A record cut by a crash (short or with a bad checksum) ends the log: it
 //! is cut off at open.
@@ -99,6 +100,8 @@ pub struct Spool {
     /// Events in the waiting records.
     events: u64,
     tail: Option<File>,
+    /// Appended since the last fsync.
+    unsynced: bool,
 }
 
 impl Spool {
@@ -129,6 +132,7 @@ impl Spool {
             records: 0,
             events: 0,
             tail: None,
+            unsynced: false,
         };
         for n in nums {
             let path = spool.segment(n);
@@ -182,8 +186,8 @@ impl Spool {
         self.segments.iter().map(|s| s.1).sum()
     }
 
-    /// Appends records in order and fsyncs; how many fitted under the size
-    /// limit (the rest are not kept).
+    /// Appends records in order (written, not yet fsync'd: [`Spool::sync`]);
+    /// how many fitted under the size limit (the rest are not kept).
     pub fn append(&mut self, recs: &[Record]) -> io::Result<usize> {
         let mut room = self.max_bytes.saturating_sub(self.bytes());
         let mut buf = Vec::new();
@@ -208,11 +212,19 @@ impl Spool {
             self.events += r.events();
         }
         self.write_tail(&buf)?;
-        if let Some(f) = &self.tail {
-            f.sync_data()?;
-        }
         self.records += kept as u64;
+        self.unsynced = true;
         Ok(kept)
+    }
+
+    /// Flushes what was appended to the disk (fsync), if anything was.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.unsynced) {
+            if let Some(f) = &self.tail {
+                f.sync_data()?;
+            }
+        }
+        Ok(())
     }
 
     fn write_tail(&mut self, buf: &[u8]) -> io::Result<()> {

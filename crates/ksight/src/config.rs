@@ -257,7 +257,14 @@ impl ConfigFile {
         doc.insert("run".into(), toml::Value::Table(table));
         let mut out = toml::to_string(&doc).map_err(|e| e.to_string())?;
         for s in specs {
-            let t = toml::to_string(s).map_err(|e| e.to_string())?;
+            // secrets are not printed: `show` output goes to terminals and tickets
+            let mut s = s.clone();
+            for v in [&mut s.password, &mut s.token, &mut s.nkey] {
+                if v.is_some() {
+                    *v = Some("(secret, not shown)".into());
+                }
+            }
+            let t = toml::to_string(&s).map_err(|e| e.to_string())?;
             out.push_str("\n[[output]]\n");
             out.push_str(&t);
         }
@@ -382,6 +389,20 @@ mod tests {
     }
 
     #[test]
+    fn show_hides_secrets() {
+        let c = parse(
+            "[[output]]\nname = \"f\"\nkind = \"nats\"\nservers = [\"nats://h:4222\"]\nuser = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let merged = c.merge(&argv(&["ksight", "run"])).unwrap();
+        let text = ConfigFile::show(&merged, c.specs()).unwrap();
+        assert!(
+            !text.contains("hunter2") && text.contains("user = \"u\""),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn show_prints_every_setting_and_reads_back() {
         let c = parse(
             "[run]\nevents = [\"exec\"]\n[[output]]\nname = \"all\"\nkind = \"file\"\npath = \"/tmp/x\"\nrotate-size = \"1M\"\n",
@@ -431,7 +452,7 @@ mod doc_tests {
                     fsync = \"batch\"\naddress = \"unix:/dev/log\"\nfacility = \"daemon\"\n\
                     app-name = \"k\"\nprotocol = \"rfc5424\"\nurl = \"http://x\"\nheaders = { a = \"b\" }\nbatch = 1\n\
                     timeout = \"1s\"\nretries = 1\nservers = [\"nats://a:1\"]\nsubject-prefix = \"k\"\n\
-                    host = \"h\"\nspool-dir = \"/s\"\nspool-size = \"1G\"\nuser = \"u\"\npassword = \"p\"\n\
+                    host = \"h\"\nspool-dir = \"/s\"\nspool-size = \"1G\"\nevents-per-message = 8\nuser = \"u\"\npassword = \"p\"\n\
                     token = \"t\"\nnkey = \"SU\"\ncreds = \"/c\"\ntls-ca = \"/ca\"\ntls-cert = \"/c\"\n\
                     tls-key = \"/k\"\ntls = true\n";
         let spec: OutputSpec = toml::from_str(full).unwrap();
@@ -454,6 +475,6 @@ mod doc_tests {
                 "docs/config.md lacks output key {k}"
             );
         }
-        assert!(n >= 37, "{keys}");
+        assert!(n >= 38, "{keys}");
     }
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,15 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{install_exe, temp_dir, Ksight, KSIGHT};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, install_exe, temp_dir, Ksight, KSIGHT};
 
 struct Node {
     name: String,
@@ -38,6 +29,11 @@ struct Cluster {
 
 impl Cluster {
     fn new(dir: &Path, n: usize) -> Cluster {
+        Cluster::with(dir, n, "")
+    }
+
+    /// `extra`: more of each node's config (e.g. an `authorization` block).
+    fn with(dir: &Path, n: usize, extra: &str) -> Cluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let nodes = (0..n)
             .map(|i| {
@@ -62,7 +58,7 @@ impl Cluster {
                     &conf,
                     format!(
                         "server_name: {name}\nlisten: \"127.0.0.1:{}\"\n\
-                         jetstream {{ store_dir: \"{}\" }}\n{cluster}\n",
+                         jetstream {{ store_dir: \"{}\" }}\n{cluster}\n{extra}\n",
                         ports[i].0,
                         dir.join(&name).display()
                     ),
@@ -409,4 +405,78 @@ fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
     let (acks, dups) = acked(&line);
     assert!(acks >= 700 && dups == acks, "{line}");
     assert_eq!(execs_stored(&servers, "c"), Some(1000), "{line}");
+}
+
+#[test]
+fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
+    let dir = temp_dir("fleetauth");
+    let server = Cluster::with(
+        &dir,
+        1,
+        "authorization { user: ksight, password: \"s3cr3t-pw\" }",
+    );
+    let url = server.urls()[0].clone();
+    let conf = dir.join("auth.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[output]]\nname = \"fleet\"\nkind = \"nats\"\nservers = [{url:?}]\n\
+             spool-dir = \"{}\"\nuser = \"ksight\"\npassword = \"s3cr3t-pw\"\n",
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    // without them the server says no, and the reader says so
+    let e = fleet(&[url.clone()], &["--config", "/dev/null", "stats"]).unwrap_err();
+    assert!(e.to_lowercase().contains("authorization"), "{e}");
+    let with_conf = |args: &[&str]| {
+        let mut a = vec!["--config", conf.to_str().unwrap()];
+        a.extend_from_slice(args);
+        fleet(&[], &a)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = with_conf(&["init"]) {
+        assert!(Instant::now() < deadline, "fleet init: {e}");
+        thread::sleep(Duration::from_millis(300));
+    }
+    let exe = dir.join("storm-d");
+    install_exe(Path::new("/bin/true"), &exe, "0755");
+    let k = Ksight::start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--host-name",
+        "d",
+        "--events",
+        "exec",
+        "--no-rules",
+        "--comm",
+        "storm-d",
+        "-o",
+        "/dev/null",
+    ]);
+    storm(exe, 50, Duration::ZERO).join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = None;
+    while Instant::now() < deadline {
+        got = with_conf(&["stats", "--format", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+            .and_then(|v| v["hosts"]["d"]["kinds"]["exec"].as_u64());
+        if got == Some(50) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+    let r = k.stop();
+    assert_eq!(got, Some(50), "{}", r.stderr);
+    // `config show` does not print the password
+    let show = Command::new(KSIGHT)
+        .args(["config", "show", "--config", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success() && !text.contains("s3cr3t-pw"),
+        "{text}"
+    );
 }

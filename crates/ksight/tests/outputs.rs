@@ -96,14 +96,6 @@ impl Drop for Rsyslog {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An HTTP server that takes POSTs (keep-alive) and keeps their NDJSON
 /// events, until it is stopped: then it closes its listener and connections.
 struct Webhook {

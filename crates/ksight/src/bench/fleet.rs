@@ -150,14 +150,18 @@ fn one_run(
     servers: &Servers,
     spool: PathBuf,
     events: &[ksight_core::event::Event],
+    queue: usize,
+    rate: Option<u64>,
+    per_message: usize,
 ) -> Result<Sample> {
     let _ = std::fs::remove_dir_all(&spool);
     let list: Vec<String> = servers.urls.iter().map(|u| format!("{u:?}")).collect();
     let plan = toml::from_str::<ksight_output::OutputSpec>(&format!(
-        "name = \"fleet\"\nkind = \"nats\"\nservers = [{}]\nspool-dir = {:?}\nhost = \"bench\"\nqueue = {}\n",
+        "name = \"fleet\"\nkind = \"nats\"\nservers = [{}]\nspool-dir = {:?}\nhost = \"bench\"\nqueue = {}\nevents-per-message = {}\n",
         list.join(", "),
         spool.display().to_string(),
-        events.len().max(1)
+        queue.max(1),
+        per_message.max(1)
     ))?
     .plan()
     .map_err(anyhow::Error::msg)?;
@@ -167,8 +171,12 @@ fn one_run(
     let pids: Vec<u32> = servers.children.iter().map(Child::id).collect();
     let server_cpu = || pids.iter().map(|&p| cpu_of(p)).sum::<f64>();
     let (t, c, sc) = (Instant::now(), self_cpu(), server_cpu());
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
         outs.write(ev)?;
+        if let Some(r) = rate.filter(|_| i % 1000 == 999) {
+            let due = t + Duration::from_secs_f64((i + 1) as f64 / r.max(1) as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
     }
     let n = events.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -239,7 +247,16 @@ pub fn fleet(a: FleetBenchArgs) -> Result<()> {
     for run in 0..a.runs {
         for k in 0..clusters.len() {
             let i = (k + run) % clusters.len();
-            let s = one_run(&clusters[i].1, dir.join("spool"), &events)?;
+            // twice the events: never half full, so the output publishes rather than spools
+            let queue = a.queue.unwrap_or(2 * events.len() + 1);
+            let s = one_run(
+                &clusters[i].1,
+                dir.join("spool"),
+                &events,
+                queue,
+                a.rate,
+                a.events_per_message,
+            )?;
             samples[i].push(s);
         }
     }

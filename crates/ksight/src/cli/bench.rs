@@ -50,6 +50,16 @@ pub struct FleetBenchArgs {
     /// Cluster sizes to start (1, 3 or 5 nodes each).
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     pub nodes: Vec<usize>,
+    /// The output's queue (default: twice the events: it never fills);
+    /// a small one shows the spool absorbing what the stream cannot take yet.
+    #[arg(long)]
+    pub queue: Option<usize>,
+    /// Offer the events at this rate (events/s) rather than all at once.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// The output's `events-per-message` (1: a message per event).
+    #[arg(long, default_value_t = 64)]
+    pub events_per_message: usize,
 }
 
 #[derive(Args, Debug)]

@@ -450,3 +450,12 @@ pub fn helper_command(name: &str) -> Command {
     c.args(["--ignored", "--exact", name, "--test-threads", "1"]);
     c
 }
+
+/// A loopback TCP port free now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
