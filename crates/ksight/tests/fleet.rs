@@ -427,7 +427,11 @@ fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
     )
     .unwrap();
     // without them the server says no, and the reader says so
-    let e = fleet(&[url.clone()], &["--config", "/dev/null", "stats"]).unwrap_err();
+    let e = fleet(
+        std::slice::from_ref(&url),
+        &["--config", "/dev/null", "stats"],
+    )
+    .unwrap_err();
     assert!(e.to_lowercase().contains("authorization"), "{e}");
     let with_conf = |args: &[&str]| {
         let mut a = vec!["--config", conf.to_str().unwrap()];
