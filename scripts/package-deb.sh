@@ -23,7 +23,7 @@ install -d -m 0755 "$root/etc/ksight/rules.d" "$root/var/log/ksight"
 "$bin" man "$root/usr/share/man/man1"
 gzip -9n "$root"/usr/share/man/man1/*.1
 install -d "$root/usr/share/doc/ksight"
-cp docs/config.md docs/outputs.md docs/metrics.md docs/events.md "$root/usr/share/doc/ksight/"
+cp docs/config.md docs/outputs.md docs/metrics.md docs/events.md docs/fleet.md "$root/usr/share/doc/ksight/"
 cat LICENSE-MIT > "$root/usr/share/doc/ksight/copyright"
 cp -r rules "$root/usr/share/doc/ksight/rules"
 

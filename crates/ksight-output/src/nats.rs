@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::ConnectOptions;
 use serde::{Deserialize, Serialize};
@@ -211,7 +212,8 @@ impl Nats {
                 .map_err(|e| format!("{}: {e}", servers.join(", ")))?;
             let js = async_nats::jetstream::ContextBuilder::new()
                 .timeout(cfg.timeout)
-                .max_ack_inflight(cfg.in_flight.max(1))
+                // one more than publish() keeps waiting: it never blocks on a permit
+                .max_ack_inflight(cfg.in_flight.max(1) + 1)
                 .backpressure_on_inflight(true)
                 .build(client.clone());
             Ok::<_, String>((client, js))
@@ -316,38 +318,44 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Publishes `recs`, many in flight: for each, acknowledged or not.
+    /// Publishes `recs` with at most `in_flight` waiting for their
+    /// acknowledgement (the oldest is awaited before one more is sent, so a
+    /// round of any size cannot wait on itself): for each, acknowledged or not.
     fn publish(&self, recs: &[Record]) -> Vec<bool> {
         let js = &self.js;
         let stats = &self.stats;
+        let window = self.cfg.in_flight.max(1);
         self.rt.block_on(async {
-            let mut acks = Vec::with_capacity(recs.len());
-            for r in recs {
+            let settle = |n: u64, f: Option<PublishAckFuture>| async move {
+                let Some(f) = f else { return false };
+                match f.await {
+                    Ok(ack) => {
+                        if ack.duplicate {
+                            stats.duplicates.fetch_add(n, Ordering::Relaxed);
+                        }
+                        stats.acked.fetch_add(n, Ordering::Relaxed);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            };
+            let mut ok = vec![false; recs.len()];
+            let mut pending = std::collections::VecDeque::with_capacity(window);
+            for (i, r) in recs.iter().enumerate() {
+                if pending.len() >= window {
+                    let (j, f) = pending.pop_front().expect("a pending publish");
+                    ok[j] = settle(events_in(&recs[j]), f).await;
+                }
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(EVENTS_HEADER, events_in(r).to_string().as_str());
                 let p = PublishMessage::build()
                     .payload(r.payload.clone())
                     .headers(headers)
                     .message_id(&r.id);
-                acks.push(js.send_publish(r.subject.clone(), p).await.ok());
+                pending.push_back((i, js.send_publish(r.subject.clone(), p).await.ok()));
             }
-            let mut ok = Vec::with_capacity(recs.len());
-            for (a, r) in acks.into_iter().zip(recs) {
-                let acked = match a {
-                    Some(f) => match f.await {
-                        Ok(ack) => {
-                            let n = events_in(r);
-                            if ack.duplicate {
-                                stats.duplicates.fetch_add(n, Ordering::Relaxed);
-                            }
-                            stats.acked.fetch_add(n, Ordering::Relaxed);
-                            true
-                        }
-                        Err(_) => false,
-                    },
-                    None => false,
-                };
-                ok.push(acked);
+            while let Some((j, f)) = pending.pop_front() {
+                ok[j] = settle(events_in(&recs[j]), f).await;
             }
             ok
         })

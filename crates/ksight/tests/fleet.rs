@@ -421,11 +421,14 @@ fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
         &conf,
         format!(
             "[[output]]\nname = \"fleet\"\nkind = \"nats\"\nservers = [{url:?}]\n\
-             spool-dir = \"{}\"\nuser = \"ksight\"\npassword = \"s3cr3t-pw\"\n",
+             spool-dir = \"{}\"\nuser = \"ksight\"\npassword = \"s3cr3t-pw\"\n\
+             batch = 4\nevents-per-message = 1\n",
             dir.join("spool").display()
         ),
     )
     .unwrap();
+    // (a message per event, 4 in flight: rounds larger than the window must
+    // not wait on themselves)
     // without them the server says no, and the reader says so
     let e = fleet(
         std::slice::from_ref(&url),
