@@ -211,100 +211,56 @@ pub struct OutputPlan {
     pub target: Target,
 }
 
+use OutputKind::{File as F, Nats as N, Syslog as S, Webhook as W};
+
+/// The keys that only some kinds of output take.
+const KIND_KEYS: &[(&str, &[OutputKind])] = &[
+    ("path", &[F]),
+    ("rotate-size", &[F]),
+    ("rotate-every", &[F]),
+    ("keep", &[F]),
+    ("keep-size", &[F]),
+    ("compress", &[F]),
+    ("fsync", &[F]),
+    ("address", &[S]),
+    ("facility", &[S]),
+    ("app-name", &[S]),
+    ("protocol", &[S]),
+    ("url", &[W]),
+    ("headers", &[W]),
+    ("batch", &[W, N]),
+    ("timeout", &[W, N]),
+    ("retries", &[W]),
+    ("servers", &[N]),
+    ("subject-prefix", &[N]),
+    ("host", &[N]),
+    ("spool-dir", &[N]),
+    ("spool-size", &[N]),
+    ("events-per-message", &[N]),
+    ("user", &[N]),
+    ("password", &[N]),
+    ("token", &[N]),
+    ("nkey", &[N]),
+    ("creds", &[N]),
+    ("tls-ca", &[N]),
+    ("tls-cert", &[N]),
+    ("tls-key", &[N]),
+    ("tls", &[N]),
+];
+
 impl OutputSpec {
     /// Checks the keys against the kind and parses them. The error names the key.
     pub fn plan(&self) -> Result<OutputPlan, String> {
         if self.name.is_empty() || self.name.contains(char::is_whitespace) {
             return Err(format!("output name {:?}: one word, not empty", self.name));
         }
-        let foreign: Vec<&str> = [
-            ("path", self.path.is_some(), &[OutputKind::File][..]),
-            (
-                "rotate-size",
-                self.rotate_size.is_some(),
-                &[OutputKind::File][..],
-            ),
-            (
-                "rotate-every",
-                self.rotate_every.is_some(),
-                &[OutputKind::File][..],
-            ),
-            ("keep", self.keep.is_some(), &[OutputKind::File][..]),
-            (
-                "keep-size",
-                self.keep_size.is_some(),
-                &[OutputKind::File][..],
-            ),
-            ("compress", self.compress.is_some(), &[OutputKind::File][..]),
-            ("fsync", self.fsync.is_some(), &[OutputKind::File][..]),
-            ("address", self.address.is_some(), &[OutputKind::Syslog][..]),
-            (
-                "facility",
-                self.facility.is_some(),
-                &[OutputKind::Syslog][..],
-            ),
-            (
-                "app-name",
-                self.app_name.is_some(),
-                &[OutputKind::Syslog][..],
-            ),
-            (
-                "protocol",
-                self.protocol.is_some(),
-                &[OutputKind::Syslog][..],
-            ),
-            ("url", self.url.is_some(), &[OutputKind::Webhook][..]),
-            (
-                "headers",
-                !self.headers.is_empty(),
-                &[OutputKind::Webhook][..],
-            ),
-            (
-                "batch",
-                self.batch.is_some(),
-                &[OutputKind::Webhook, OutputKind::Nats][..],
-            ),
-            (
-                "timeout",
-                self.timeout.is_some(),
-                &[OutputKind::Webhook, OutputKind::Nats][..],
-            ),
-            (
-                "retries",
-                self.retries.is_some(),
-                &[OutputKind::Webhook][..],
-            ),
-            ("servers", !self.servers.is_empty(), &[OutputKind::Nats][..]),
-            (
-                "subject-prefix",
-                self.subject_prefix.is_some(),
-                &[OutputKind::Nats][..],
-            ),
-            ("host", self.host.is_some(), &[OutputKind::Nats][..]),
-            (
-                "spool-dir",
-                self.spool_dir.is_some(),
-                &[OutputKind::Nats][..],
-            ),
-            (
-                "spool-size",
-                self.spool_size.is_some(),
-                &[OutputKind::Nats][..],
-            ),
-            ("user", self.user.is_some(), &[OutputKind::Nats][..]),
-            ("password", self.password.is_some(), &[OutputKind::Nats][..]),
-            ("token", self.token.is_some(), &[OutputKind::Nats][..]),
-            ("nkey", self.nkey.is_some(), &[OutputKind::Nats][..]),
-            ("creds", self.creds.is_some(), &[OutputKind::Nats][..]),
-            ("tls-ca", self.tls_ca.is_some(), &[OutputKind::Nats][..]),
-            ("tls-cert", self.tls_cert.is_some(), &[OutputKind::Nats][..]),
-            ("tls-key", self.tls_key.is_some(), &[OutputKind::Nats][..]),
-            ("tls", self.tls, &[OutputKind::Nats][..]),
-        ]
-        .into_iter()
-        .filter(|&(_, set, kinds)| set && !kinds.contains(&self.kind))
-        .map(|(k, _, _)| k)
-        .collect();
+        // the keys set (serde skips the unset ones) that another kind owns
+        let set = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let foreign: Vec<&str> = KIND_KEYS
+            .iter()
+            .filter(|(k, kinds)| set.get(k).is_some() && !kinds.contains(&self.kind))
+            .map(|(k, _)| *k)
+            .collect();
         if !foreign.is_empty() {
             return Err(format!(
                 "output {}: {} not for a {} output",
@@ -622,6 +578,25 @@ mod tests {
         let mut y = spec(OutputKind::Syslog);
         y.address = Some("127.0.0.1:514".into());
         assert!(y.plan().unwrap_err().contains("address"));
+        let mut n = spec(OutputKind::Nats);
+        assert!(n.plan().unwrap_err().contains("needs `servers`"));
+        n.servers = vec!["nats://127.0.0.1:4222".into()];
+        n.password = Some("p".into());
+        n.timeout = Some("2s".into());
+        let p = n.plan().unwrap();
+        let Target::Nats(c) = p.target else { panic!() };
+        assert_eq!(
+            (c.timeout, c.events_per_message),
+            (Duration::from_secs(2), 64)
+        );
+        let mut f = spec(OutputKind::File);
+        f.path = Some("/tmp/x".into());
+        f.servers = vec!["nats://x:1".into()];
+        f.tls = true;
+        assert!(f
+            .plan()
+            .unwrap_err()
+            .contains("servers, tls not for a file output"));
     }
 
     #[test]
