@@ -269,6 +269,12 @@ impl Nats {
         evs: impl Iterator<Item = (&'a Event, &'a [u8])>,
     ) -> Vec<Record> {
         let max = self.cfg.events_per_message.max(1);
+        // below the server's max_payload (1 MiB by default), headers aside
+        let server_max = self.client.server_info().max_payload;
+        let max_bytes = match server_max {
+            0 => 256 << 10,
+            m => (256 << 10).min(m.saturating_sub(8 << 10).max(1)),
+        };
         let mut open: Vec<(String, Vec<u8>, usize)> = Vec::new();
         let mut out = Vec::new();
         for (ev, json_line) in evs {
@@ -294,7 +300,7 @@ impl Nats {
                 m.1.push(b'}');
             }
             m.2 += 1;
-            if m.2 >= max || m.1.len() >= 256 << 10 {
+            if m.2 >= max || m.1.len() >= max_bytes {
                 let (subject, payload, _) = open.swap_remove(at);
                 out.push(self.record(subject, payload));
             }
@@ -318,33 +324,43 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Publishes `recs` with at most `in_flight` waiting for their
+    /// Publishes `recs` in order with at most `in_flight` waiting for their
     /// acknowledgement (the oldest is awaited before one more is sent, so a
-    /// round of any size cannot wait on itself): for each, acknowledged or not.
-    fn publish(&self, recs: &[Record]) -> Vec<bool> {
+    /// round of any size cannot wait on itself), each given `timeout` from
+    /// when it was sent. At the first one not acknowledged nothing more is
+    /// sent: what was acknowledged is an unbroken prefix of `recs` (later
+    /// events never overtake earlier ones), and an outage costs one timeout,
+    /// not one per message. How many were acknowledged.
+    fn publish(&self, recs: &[Record]) -> usize {
         let js = &self.js;
         let stats = &self.stats;
         let window = self.cfg.in_flight.max(1);
+        let timeout = self.cfg.timeout;
         self.rt.block_on(async {
-            let settle = |n: u64, f: Option<PublishAckFuture>| async move {
+            let settle = |n: u64, sent: tokio::time::Instant, f: Option<PublishAckFuture>| async move {
                 let Some(f) = f else { return false };
-                match f.await {
-                    Ok(ack) => {
+                match tokio::time::timeout_at(sent + timeout, std::future::IntoFuture::into_future(f)).await {
+                    Ok(Ok(ack)) => {
                         if ack.duplicate {
                             stats.duplicates.fetch_add(n, Ordering::Relaxed);
                         }
                         stats.acked.fetch_add(n, Ordering::Relaxed);
                         true
                     }
-                    Err(_) => false,
+                    _ => false,
                 }
             };
-            let mut ok = vec![false; recs.len()];
+            let mut acked = 0;
+            let mut failed = false;
             let mut pending = std::collections::VecDeque::with_capacity(window);
-            for (i, r) in recs.iter().enumerate() {
+            for r in recs {
                 if pending.len() >= window {
-                    let (j, f) = pending.pop_front().expect("a pending publish");
-                    ok[j] = settle(events_in(&recs[j]), f).await;
+                    let (n, sent, f) = pending.pop_front().expect("a pending publish");
+                    if !settle(n, sent, f).await {
+                        failed = true;
+                        break;
+                    }
+                    acked += 1;
                 }
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(EVENTS_HEADER, events_in(r).to_string().as_str());
@@ -352,12 +368,20 @@ impl Nats {
                     .payload(r.payload.clone())
                     .headers(headers)
                     .message_id(&r.id);
-                pending.push_back((i, js.send_publish(r.subject.clone(), p).await.ok()));
+                let sent = tokio::time::Instant::now();
+                let f = js.send_publish(r.subject.clone(), p).await.ok();
+                pending.push_back((events_in(r), sent, f));
             }
-            while let Some((j, f)) = pending.pop_front() {
-                ok[j] = settle(events_in(&recs[j]), f).await;
+            // what is in flight: counted only up to the first failure (a later
+            // one acknowledged is stored, and its replay is a duplicate)
+            while let Some((n, sent, f)) = pending.pop_front() {
+                if settle(n, sent, f).await && !failed {
+                    acked += 1;
+                } else {
+                    failed = true;
+                }
             }
-            ok
+            acked
         })
     }
 
@@ -376,26 +400,20 @@ impl Nats {
         let behind_now = behind();
         let mut err = None;
         let rest: Vec<Record> = if self.spool.is_empty() && self.connected() && !behind_now {
-            let ok = self.publish(&recs);
-            if ok.iter().all(|&a| a) {
+            let done = self.publish(&recs);
+            if done == recs.len() {
                 return (total as usize, None);
             }
-            recs.into_iter()
-                .zip(ok)
-                .filter(|(_, a)| !a)
-                .map(|(r, _)| r)
-                .collect()
+            recs.into_iter().skip(done).collect()
         } else {
             recs
         };
         let total_rest: u64 = rest.iter().map(events_in).sum();
-        let kept: u64 = match self.spool.append(&rest) {
-            Ok(n) => rest[..n].iter().map(events_in).sum(),
-            Err(e) => {
-                err = Some(format!("spool {}: {e}", self.cfg.spool_dir.display()));
-                0
-            }
-        };
+        let (n, failed) = self.spool.append(&rest);
+        let kept: u64 = rest[..n].iter().map(events_in).sum();
+        if let Some(e) = failed {
+            err = Some(format!("spool: {e}"));
+        }
         self.stats.spilled.fetch_add(kept, Ordering::Relaxed);
         self.sync_spool(false);
         if kept < total_rest && err.is_none() {
@@ -443,16 +461,15 @@ impl Nats {
         }
         let start = Instant::now();
         while !self.spool.is_empty() && start.elapsed() < budget && !behind() {
-            // short rounds: the queue is looked at between them
-            let recs = match self.spool.peek(self.batch().min(16)) {
+            // rounds of 64 messages: the queue is looked at between them
+            let recs = match self.spool.peek(self.batch().min(64)) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("ksight: output nats: reading the spool: {e}");
                     break;
                 }
             };
-            let ok = self.publish(&recs);
-            let done = ok.iter().take_while(|&&a| a).count();
+            let done = self.publish(&recs);
             if let Err(e) = self.spool.consume(&recs[..done]) {
                 eprintln!("ksight: output nats: the spool's cursor: {e}");
                 break;
@@ -487,7 +504,6 @@ impl Nats {
         self.sync_spool(true);
         self.last_replay = None;
         self.replay(limit, &|| false);
-        let _ = self.rt.block_on(self.client.flush());
         if !self.spool.is_empty() {
             eprintln!(
                 "ksight: output nats: {} events stay in the spool {} (replayed at the next start)",

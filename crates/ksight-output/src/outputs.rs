@@ -99,8 +99,19 @@ impl Outputs {
             .iter()
             .filter(|o| !plans.iter().any(|p| p.name == o.name))
             .count();
+        // a changed nats output ends before its successor starts: its spool
+        // directory has one writer at a time (the successor replays it)
+        let (nats_changed, keep): (Vec<Running>, Vec<Running>) =
+            std::mem::take(&mut self.outs).into_iter().partition(|o| {
+                matches!(o.plan.target, Target::Nats(_))
+                    && plans.iter().any(|p| p.name == o.name && *p != o.plan)
+            });
+        self.outs = keep;
+        for mut o in nats_changed {
+            o.end(Duration::from_secs(2));
+        }
         // start the new ones first (no event reaches them until they are
-        // in): one that cannot start leaves everything as it was
+        // in): one that cannot start leaves everything else as it was
         for plan in plans
             .iter()
             .filter(|p| !self.outs.iter().any(|o| o.plan == **p))

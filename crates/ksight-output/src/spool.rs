@@ -102,6 +102,12 @@ pub struct Spool {
     tail: Option<File>,
     /// Appended since the last fsync.
     unsynced: bool,
+    /// Segments roll past this size: 16 MiB, or a quarter of a small spool.
+    segment_size: u64,
+    /// The cursor file's segment at open: new segments are numbered from it.
+    base: u64,
+    /// Held (flock) while the spool is open: one writer per directory.
+    _lock: File,
 }
 
 impl Spool {
@@ -124,6 +130,24 @@ impl Spool {
                 (first, cursor) = (seg, off);
             }
         }
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| at(&lock_path, e))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{}: in use by another output or ksight process (spool-dir must be its own)",
+                    dir.display()
+                ),
+            ));
+        }
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -133,6 +157,9 @@ impl Spool {
             events: 0,
             tail: None,
             unsynced: false,
+            segment_size: SEGMENT.min((max_bytes / 4).max(64 << 10)),
+            base: first,
+            _lock: lock,
         };
         for n in nums {
             let path = spool.segment(n);
@@ -158,6 +185,11 @@ impl Spool {
         }
         if spool.segments.front().is_some_and(|s| s.0 == first) {
             spool.cursor = cursor.min(spool.segments[0].1);
+        }
+        if (spool.segments.front().map_or(first, |s| s.0), spool.cursor) != (first, cursor) {
+            // the cursor file said more than the log holds (a crash cut it):
+            // it says what is true before anything is appended after it
+            spool.save_cursor()?;
         }
         Ok(spool)
     }
@@ -186,11 +218,14 @@ impl Spool {
         self.segments.iter().map(|s| s.1).sum()
     }
 
-    /// Appends records in order (written, not yet fsync'd: [`Spool::sync`]);
-    /// how many fitted under the size limit (the rest are not kept).
-    pub fn append(&mut self, recs: &[Record]) -> io::Result<usize> {
-        let mut room = self.max_bytes.saturating_sub(self.bytes());
-        let mut buf = Vec::new();
+    /// Appends records in order (written, not yet fsync'd: [`Spool::sync`]):
+    /// how many are kept (those that fit under the size limit and were
+    /// written), and the error that stopped it, if one did. A write that
+    /// fails leaves the log as it was before it.
+    pub fn append(&mut self, recs: &[Record]) -> (usize, Option<io::Error>) {
+        // what waits, not what was delivered and not yet removed
+        let mut room = self.max_bytes.saturating_sub(self.bytes() - self.cursor);
+        let (mut buf, mut chunk) = (Vec::new(), (0usize, 0u64));
         let mut kept = 0;
         for r in recs {
             let n = r.encoded_len() as u64;
@@ -200,40 +235,33 @@ impl Spool {
             if self
                 .segments
                 .back()
-                .is_none_or(|s| s.1 + buf.len() as u64 >= SEGMENT)
+                .is_none_or(|s| s.1 + buf.len() as u64 >= self.segment_size)
             {
-                self.write_tail(&buf)?;
-                buf.clear();
-                self.roll()?;
+                if let Err(e) = self.commit(&buf, chunk).and_then(|()| self.roll()) {
+                    return (kept, Some(e));
+                }
+                kept += chunk.0;
+                (buf, chunk) = (Vec::new(), (0, 0));
             }
             r.encode(&mut buf);
             room -= n;
-            kept += 1;
-            self.events += r.events();
+            chunk = (chunk.0 + 1, chunk.1 + r.events());
         }
-        self.write_tail(&buf)?;
-        self.records += kept as u64;
-        self.unsynced = true;
-        Ok(kept)
+        if let Err(e) = self.commit(&buf, chunk) {
+            return (kept, Some(e));
+        }
+        (kept + chunk.0, None)
     }
 
-    /// Flushes what was appended to the disk (fsync), if anything was.
-    pub fn sync(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.unsynced) {
-            if let Some(f) = &self.tail {
-                f.sync_data()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write_tail(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Writes `buf` (`records` records holding `events` events) at the end
+    /// of the last segment, or nothing: a failed write is cut off again.
+    fn commit(&mut self, buf: &[u8], (records, events): (usize, u64)) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
-        let n = self.segments.back().expect("a segment to write").0;
+        let (n, size) = *self.segments.back().expect("a segment to write");
+        let path = self.segment(n);
         if self.tail.is_none() {
-            let path = self.segment(n);
             self.tail = Some(
                 OpenOptions::new()
                     .append(true)
@@ -241,8 +269,27 @@ impl Spool {
                     .map_err(|e| at(&path, e))?,
             );
         }
-        self.tail.as_mut().expect("opened").write_all(buf)?;
+        let f = self.tail.as_mut().expect("opened");
+        if let Err(e) = f.write_all(buf) {
+            let _ = f.set_len(size);
+            self.tail = None;
+            return Err(at(&path, e));
+        }
         self.segments.back_mut().expect("a segment").1 += buf.len() as u64;
+        self.records += records as u64;
+        self.events += events;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Flushes what was appended to the disk (fsync), if anything was.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            if let Some(f) = &self.tail {
+                f.sync_data()?;
+            }
+            self.unsynced = false;
+        }
         Ok(())
     }
 
@@ -250,7 +297,9 @@ impl Spool {
         if let Some(f) = self.tail.take() {
             f.sync_data()?;
         }
-        let n = self.segments.back().map_or(0, |s| s.0 + 1);
+        // numbered on from the last, or from the cursor's (an emptied spool
+        // dir with its cursor left: a lower number would be taken as delivered)
+        let n = self.segments.back().map_or(self.base, |s| s.0 + 1);
         let path = self.segment(n);
         File::create(&path).map_err(|e| at(&path, e))?;
         File::open(&self.dir)?.sync_all()?;
@@ -304,6 +353,8 @@ impl Spool {
     /// gave them): the cursor passes them (written atomically), finished
     /// segments are removed.
     pub fn consume(&mut self, done: &[Record]) -> io::Result<()> {
+        // the records the cursor passes are on the disk before it is
+        self.sync()?;
         for r in done {
             self.drop_finished()?;
             self.cursor += r.encoded_len() as u64;
@@ -367,7 +418,7 @@ mod tests {
                 Record::new(r.subject, r.id, vec![i as u8; 1 << 20])
             })
             .collect();
-        assert_eq!(s.append(&big).unwrap(), 40);
+        assert_eq!(s.append(&big).0, 40);
         assert!(s.segments.len() >= 3, "{:?}", s.segments);
         assert!(s.peek(5).unwrap() == big[..5]);
         let first = s.peek(18).unwrap();
@@ -391,7 +442,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut s = Spool::open(d.path(), 1 << 20).unwrap();
         let recs: Vec<Record> = (0..100).map(rec).collect();
-        assert_eq!(s.append(&recs).unwrap(), 100);
+        assert_eq!(s.append(&recs).0, 100);
         let seg = s.segment(s.segments[0].0);
         drop(s);
         // a crash in the middle of the next append
@@ -402,7 +453,28 @@ mod tests {
         assert_eq!(s.peek(1000).unwrap(), recs);
         // full: what does not fit is refused, not kept
         let huge = Record::new("s".into(), "i".into(), vec![0; 1 << 20]);
-        assert_eq!(s.append(&[rec(100), huge, rec(101)]).unwrap(), 1);
+        assert_eq!(s.append(&[rec(100), huge, rec(101)]).0, 1);
         assert_eq!(s.len(), 101);
+    }
+
+    #[test]
+    fn one_writer_per_directory_and_a_small_spool_does_not_fill_for_good() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(d.path(), 1 << 20).unwrap();
+        let e = Spool::open(d.path(), 1 << 20).err().unwrap();
+        assert!(e.to_string().contains("in use"), "{e}");
+        // 20 MiB through a 1 MiB spool, in and out
+        let big: Vec<Record> = (0..8)
+            .map(|i| Record::new("s".into(), format!("{i}"), vec![b'x'; 100 << 10]))
+            .collect();
+        for round in 0..25 {
+            let (n, err) = s.append(&big);
+            assert!(err.is_none() && n >= 8, "round {round}: {n} kept");
+            let p = s.peek(100).unwrap();
+            assert_eq!(p.len(), n);
+            s.consume(&p).unwrap();
+            assert!(s.is_empty());
+        }
+        assert!(s.bytes() <= 1 << 20, "{} bytes on disk", s.bytes());
     }
 }

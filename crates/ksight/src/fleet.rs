@@ -142,7 +142,15 @@ fn connection(args: &FleetArgs) -> Result<(Vec<String>, NatsAuth)> {
     });
     let mut found = None;
     if let Some(path) = &path {
-        let file = crate::config::ConfigFile::load(path).map_err(anyhow::Error::msg)?;
+        let file = match crate::config::ConfigFile::load(path) {
+            Ok(f) => f,
+            // the default file (root's, it may hold passwords) is not needed
+            // to reach a server named on the command line
+            Err(_) if args.config.is_none() && !args.servers.is_empty() => {
+                crate::config::ConfigFile::parse(path, String::new()).map_err(anyhow::Error::msg)?
+            }
+            Err(e) => bail!("{e}"),
+        };
         found = file.outputs.iter().find_map(|o| match &o.target {
             Target::Nats(n) if args.output.as_ref().is_none_or(|w| *w == o.name) => {
                 Some((n.servers.clone(), n.auth.clone()))
@@ -193,7 +201,7 @@ impl TailFilter {
                 })
             })
             .transpose()?;
-        let glob = |h: &str| h.contains(['*', '?', '[']);
+        let glob = |h: &str| h.contains(['*', '?']);
         let host_tok = match &host {
             Some(h) if !glob(h) => subject_token(h),
             _ => "*".into(),
@@ -255,6 +263,8 @@ async fn tail(
         })
         .await
         .context("creating the ordered consumer")?;
+    // the messages there are now: a bounded read ends after them
+    let waiting = c.cached_info().num_pending;
     let mut msgs = c.messages().await?;
     let mut out = std::io::stdout().lock();
     if format == FleetFormat::Table {
@@ -267,9 +277,15 @@ async fn tail(
     }
     loop {
         let next = if no_follow {
-            match tokio::time::timeout(Duration::from_secs(2), msgs.next()).await {
+            if waiting == 0 {
+                break;
+            }
+            // a leader election or a consumer reset may pause it: not the end
+            match tokio::time::timeout(Duration::from_secs(30), msgs.next()).await {
                 Ok(m) => m,
-                Err(_) => break, // nothing more came: the end
+                Err(_) => {
+                    bail!("the stream sent nothing for 30 s before its end (sequence {last})")
+                }
             }
         } else {
             msgs.next().await
@@ -427,8 +443,9 @@ async fn stats(
         h.0.messages += count as u64;
         h.1.push(subject.clone());
     }
-    let last_seq = s.get_info().await?.state.last_sequence;
-    if last_seq > 0 {
+    let state = s.get_info().await?.state;
+    let last_seq = state.last_sequence;
+    if state.messages > 0 {
         let c = s
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: format!("{prefix}.>"),
@@ -438,8 +455,17 @@ async fn stats(
             })
             .await
             .context("creating the ordered consumer")?;
+        let waiting = c.cached_info().num_pending;
         let mut msgs = c.messages().await?;
-        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
+        while waiting > 0 {
+            // a leader election or a consumer reset may pause it: not the end
+            let m = match tokio::time::timeout(Duration::from_secs(30), msgs.next()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => {
+                    bail!("the stream sent nothing for 30 s before its end (sequence {last_seq})")
+                }
+            };
             let m = m.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
             let n: u64 = m
                 .headers

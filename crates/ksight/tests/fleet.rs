@@ -405,6 +405,29 @@ fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
     let (acks, dups) = acked(&line);
     assert!(acks >= 700 && dups == acks, "{line}");
     assert_eq!(execs_stored(&servers, "c"), Some(1000), "{line}");
+
+    // stopped while the server is away: it ends at once, its events kept
+    server.kill(0);
+    let k = agent(&dir, "c", &servers);
+    storm(exe, 20, Duration::ZERO).join().unwrap();
+    thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let r = k.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "{:?} to stop",
+        t.elapsed()
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    // the 20 execs (and the exe_hash of the program's first one)
+    let line = summary_line(&r.stderr);
+    let spooled: u64 = line
+        .split(" in the spool")
+        .next()
+        .and_then(|b| b.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(spooled >= 20, "{line}");
 }
 
 #[test]
