@@ -457,7 +457,9 @@ async fn stats(
             .context("creating the ordered consumer")?;
         let waiting = c.cached_info().num_pending;
         let mut msgs = c.messages().await?;
-        while waiting > 0 {
+        let mut seen = 0;
+        while seen < waiting {
+            seen += 1;
             // a leader election or a consumer reset may pause it: not the end
             let m = match tokio::time::timeout(Duration::from_secs(30), msgs.next()).await {
                 Ok(Some(m)) => m,
