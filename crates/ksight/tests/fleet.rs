@@ -179,7 +179,7 @@ fn wait_for(servers: &[String], host: &str, n: u64, limit: Duration) -> u64 {
 }
 
 /// A ksight whose only output is the fleet stream, as host `host`, seeing
-/// only the execs of a program named `storm-<host>`.
+/// only the execs of the program [`storm_name`] names.
 fn agent(dir: &Path, host: &str, servers: &[String]) -> Ksight {
     let conf = dir.join(format!("{host}.toml"));
     let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
@@ -193,7 +193,7 @@ fn agent(dir: &Path, host: &str, servers: &[String]) -> Ksight {
         ),
     )
     .unwrap();
-    let comm = format!("storm-{host}");
+    let comm = storm_name(host);
     Ksight::start(&[
         "--config",
         conf.to_str().unwrap(),
@@ -207,6 +207,13 @@ fn agent(dir: &Path, host: &str, servers: &[String]) -> Ksight {
         "-o",
         "/dev/null",
     ])
+}
+
+/// The storm program of a host: unique to this test process (another run of
+/// these tests on the machine must not feed this one's agents), a comm of at
+/// most 15 characters.
+fn storm_name(host: &str) -> String {
+    format!("st{host}{}", std::process::id())
 }
 
 /// Runs `exe` `n` times, one after the other, `pace` apart.
@@ -236,7 +243,7 @@ fn a_three_node_cluster_loses_nothing_through_a_leader_kill_and_a_full_outage() 
     let exes: Vec<PathBuf> = ["a", "b"]
         .iter()
         .map(|h| {
-            let p = dir.join(format!("storm-{h}"));
+            let p = dir.join(storm_name(h));
             install_exe(Path::new("/bin/true"), &p, "0755");
             p
         })
@@ -333,7 +340,7 @@ fn a_spool_left_by_a_sigkill_during_an_outage_is_replayed_once() {
     let mut server = Cluster::new(&dir, 1);
     let servers = server.urls();
     init(&servers, "1");
-    let exe = dir.join("storm-c");
+    let exe = dir.join(storm_name("c"));
     install_exe(Path::new("/bin/true"), &exe, "0755");
     let k = agent(&dir, "c", &servers);
     storm(exe.clone(), 300, Duration::from_millis(1))
@@ -469,7 +476,7 @@ fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
         assert!(Instant::now() < deadline, "fleet init: {e}");
         thread::sleep(Duration::from_millis(300));
     }
-    let exe = dir.join("storm-d");
+    let exe = dir.join(storm_name("d"));
     install_exe(Path::new("/bin/true"), &exe, "0755");
     let k = Ksight::start(&[
         "--config",
@@ -480,7 +487,7 @@ fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
         "exec",
         "--no-rules",
         "--comm",
-        "storm-d",
+        &storm_name("d"),
         "-o",
         "/dev/null",
     ]);
