@@ -340,13 +340,7 @@ impl OutputSpec {
                     url,
                     headers: self.headers.clone().into_iter().collect(),
                     batch: self.batch.unwrap_or(500).clamp(1, 100_000),
-                    timeout: self
-                        .timeout
-                        .as_deref()
-                        .map(|s| parse_duration(s, Duration::from_millis(100)))
-                        .transpose()
-                        .map_err(|e| ctx(format!("timeout: {e}")))?
-                        .unwrap_or(Duration::from_secs(10)),
+                    timeout: self.timeout(&ctx, Duration::from_secs(10))?,
                     retries: self.retries.unwrap_or(5).min(100),
                 })
             }
@@ -408,6 +402,21 @@ impl OutputSpec {
 }
 
 impl OutputSpec {
+    /// `timeout` (at least 100 ms), or `default`.
+    fn timeout(
+        &self,
+        ctx: &dyn Fn(String) -> String,
+        default: Duration,
+    ) -> Result<Duration, String> {
+        Ok(self
+            .timeout
+            .as_deref()
+            .map(|s| parse_duration(s, Duration::from_millis(100)))
+            .transpose()
+            .map_err(|e| ctx(format!("timeout: {e}")))?
+            .unwrap_or(default))
+    }
+
     fn nats(&self, ctx: &dyn Fn(String) -> String) -> Result<NatsConfig, String> {
         if self.servers.is_empty() {
             return Err(ctx(
@@ -446,13 +455,7 @@ impl OutputSpec {
                 Some(v) => parse_bytes(v).map_err(|e| ctx(format!("spool-size: {e}")))?,
                 None => 1 << 30,
             },
-            timeout: self
-                .timeout
-                .as_deref()
-                .map(|s| parse_duration(s, Duration::from_millis(100)))
-                .transpose()
-                .map_err(|e| ctx(format!("timeout: {e}")))?
-                .unwrap_or(Duration::from_secs(5)),
+            timeout: self.timeout(&ctx, Duration::from_secs(5))?,
             in_flight: self.batch.unwrap_or(1024).clamp(1, 65_536),
             events_per_message: self.events_per_message.unwrap_or(64).clamp(1, 10_000),
             auth: NatsAuth {
