@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::ConnectOptions;
 use serde::{Deserialize, Serialize};
@@ -330,34 +330,42 @@ impl Nats {
     /// when it was sent. At the first one not acknowledged nothing more is
     /// sent: what was acknowledged is an unbroken prefix of `recs` (later
     /// events never overtake earlier ones), and an outage costs one timeout,
-    /// not one per message. How many were acknowledged.
-    fn publish(&self, recs: &[Record]) -> usize {
+    /// not one per message. How many were acknowledged, and why the next
+    /// one was not.
+    fn publish(&self, recs: &[Record]) -> (usize, Option<String>) {
         let js = &self.js;
         let stats = &self.stats;
         let window = self.cfg.in_flight.max(1);
         let timeout = self.cfg.timeout;
         self.rt.block_on(async {
-            let settle = |n: u64, sent: tokio::time::Instant, f: Option<PublishAckFuture>| async move {
-                let Some(f) = f else { return false };
-                match tokio::time::timeout_at(sent + timeout, std::future::IntoFuture::into_future(f)).await {
-                    Ok(Ok(ack)) => {
-                        if ack.duplicate {
-                            stats.duplicates.fetch_add(n, Ordering::Relaxed);
-                        }
-                        stats.acked.fetch_add(n, Ordering::Relaxed);
-                        true
-                    }
-                    _ => false,
+            type Sent = Result<PublishAckFuture, PublishError>;
+            let settle = |n: u64, sent: tokio::time::Instant, f: Sent| async move {
+                let ack = tokio::time::timeout_at(
+                    sent + timeout,
+                    std::future::IntoFuture::into_future(f?),
+                )
+                .await
+                .map_err(|_| PublishError::new(PublishErrorKind::TimedOut))??;
+                if ack.duplicate {
+                    stats.duplicates.fetch_add(n, Ordering::Relaxed);
                 }
+                stats.acked.fetch_add(n, Ordering::Relaxed);
+                Ok::<(), PublishError>(())
             };
             let mut acked = 0;
-            let mut failed = false;
+            let mut failed: Option<String> = None;
+            let why = |e: PublishError| match e.kind() {
+                PublishErrorKind::StreamNotFound => {
+                    "no stream takes these subjects (`ksight fleet init` makes it)".to_string()
+                }
+                _ => e.to_string(),
+            };
             let mut pending = std::collections::VecDeque::with_capacity(window);
             for r in recs {
                 if pending.len() >= window {
                     let (n, sent, f) = pending.pop_front().expect("a pending publish");
-                    if !settle(n, sent, f).await {
-                        failed = true;
+                    if let Err(e) = settle(n, sent, f).await {
+                        failed = Some(why(e));
                         break;
                     }
                     acked += 1;
@@ -369,19 +377,21 @@ impl Nats {
                     .headers(headers)
                     .message_id(&r.id);
                 let sent = tokio::time::Instant::now();
-                let f = js.send_publish(r.subject.clone(), p).await.ok();
+                let f = js.send_publish(r.subject.clone(), p).await;
                 pending.push_back((events_in(r), sent, f));
             }
             // what is in flight: counted only up to the first failure (a later
             // one acknowledged is stored, and its replay is a duplicate)
             while let Some((n, sent, f)) = pending.pop_front() {
-                if settle(n, sent, f).await && !failed {
-                    acked += 1;
-                } else {
-                    failed = true;
+                match settle(n, sent, f).await {
+                    Ok(()) if failed.is_none() => acked += 1,
+                    Ok(()) => {}
+                    Err(e) => {
+                        failed.get_or_insert_with(|| why(e));
+                    }
                 }
             }
-            acked
+            (acked, failed)
         })
     }
 
@@ -398,12 +408,14 @@ impl Nats {
     ) -> (usize, Option<String>) {
         let total: u64 = recs.iter().map(events_in).sum();
         let behind_now = behind();
+        let mut refused = None;
         let mut err = None;
         let rest: Vec<Record> = if self.spool.is_empty() && self.connected() && !behind_now {
-            let done = self.publish(&recs);
+            let (done, why) = self.publish(&recs);
             if done == recs.len() {
                 return (total as usize, None);
             }
+            refused = why;
             recs.into_iter().skip(done).collect()
         } else {
             recs
@@ -426,15 +438,18 @@ impl Nats {
         }
         if kept > 0 && !self.spooling_said {
             self.spooling_said = true;
+            let why = if !self.connected() {
+                "the server does not acknowledge (not connected)".to_string()
+            } else if behind_now {
+                "events come faster than the stream acknowledges them".to_string()
+            } else {
+                format!(
+                    "the stream does not acknowledge ({})",
+                    refused.as_deref().unwrap_or("no answer in time")
+                )
+            };
             eprintln!(
-                "ksight: output nats: {}: spooling to {}",
-                if !self.connected() {
-                    "the server does not acknowledge (not connected)"
-                } else if behind_now {
-                    "events come faster than the stream acknowledges them"
-                } else {
-                    "the server does not acknowledge (no answer in time)"
-                },
+                "ksight: output nats: {why}: spooling to {}",
                 self.cfg.spool_dir.display()
             );
         }
@@ -469,7 +484,7 @@ impl Nats {
                     break;
                 }
             };
-            let done = self.publish(&recs);
+            let (done, _) = self.publish(&recs);
             if let Err(e) = self.spool.consume(&recs[..done]) {
                 eprintln!("ksight: output nats: the spool's cursor: {e}");
                 break;

@@ -517,3 +517,27 @@ fn credentials_come_from_the_config_file_for_the_output_and_the_readers() {
         "{text}"
     );
 }
+
+#[test]
+fn a_stream_nobody_made_is_named_and_its_events_wait_in_the_spool() {
+    let dir = temp_dir("fleetnostream");
+    let server = Cluster::new(&dir, 1);
+    let servers = server.urls();
+    let exe = dir.join(storm_name("e"));
+    install_exe(Path::new("/bin/true"), &exe, "0755");
+    let k = agent(&dir, "e", &servers);
+    storm(exe, 5, Duration::ZERO).join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !k.stderr_so_far().contains("spooling to") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let r = k.stop();
+    assert!(
+        r.stderr
+            .contains("no stream takes these subjects (`ksight fleet init` makes it)"),
+        "{}",
+        r.stderr
+    );
+    let line = summary_line(&r.stderr);
+    assert!(!line.contains(", 0 in the spool"), "{line}");
+}
