@@ -248,12 +248,19 @@ async fn tail(
         .await
         .with_context(|| format!("stream {name} (ksight fleet init makes it)"))?;
     let last = s.info().await?.state.last_sequence;
+    let since = since.map(start_time).transpose()?;
     let deliver_policy = match since {
-        Some(v) => consumer::DeliverPolicy::ByStartTime {
-            start_time: start_time(v)?,
-        },
+        Some(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
         None if no_follow => consumer::DeliverPolicy::All,
         None => consumer::DeliverPolicy::New,
+    };
+    // the client recreates an ordered consumer that was reset before its
+    // first message from the stream's start: what the policy excludes is
+    // skipped here too
+    let excluded = |info: &jetstream::message::Info| match since {
+        Some(t) => info.published < t,
+        None if no_follow => false,
+        None => info.stream_sequence <= last,
     };
     let c = s
         .create_consumer(consumer::pull::OrderedConfig {
@@ -294,8 +301,9 @@ async fn tail(
         let m = m.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
         let pending = m.info().map(|i| i.pending).unwrap_or(1);
+        let skip = m.info().is_ok_and(|i| excluded(&i));
         // a message holds one event per line
-        for line in m.payload.split(|&b| b == b'\n') {
+        for line in m.payload.split(|&b| b == b'\n').filter(|_| !skip) {
             if let Ok(ev) = serde_json::from_slice::<Value>(line) {
                 if f.keep(&ev) {
                     write_event(&mut out, &ev, format, line)?;
