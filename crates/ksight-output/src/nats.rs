@@ -21,37 +21,28 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::ConnectOptions;
-use serde::{Deserialize, Serialize};
 
 use ksight_core::event::{Detail, Event};
 
 use crate::spool::{Record, Spool};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// Credentials and TLS, from an `[[output]]` table's keys of the same names
+/// (docs/config.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NatsAuth {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// An nkey seed (`SU...`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nkey: Option<String>,
     /// A `.creds` file (JWT and nkey seed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creds: Option<PathBuf>,
     /// CA certificates (PEM) that sign the servers'.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
     /// A client certificate and its key (PEM), for servers that verify clients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// TLS even where the server does not ask for it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
 }
 
@@ -158,11 +149,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// What an event's subject ends with: its kind, and an alert's severity.
+type SubjectTail = (&'static str, Option<&'static str>);
+
+fn subject_tail(ev: &Event) -> SubjectTail {
+    match &ev.detail {
+        Detail::Alert(a) => ("alert", Some(a.alert.severity.name())),
+        d => (d.kind().name(), None),
+    }
+}
+
 /// The subject of an event.
 pub fn subject(prefix: &str, host: &str, ev: &Event) -> String {
-    match &ev.detail {
-        Detail::Alert(a) => format!("{prefix}.{host}.alert.{}", a.alert.severity.name()),
-        d => format!("{prefix}.{host}.{}", d.kind().name()),
+    match subject_tail(ev) {
+        (kind, Some(sev)) => format!("{prefix}.{host}.{kind}.{sev}"),
+        (kind, None) => format!("{prefix}.{host}.{kind}"),
     }
 }
 
@@ -275,37 +276,41 @@ impl Nats {
             0 => 256 << 10,
             m => (256 << 10).min(m.saturating_sub(8 << 10).max(1)),
         };
-        let mut open: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        // messages being filled, by subject: the subject's text is made once
+        // per message, not per event
+        let mut open: Vec<(SubjectTail, &Event, Vec<u8>, usize)> = Vec::new();
         let mut out = Vec::new();
         for (ev, json_line) in evs {
-            let subject = subject(&self.cfg.prefix, &self.token, ev);
-            let at = match open.iter().position(|m| m.0 == subject) {
+            let tail = subject_tail(ev);
+            let at = match open.iter().position(|m| m.0 == tail) {
                 Some(i) => i,
                 None => {
-                    open.push((subject, Vec::with_capacity(1024), 0));
+                    open.push((tail, ev, Vec::with_capacity(1024), 0));
                     open.len() - 1
                 }
             };
-            let m = &mut open[at];
-            if m.2 > 0 {
-                m.1.push(b'\n');
+            let (_, _, payload, n) = &mut open[at];
+            if *n > 0 {
+                payload.push(b'\n');
             }
             let line = json_line.strip_suffix(b"\n").unwrap_or(json_line);
-            m.1.extend_from_slice(b"{\"host\":");
-            m.1.extend_from_slice(&self.host_json);
+            payload.extend_from_slice(b"{\"host\":");
+            payload.extend_from_slice(&self.host_json);
             if line.len() > 2 {
-                m.1.push(b',');
-                m.1.extend_from_slice(&line[1..]);
+                payload.push(b',');
+                payload.extend_from_slice(&line[1..]);
             } else {
-                m.1.push(b'}');
+                payload.push(b'}');
             }
-            m.2 += 1;
-            if m.2 >= max || m.1.len() >= max_bytes {
-                let (subject, payload, _) = open.swap_remove(at);
+            *n += 1;
+            if *n >= max || payload.len() >= max_bytes {
+                let (_, first, payload, _) = open.swap_remove(at);
+                let subject = subject(&self.cfg.prefix, &self.token, first);
                 out.push(self.record(subject, payload));
             }
         }
-        for (subject, payload, _) in open {
+        for (_, first, payload, _) in open {
+            let subject = subject(&self.cfg.prefix, &self.token, first);
             out.push(self.record(subject, payload));
         }
         out
@@ -545,5 +550,18 @@ fn instance_id() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         format!("{:016x}", t ^ (std::process::id() as u64) << 48)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_of_events_and_hosts() {
+        let ev = ksight_core::sink::exit_event(0);
+        assert_eq!(subject("ksight", "web-1", &ev), "ksight.web-1.exit");
+        assert_eq!(subject_token("a.b c*>"), "a_b_c__");
+        assert_eq!(subject_token(""), "_");
     }
 }
