@@ -354,36 +354,41 @@ fn work(s: &Shared, cfg: HashConfig, proc_root: &std::path::Path) {
     }
 }
 
-/// Reading pace: at most `rate` bytes per second, averaged over a second.
+/// Reading pace: at most `rate` bytes per second, a token bucket whose burst
+/// is an eighth of a second: an idle worker earns no more credit than that, so
+/// a file read after a pause is paced from its first bytes.
 struct Budget {
     rate: u64,
-    since: Instant,
-    spent: u64,
+    last: Instant,
+    /// Bytes that may be read now without waiting (negative: owed).
+    tokens: f64,
 }
 
 impl Budget {
     fn new(rate: u64) -> Self {
+        let rate = rate.max(1 << 20);
         Budget {
-            rate: rate.max(1 << 20),
-            since: Instant::now(),
-            spent: 0,
+            rate,
+            last: Instant::now(),
+            tokens: rate as f64 / 8.0,
         }
     }
 
+    fn burst(&self) -> f64 {
+        self.rate as f64 / 8.0
+    }
+
     fn spend(&mut self, n: u64, stop: &AtomicBool) {
-        self.spent += n;
-        let due = Duration::from_secs_f64(self.spent as f64 / self.rate as f64);
-        let elapsed = self.since.elapsed();
-        if due > elapsed {
+        let now = Instant::now();
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate as f64;
+        self.last = now;
+        self.tokens = (self.tokens + earned).min(self.burst()) - n as f64;
+        if self.tokens < 0.0 {
             // in slices: a stop is not kept waiting
-            let until = Instant::now() + (due - elapsed);
+            let until = now + Duration::from_secs_f64(-self.tokens / self.rate as f64);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                 std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
             }
-        }
-        if elapsed > Duration::from_secs(1) {
-            self.since = Instant::now();
-            self.spent = 0;
         }
     }
 }
@@ -534,6 +539,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         panic!("no answer");
+    }
+
+    #[test]
+    fn an_idle_budget_allows_only_a_short_burst() {
+        // idle for a while, then 1 MiB at 1 MiB/s: an eighth of a second comes
+        // free, the rest is paced (the bound is a floor: a slow machine only
+        // takes longer)
+        let stop = AtomicBool::new(false);
+        let mut b = Budget::new(1 << 20);
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        for _ in 0..16 {
+            b.spend(1 << 16, &stop);
+        }
+        assert!(t.elapsed() >= Duration::from_millis(850), "{:?}", t.elapsed());
     }
 
     #[test]

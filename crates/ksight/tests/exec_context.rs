@@ -285,8 +285,9 @@ fn a_file_changed_before_it_is_read_is_reported_changed_not_hashed() {
     let dir = temp_dir("changed");
     let sh = dir.join("ks-dash");
     install_exe(Path::new("/bin/dash"), &sh, "0755");
-    // a 2 MiB program first, hashed at 1 MiB/s: the worker is busy with it
-    // for two seconds, while the shell behind it in the queue alters its file
+    // a 2 MiB program first, hashed at 1 MiB/s (a burst of an eighth of a
+    // second at most): the worker reads it for ~0.9 s before it turns to the
+    // small files asked for meanwhile, while the shell behind it alters its file
     let big = dir.join("ks-big");
     let mut bytes = std::fs::read("/bin/true").unwrap();
     bytes.resize(2 << 20, 0);
