@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, MapFlags, MapType, Object, PerfBufferBuilder, RingBufferBuilder};
 
+use crate::files::FileWatch;
 use crate::object::{capture_libbpf_log, map, LoadError, SharedMaps};
 use crate::sensor::{AttachMode, Config, LoadCx, Sensor};
 use crate::transport::{PerfParts, Stream, TransportMode};
 use ksight_core::event::TaskFacts;
+use ksight_core::files::RawFileEvent;
 use ksight_core::kind::{KernelState, WIRE_KINDS};
 use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
 use ksight_core::net::RawUdpFlow;
@@ -74,6 +76,8 @@ pub struct Agent {
     /// getaddrinfo probes of single processes (`--getaddrinfo lazy`), by pid.
     gai: RefCell<HashMap<u32, Vec<Link>>>,
     gai_lazy: bool,
+    /// The fanotify watch on sensitive files (the `file` kind).
+    files: Option<FileWatch>,
 }
 
 /// A sensor and how its load went.
@@ -302,8 +306,26 @@ impl Agent {
                 Err(e) => degraded.push(refused(s.as_ref(), &e)),
             }
         }
+        // the file watcher: fanotify, no BPF; its marks go with its fd
+        let files = if cfg.wants("file") && !cfg.file_watch.is_empty() {
+            match FileWatch::new(&cfg.file_watch) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    degraded.push(Degraded {
+                        sensor: "files",
+                        feature: "sensitive files",
+                        why: e.to_string(),
+                        message: format!("sensitive files unavailable: {e}"),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Agent {
             sensors: running,
+            files,
             degraded,
             links: RefCell::new(links),
             mode,
@@ -313,6 +335,11 @@ impl Agent {
             gai: RefCell::new(HashMap::new()),
             gai_lazy: cfg.gai == crate::GaiAttach::Lazy,
         })
+    }
+
+    /// The file watcher, when it runs.
+    pub fn file_watch(&self) -> Option<&FileWatch> {
+        self.files.as_ref()
     }
 
     /// Sensors the configuration wanted that the kernel refused, and why.
@@ -641,6 +668,14 @@ impl KernelState for Agent {
             .into_iter()
             .map(|p| (p.name, p.skipped))
             .collect()
+    }
+
+    fn file_events(&self) -> Vec<RawFileEvent> {
+        self.files.as_ref().map_or_else(Vec::new, FileWatch::read)
+    }
+
+    fn file_overflows(&self) -> u64 {
+        self.files.as_ref().map_or(0, FileWatch::overflows)
     }
 }
 

@@ -14,6 +14,7 @@ use libbpf_rs::{Link, Object};
 use crate::object::{self, LoadError, Opened, SharedMaps};
 use crate::transport::TransportMode;
 use ksight_core::event::Kind;
+use ksight_core::files::WatchEntry;
 
 /// Which flavour of tracepoint program to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +120,8 @@ pub struct Config {
     pub dns_ports: Vec<u16>,
     /// Which processes the getaddrinfo probes go into.
     pub gai: GaiAttach,
+    /// The files and directories the `file` kind watches (fanotify).
+    pub file_watch: Vec<WatchEntry>,
 }
 
 impl Default for Config {
@@ -140,6 +143,7 @@ impl Default for Config {
             no_loopback: false,
             dns_ports: vec![53],
             gai: GaiAttach::Lazy,
+            file_watch: ksight_core::files::default_watches(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::cgroup::{container_id, CgroupResolver};
 use crate::hash::{HashConfig, Hashes};
 use crate::model::{Process, TaskFacts, WallTime};
 use crate::procfs::{ProcFs, ProcInfo};
-use crate::proctable::{Entry, ProcessTable};
+use crate::proctable::{Entry, ProcessTable, Seen};
 use crate::runtime::{ContainerInfo, ContainerResolver, RuntimeConfig};
 use crate::text::Text;
 
@@ -288,6 +288,20 @@ impl Enricher {
     pub fn process(&mut self, t: &TaskFacts) -> Process {
         let e = self.entry(t.pid, t.start_ns, t.ppid);
         e.ppid = t.ppid;
+        let mut comm = [0u8; 16];
+        let n = t.comm.len().min(16);
+        comm[..n].copy_from_slice(&t.comm[..n]);
+        e.seen = Some(Seen {
+            uid: t.uid,
+            gid: t.gid,
+            euid: t.euid,
+            egid: t.egid,
+            auid: t.auid,
+            cgroup_id: t.cgroup_id,
+            pidns: t.pidns,
+            ns_pid: t.ns_pid,
+            comm,
+        });
         let ids = (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
         self.describe(t, ids)
     }
@@ -344,6 +358,40 @@ impl Enricher {
             ns_tid: id.ns_pid,
             comm: info.comm,
             from_procfs: true,
+        })
+    }
+
+    /// A process known by its pid alone (a file event): as /proc says now
+    /// when it still runs and is the process the table knows by that pid,
+    /// else as the last hook that ran in it recorded it. `None` when neither
+    /// knows it.
+    pub fn task_of(&self, pid: u32) -> Option<TaskFacts> {
+        let entry = self.table.get_pid(pid);
+        if let Some(t) = self.task_from_proc(pid) {
+            if entry.is_none() || self.table.get_near(pid, t.start_ns).is_some() {
+                return Some(t);
+            }
+        }
+        let e = entry?;
+        let s = e.seen?;
+        let comm_len = s.comm.iter().position(|&b| b == 0).unwrap_or(16);
+        Some(TaskFacts {
+            pid,
+            tid: pid,
+            ppid: e.ppid,
+            uid: s.uid,
+            gid: s.gid,
+            euid: s.euid,
+            egid: s.egid,
+            auid: s.auid,
+            start_ns: e.start_ns,
+            parent_start_ns: self.table.get_pid(e.ppid).map_or(0, |p| p.start_ns),
+            cgroup_id: s.cgroup_id,
+            pidns: s.pidns,
+            ns_pid: s.ns_pid,
+            ns_tid: s.ns_pid,
+            comm: s.comm[..comm_len].to_vec(),
+            from_procfs: false,
         })
     }
 

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::decode::DecodeError;
 use crate::enrich::Enricher;
 use crate::field::Fields;
+use crate::files::RawFileEvent;
 use crate::model::{EventOf, Header, Process, TaskFacts};
 use crate::net::{NetInfo, RawUdpFlow};
 use crate::table::{Cell, Colour};
@@ -134,6 +135,15 @@ pub trait KernelState {
     fn drops(&self) -> io::Result<Vec<[u64; WIRE_KINDS]>>;
     /// Per program, the runs the kernel skipped so far (nested on one CPU).
     fn skipped_runs(&self) -> Vec<(String, u64)>;
+    /// The file watcher's events since the last call, in order (none when
+    /// it does not run).
+    fn file_events(&self) -> Vec<RawFileEvent> {
+        Vec::new()
+    }
+    /// File events the kernel's fanotify queue dropped so far (overflows).
+    fn file_overflows(&self) -> u64 {
+        0
+    }
 }
 
 /// What the kinds count, for the exit summary.
@@ -154,6 +164,8 @@ pub struct Counters {
     pub dns_pending: u64,
     /// getaddrinfo calls that had not returned at stop (reported, `pending`).
     pub gai_pending: u64,
+    /// File events the kernel's fanotify queue dropped (reported, `lost`).
+    pub file_lost: u64,
 }
 
 impl Default for Counters {
@@ -167,6 +179,7 @@ impl Default for Counters {
             dns_malformed_answers: 0,
             dns_pending: 0,
             gai_pending: 0,
+            file_lost: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod decode;
 pub mod dns;
 pub mod enrich;
+pub mod files;
 pub mod field;
 pub mod hash;
 pub mod model;

@@ -35,7 +35,24 @@ pub struct Entry {
     pub file: Option<FileKey>,
     /// Capabilities permitted after its last exec, when ksight saw it.
     pub caps: Option<u64>,
+    /// Its credentials and names as the last hook that ran in it recorded
+    /// them: who it is when an event names only its pid (a file event).
+    pub seen: Option<Seen>,
     pub exited: bool,
+}
+
+/// What a hook recorded of a process, kept without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub auid: Option<u32>,
+    pub cgroup_id: u64,
+    pub pidns: u32,
+    pub ns_pid: u32,
+    pub comm: [u8; 16],
 }
 
 pub struct ProcessTable {
@@ -158,6 +175,7 @@ impl ProcessTable {
             exe: None,
             file: None,
             caps: None,
+            seen: None,
             exited: false,
         }
     }

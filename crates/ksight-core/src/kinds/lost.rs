@@ -34,6 +34,9 @@ crate::named_enum! {
         /// an output could not deliver events (a write or send failed, retries
         /// ran out)
         OutputFailed = "output_failed",
+        /// the kernel's fanotify queue of file events overflowed (`kind`
+        /// `file`): events on watched files were dropped
+        QueueOverflow = "queue_overflow",
     }
 }
 
@@ -75,6 +78,8 @@ pub struct Watch {
     skipped: HashMap<String, u64>,
     /// The end of the last window; `None`: the pipeline's start.
     since: Option<u64>,
+    /// File events the fanotify queue dropped, reported so far.
+    file_overflows: u64,
     /// When skipped runs were last read (`None`: never; they are read at
     /// most once a second, a syscall per program each time).
     skipped_since: Option<u64>,
@@ -143,6 +148,22 @@ impl KindSpec for Lost {
                 eprintln!("ksight: warning: reading the kernel's drop counters: {e}");
             }
             Err(_) => {}
+        }
+        let overflows = kernel.file_overflows();
+        if overflows > w.file_overflows {
+            let count = overflows - w.file_overflows;
+            w.file_overflows = overflows;
+            cx.counters.file_lost += count;
+            let lost = LostDetail {
+                stage: LostStage::Kernel,
+                output: None,
+                reason: LostReason::QueueOverflow,
+                kind: Some("file"),
+                program: None,
+                count,
+                since_ktime: since,
+            };
+            cx.state_event(now, None, Lost { lost });
         }
         w.since = Some(now);
         let skipped_since = w.skipped_since.unwrap_or(cx.config.started_ktime);

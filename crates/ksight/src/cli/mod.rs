@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ksight_bpf::{AcceptHook, AttachMode, GaiAttach, TransportMode};
 use ksight_core::event::Kind;
+use ksight_core::files::WatchEntry;
 use ksight_core::filter::FilterSpec;
 use ksight_core::hash::HashMode;
 use ksight_core::sink::{Color, Format, SinkSpec};
@@ -303,6 +304,22 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = GaiAttach::Lazy)]
     pub getaddrinfo: GaiAttach,
 
+    /// Also watch this file or directory (and what is below it, three levels
+    /// deep) for `file` events: opens and changes. Absolute; `*` and `?` match
+    /// within one component (`/home/*/.ssh`). Repeatable; adds to the defaults.
+    #[arg(long, value_name = "PATH", value_parser = parse_watch_opens)]
+    pub file_watch: Vec<WatchEntry>,
+
+    /// Also watch this file or directory for changes only (writes, creations,
+    /// removals, renames, chmod/chown), not opens. Repeatable.
+    #[arg(long, value_name = "PATH", value_parser = parse_watch_changes)]
+    pub file_watch_changes: Vec<WatchEntry>,
+
+    /// Do not watch the default sensitive files (/etc/shadow, ~/.ssh, /etc/cron*,
+    /// /etc/systemd/system, ...: docs/events.md lists them).
+    #[arg(long)]
+    pub no_default_file_watch: bool,
+
     /// Do not ask container runtimes (docker, podman, containerd, CRI-O) about
     /// containers: events then carry `process.container_id` only.
     #[arg(long)]
@@ -414,6 +431,16 @@ impl RunArgs {
                 ports: self.port,
                 no_loopback: self.no_loopback,
                 dns_ports: self.dns_port,
+                file_watch: {
+                    let mut w = if self.no_default_file_watch {
+                        Vec::new()
+                    } else {
+                        ksight_core::files::default_watches()
+                    };
+                    w.extend(self.file_watch);
+                    w.extend(self.file_watch_changes);
+                    w
+                },
             },
             cgroups: self.cgroup,
             filter: FilterSpec {
@@ -495,6 +522,14 @@ pub fn duration_between<const MIN: u64, const MAX: u64>(s: &str) -> Result<Durat
 }
 
 /// The hash worker's read rate: at least 64K a second.
+fn parse_watch_opens(s: &str) -> Result<WatchEntry, String> {
+    WatchEntry::parse(s, true)
+}
+
+fn parse_watch_changes(s: &str) -> Result<WatchEntry, String> {
+    WatchEntry::parse(s, false)
+}
+
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let bytes = parse_bytes(s)?;
     if bytes < 64 << 10 {
