@@ -148,7 +148,9 @@ impl FileWatch {
         if fd < 0 {
             let e = io::Error::last_os_error();
             let why = match e.raw_os_error() {
-                Some(libc::EINVAL) => "this kernel's fanotify has no FAN_REPORT_DFID_NAME (Linux 5.9+)",
+                Some(libc::EINVAL) => {
+                    "this kernel's fanotify has no FAN_REPORT_DFID_NAME (Linux 5.9+)"
+                }
                 Some(libc::EPERM) => "fanotify needs CAP_SYS_ADMIN",
                 Some(libc::ENOSYS) => "this kernel has no fanotify (CONFIG_FANOTIFY)",
                 _ => "fanotify_init failed",
@@ -199,7 +201,11 @@ impl FileWatch {
     /// Marks the kernel refused (path, why).
     pub fn refused(&self) -> Vec<(PathBuf, String)> {
         let i = self.inner.borrow();
-        let mut v: Vec<_> = i.refused.iter().map(|(p, e)| (p.clone(), e.clone())).collect();
+        let mut v: Vec<_> = i
+            .refused
+            .iter()
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect();
         v.sort();
         v
     }

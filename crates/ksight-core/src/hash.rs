@@ -553,7 +553,11 @@ mod tests {
         for _ in 0..16 {
             b.spend(1 << 16, &stop);
         }
-        assert!(t.elapsed() >= Duration::from_millis(850), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(850),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

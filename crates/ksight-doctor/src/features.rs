@@ -181,7 +181,35 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
         }
     }
     out.push(cgroup_filter(findings));
+    out.push(sensitive_files());
     out
+}
+
+/// The `file` kind: a fanotify group in FID mode, a mark on a directory of
+/// our own (removed after), and whether renames come whole.
+fn sensitive_files() -> Feature {
+    let dir = std::env::temp_dir().join(format!("ksight-doctor-files-{}", std::process::id()));
+    let result = std::fs::create_dir_all(&dir).and_then(|()| ksight_bpf::files::probe(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(whole) => Feature {
+            name: "sensitive files",
+            state: FeatureState::Active,
+            detail: format!(
+                "file events on watched paths via fanotify (FAN_REPORT_DFID_NAME, no BPF){}",
+                if whole {
+                    ""
+                } else {
+                    "; renames as moved-from/moved-to halves (FAN_RENAME needs 5.17)"
+                }
+            ),
+        },
+        Err(e) => Feature {
+            name: "sensitive files",
+            state: FeatureState::Unavailable,
+            detail: format!("no file events: {e}"),
+        },
+    }
 }
 
 fn process_feature(best: Option<&OwnLoad>) -> Feature {

@@ -218,6 +218,18 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             agent.sensors().join(", "),
         );
     }
+    if let Some(w) = agent.file_watch() {
+        if cfg.verbose {
+            eprintln!(
+                "ksight: file watch: {} watched paths, {} marks",
+                agent_cfg.file_watch.len(),
+                w.marks()
+            );
+        }
+        for (path, why) in w.refused() {
+            eprintln!("ksight: warning: not watching {}: {why}", path.display());
+        }
+    }
 
     let enrich_cfg = EnrichConfig {
         ancestors: cfg.ancestors,
@@ -420,6 +432,13 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         eprintln!(
             "ksight: {} getaddrinfo calls had not returned (reported, result pending)",
             c.gai_pending
+        );
+    }
+    if c.file_lost > 0 {
+        eprintln!(
+            "ksight: the kernel's queue of file events overflowed {} times (reported, lost \
+             queue_overflow)",
+            c.file_lost
         );
     }
     Ok(())

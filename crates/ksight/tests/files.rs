@@ -69,6 +69,14 @@ fn reading_etc_shadow_as_another_user_is_an_open_with_that_user() {
     // the exec came first
     let exec = r.one("exec", reader);
     assert!(r.index(exec) < r.index(f));
+    // the shipped rule saw it
+    let alerts: Vec<&Value> = r
+        .of("alert", reader)
+        .into_iter()
+        .filter(|a| a["alert"]["rule"] == "credential_store_read")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["alert"]["event"]["file"]["path"], "/etc/shadow");
     // /etc/hostname is not watched
     assert!(r
         .events
@@ -106,7 +114,9 @@ fn changes_in_watched_places_come_with_their_process_and_no_opens() {
     let append = sh(&format!("echo 'ssh-rsa AAAA new' >> {}", keys.display()));
     let read = sh(&format!("cat {} > /dev/null", keys.display()));
     let (touch, _) = run(Command::new("touch").arg(cron.join("job")));
-    let (mv, _) = run(Command::new("mv").arg(&unit).arg(units.join("evil.service")));
+    let (mv, _) = run(Command::new("mv")
+        .arg(&unit)
+        .arg(units.join("evil.service")));
     let (chmod, _) = run(Command::new("chmod").arg("u+s,a+x").arg(&tool));
     let (rm, _) = run(Command::new("rm").arg(cron.join("job")));
     settle();
@@ -120,11 +130,16 @@ fn changes_in_watched_places_come_with_their_process_and_no_opens() {
         std::fs::metadata(&keys).unwrap().len(),
         "the size after the write"
     );
+    let alerts = r.of("alert", append);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["alert"]["rule"], "authorized_keys_file_changed");
     // changes only: reading it is not reported
     let cat: Vec<u32> = r
         .events
         .iter()
-        .filter(|e| e["type"] == "exec" && (e["process"]["pid"] == read || e["process"]["ppid"] == read))
+        .filter(|e| {
+            e["type"] == "exec" && (e["process"]["pid"] == read || e["process"]["ppid"] == read)
+        })
         .map(|e| e["process"]["pid"].as_u64().unwrap() as u32)
         .collect();
     for p in cat.iter().chain([&read]) {
@@ -200,7 +215,10 @@ fn a_removed_and_remade_directory_and_a_path_that_appears_later_are_watched() {
     };
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let removed = paths(gone);
-    assert!(removed.contains(&("delete".into(), p(&d.join("sub")))), "{removed:?}");
+    assert!(
+        removed.contains(&("delete".into(), p(&d.join("sub")))),
+        "{removed:?}"
+    );
     assert!(removed.contains(&("delete".into(), p(&d))), "{removed:?}");
     assert_eq!(paths(made), [("create".into(), p(&d))]);
     assert_eq!(
@@ -243,6 +261,9 @@ fn file_events_can_be_switched_off_and_bad_watch_paths_are_refused() {
     let pid = sh("cat /etc/shadow > /dev/null");
     settle();
     let r = k.stop();
-    assert!(r.events.iter().all(|e| e["type"] != "file"), "not asked for");
+    assert!(
+        r.events.iter().all(|e| e["type"] != "file"),
+        "not asked for"
+    );
     assert!(!r.of("exec", pid).is_empty());
 }
