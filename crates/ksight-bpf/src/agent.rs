@@ -20,12 +20,14 @@ use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, MapFlags, MapType, Object, PerfBufferBuilder, RingBufferBuilder};
 
+use crate::bpfwatch::BpfWatch;
 use crate::files::FileWatch;
 use crate::object::{capture_libbpf_log, map, LoadError, SharedMaps};
 use crate::sensor::{AttachMode, Config, LoadCx, Sensor};
 use crate::transport::{PerfParts, Stream, TransportMode};
 use ksight_core::event::TaskFacts;
 use ksight_core::files::RawFileEvent;
+use ksight_core::sideband::RawBpfLoad;
 use ksight_core::kind::{KernelState, WIRE_KINDS};
 use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
 use ksight_core::net::RawUdpFlow;
@@ -78,6 +80,8 @@ pub struct Agent {
     gai_lazy: bool,
     /// The fanotify watch on sensitive files (the `file` kind).
     files: Option<FileWatch>,
+    /// perf's side band of BPF program loads (the `bpf_load` kind).
+    bpf: Option<BpfWatch>,
 }
 
 /// A sensor and how its load went.
@@ -323,9 +327,27 @@ impl Agent {
         } else {
             None
         };
+        // BPF programs others load: perf's side band, after ours loaded
+        let bpf = if cfg.wants("bpf_load") {
+            match BpfWatch::new() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    degraded.push(Degraded {
+                        sensor: "bpfwatch",
+                        feature: "BPF program loads",
+                        why: e.to_string(),
+                        message: format!("BPF program loads unavailable: {e}"),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Agent {
             sensors: running,
             files,
+            bpf,
             degraded,
             links: RefCell::new(links),
             mode,
@@ -676,6 +698,14 @@ impl KernelState for Agent {
 
     fn file_overflows(&self) -> u64 {
         self.files.as_ref().map_or(0, FileWatch::overflows)
+    }
+
+    fn bpf_loads(&self) -> Vec<RawBpfLoad> {
+        self.bpf.as_ref().map_or_else(Vec::new, BpfWatch::read)
+    }
+
+    fn bpf_loads_lost(&self) -> u64 {
+        self.bpf.as_ref().map_or(0, BpfWatch::lost)
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bpfwatch;
 pub mod files;
 pub mod object;
 pub mod probe;

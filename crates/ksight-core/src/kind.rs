@@ -28,6 +28,7 @@ use crate::decode::DecodeError;
 use crate::enrich::Enricher;
 use crate::field::Fields;
 use crate::files::RawFileEvent;
+use crate::sideband::RawBpfLoad;
 use crate::model::{EventOf, Header, Process, TaskFacts};
 use crate::net::{NetInfo, RawUdpFlow};
 use crate::table::{Cell, Colour};
@@ -144,6 +145,14 @@ pub trait KernelState {
     fn file_overflows(&self) -> u64 {
         0
     }
+    /// BPF programs others loaded since the last call, in order.
+    fn bpf_loads(&self) -> Vec<RawBpfLoad> {
+        Vec::new()
+    }
+    /// Records of BPF loads the kernel's side-band buffer dropped so far.
+    fn bpf_loads_lost(&self) -> u64 {
+        0
+    }
 }
 
 /// What the kinds count, for the exit summary.
@@ -164,8 +173,9 @@ pub struct Counters {
     pub dns_pending: u64,
     /// getaddrinfo calls that had not returned at stop (reported, `pending`).
     pub gai_pending: u64,
-    /// File events the kernel's fanotify queue dropped (reported, `lost`).
-    pub file_lost: u64,
+    /// Events of the side channels lost: fanotify queue overflows, BPF load
+    /// records perf's side band dropped (reported, `lost`).
+    pub side_lost: u64,
 }
 
 impl Default for Counters {
@@ -179,7 +189,7 @@ impl Default for Counters {
             dns_malformed_answers: 0,
             dns_pending: 0,
             gai_pending: 0,
-            file_lost: 0,
+            side_lost: 0,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod net;
 pub mod procfs;
 pub mod proctable;
 pub mod runtime;
+pub mod sideband;
 pub mod table;
 pub mod text;
 // what a kind is, and the helpers the TCP kinds share

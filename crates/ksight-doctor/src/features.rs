@@ -182,7 +182,26 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
     }
     out.push(cgroup_filter(findings));
     out.push(sensitive_files());
+    out.push(bpf_loads());
     out
+}
+
+/// The `bpf_load` kind: perf's side band opens on this kernel.
+fn bpf_loads() -> Feature {
+    match ksight_bpf::bpfwatch::BpfWatch::new() {
+        Ok(_) => Feature {
+            name: "BPF program loads",
+            state: FeatureState::Active,
+            detail: "bpf_load events from perf's side band (PERF_RECORD_BPF_EVENT): paid only \
+                     at program loads"
+                .into(),
+        },
+        Err(e) => Feature {
+            name: "BPF program loads",
+            state: FeatureState::Unavailable,
+            detail: format!("no bpf_load events: {e}"),
+        },
+    }
 }
 
 /// The `file` kind: a fanotify group in FID mode, a mark on a directory of

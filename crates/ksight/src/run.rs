@@ -434,11 +434,11 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             c.gai_pending
         );
     }
-    if c.file_lost > 0 {
+    if c.side_lost > 0 {
         eprintln!(
-            "ksight: the kernel's queue of file events overflowed {} times (reported, lost \
-             queue_overflow)",
-            c.file_lost
+            "ksight: {} losses in the kernel's file event queue or BPF load side band \
+             (reported, lost events of kind file or bpf_load)",
+            c.side_lost
         );
     }
     Ok(())

@@ -80,6 +80,8 @@ pub struct Watch {
     since: Option<u64>,
     /// File events the fanotify queue dropped, reported so far.
     file_overflows: u64,
+    /// BPF load records perf's side band dropped, reported so far.
+    bpf_loads_lost: u64,
     /// When skipped runs were last read (`None`: never; they are read at
     /// most once a second, a syscall per program each time).
     skipped_since: Option<u64>,
@@ -149,16 +151,33 @@ impl KindSpec for Lost {
             }
             Err(_) => {}
         }
-        let overflows = kernel.file_overflows();
-        if overflows > w.file_overflows {
-            let count = overflows - w.file_overflows;
-            w.file_overflows = overflows;
-            cx.counters.file_lost += count;
+        // what the side channels (fanotify, perf's side band) could not hold
+        let sides = [
+            (
+                kernel.file_overflows(),
+                &mut w.file_overflows,
+                "file",
+                LostReason::QueueOverflow,
+            ),
+            (
+                kernel.bpf_loads_lost(),
+                &mut w.bpf_loads_lost,
+                "bpf_load",
+                LostReason::BufferFull,
+            ),
+        ];
+        for (total, seen, kind, reason) in sides {
+            if total <= *seen {
+                continue;
+            }
+            let count = total - *seen;
+            *seen = total;
+            cx.counters.side_lost += count;
             let lost = LostDetail {
                 stage: LostStage::Kernel,
                 output: None,
-                reason: LostReason::QueueOverflow,
-                kind: Some("file"),
+                reason,
+                kind: Some(kind),
                 program: None,
                 count,
                 since_ktime: since,

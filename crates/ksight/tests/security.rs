@@ -1,0 +1,95 @@
+//! Security signals beyond exec and sockets, on the real kernel: BPF
+//! programs loaded by others (perf's side band).
+
+mod common;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// BPF_PROG_LOAD of a socket filter `r0 = 0; exit` named `name`; the fd.
+fn load_socket_filter(name: &str) -> OwnedFd {
+    let insns: [u64; 2] = [
+        // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 0
+        u64::from_le_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]),
+        // BPF_JMP | BPF_EXIT
+        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    let license = c"GPL";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // BPF_PROG_TYPE_SOCKET_FILTER
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes()); // insn_cnt
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    let n = name.len().min(15);
+    attr[48..48 + n].copy_from_slice(&name.as_bytes()[..n]); // prog_name
+    // SAFETY: BPF_PROG_LOAD reads `attr` (128 bytes) and the arrays it points to.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            5, // BPF_PROG_LOAD
+            attr.as_ptr(),
+            attr.len() as u32,
+        )
+    };
+    assert!(fd >= 0, "BPF_PROG_LOAD: {}", std::io::Error::last_os_error());
+    // SAFETY: a new descriptor, ours.
+    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+fn loads_of(r: &Run, name: &str) -> Vec<Value> {
+    r.events
+        .iter()
+        .filter(|e| e["type"] == "bpf_load" && e["bpf"]["name"] == name)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_bpf_program_loaded_by_another_process_is_reported_with_its_loader() {
+    let k = Ksight::start(&["--events", "bpf_load,exec"]);
+    let me = std::process::id();
+    let ksight = k.pid();
+    let held = load_socket_filter("ks_test_held");
+    // one loaded and closed at once: gone before ksight asks about it
+    let tid = unsafe { libc::gettid() } as u32;
+    drop(load_socket_filter("ks_test_gone"));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = k.stop();
+    drop(held);
+    let l = loads_of(&r, "ks_test_held");
+    assert_eq!(l.len(), 1, "{l:#?}\n{}", r.stderr);
+    let b = &l[0]["bpf"];
+    assert_eq!(l[0]["process"]["pid"], me);
+    assert_eq!(b["prog_type"], "socket_filter");
+    assert_eq!(b["insns"], 2);
+    assert_eq!(b["uid"], 0);
+    assert_eq!(b["tid"], tid);
+    assert_eq!(b["tag"].as_str().unwrap().len(), 16);
+    // the other: reported by id and tag, with its loader, info or not
+    let gone: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| {
+            e["type"] == "bpf_load"
+                && e["process"]["pid"] == me
+                && e["bpf"]["id"] != b["id"]
+        })
+        .collect();
+    assert_eq!(gone.len(), 1, "{gone:#?}");
+    // the shipped rule: one alert for both (same image, same type within its window)
+    let alerts: Vec<&Value> = r
+        .of("alert", me)
+        .into_iter()
+        .filter(|a| a["alert"]["rule"] == "bpf_program_loaded")
+        .collect();
+    assert!(!alerts.is_empty() && alerts.len() <= 2, "{alerts:#?}");
+    assert!(gone[0]["bpf"]["name"].is_null() || gone[0]["bpf"]["name"] == "ks_test_gone");
+    // ksight's own programs are never reported
+    assert!(r
+        .events
+        .iter()
+        .all(|e| e["type"] != "bpf_load" || e["process"]["pid"] != ksight));
+}
