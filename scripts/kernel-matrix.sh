@@ -179,14 +179,31 @@ run_guest() { # name -> writes $OUT/$name/{console.log,doctor.json,result.env}
   # the kernel's build config at /boot/config-<release>, where ksight doctor looks for it
   # (Debian kernels have no /proc/config.gz): a second cpio archive after the common one
   cp "$OUT/initramfs.cpio" "$dir/initramfs.cpio"
+  mkdir -p "$dir/extra"
   if [ -s "$KDIR/config" ]; then
     local rel=${KPKG#linux-image-}
     rel=${rel%-unsigned}
     mkdir -p "$dir/extra/boot"
     cp "$KDIR/config" "$dir/extra/boot/config-$rel"
-    (cd "$dir/extra" && find . | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) >>"$dir/initramfs.cpio"
-    rm -rf "$dir/extra"
   fi
+  # one small module of the kernel's own package (signed by Debian), for the module_load
+  # check: crc7, which nothing in the guest loads by itself
+  local deb m
+  deb=$(ls "$KDIR"/*.deb 2>/dev/null | head -n1)
+  if [ -n "$deb" ]; then
+    mkdir -p "$dir/mod"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/mod" --wildcards './lib/modules/*/kernel/lib/crc7.ko*' 2>/dev/null || true
+    m=$(find "$dir/mod" -name 'crc7.ko*' | head -n1)
+    case $m in
+    *.ko.xz) xz -dc "$m" >"$dir/extra/crc7.ko" ;;
+    *.ko) cp "$m" "$dir/extra/crc7.ko" ;;
+    esac
+    rm -rf "$dir/mod"
+  fi
+  if [ -n "$(ls -A "$dir/extra")" ]; then
+    (cd "$dir/extra" && find . | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) >>"$dir/initramfs.cpio"
+  fi
+  rm -rf "$dir/extra"
   t=$(date +%s)
   rc=0
   # thread=single: with one host thread per vCPU (MTTCG), a vCPU can run a stale int3 after
@@ -400,8 +417,8 @@ L.append("  `CONFIG_DEBUG_INFO_BTF=y`. Instead, each guest hides its own BTF (an
 L.append("  `/sys/kernel/btf`, which is all ksight can see of it) and checks the refusals: doctor exits")
 L.append("  2 naming `btf.vmlinux`, `run` exits 1 with a message naming BTF, no crash. A real BTF-less")
 L.append("  kernel added to `KSIGHT_MATRIX_KERNELS` takes the same checks.")
-L.append("- Only x86-64, only Debian kernels; devices, modules and containers are not exercised")
-L.append("  (the guest has loopback only and no modules are loaded).")
+L.append("- Only x86-64, only Debian kernels; devices and containers are not exercised (the")
+L.append("  guest has loopback only; one module, crc7, is loaded for the module_load check).")
 L.append("")
 L.append("Run it: `sudo scripts/kernel-matrix.sh` (or `scripts/kernel-matrix.sh 6.1` for one entry);")
 L.append("logs and the doctor JSON of each kernel land in `target/kernel-matrix/<entry>/`.")

@@ -42,6 +42,7 @@ enum ks_event_kind {
 	KS_EVENT_GETADDRINFO = 11,
 	KS_EVENT_SIGNAL = 12,
 	KS_EVENT_CGROUP = 13,
+	KS_EVENT_MODULE_LOAD = 14,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -410,6 +411,18 @@ struct ks_signal_event {
 	__u32 result;		/* TRACE_SIGNAL_*: 0 delivered, 1 ignored, 2 already pending,
 				 * 3 queue overflow, 4 delivered without its siginfo */
 	__u32 group;		/* sent to the whole process, not one thread */
+};
+
+/* A kernel module was loaded (module/module_load), in the loader's context. */
+#define KS_MODULE_NAME_MAX 56
+struct ks_module_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 taints;		/* the module's own taint flags (TAINT_* bits) */
+	__u32 sig_ok;		/* 0 unsigned or bad signature, 1 signature verified,
+				 * 2 the kernel does not check signatures */
+	__u32 pad;
+	char name[KS_MODULE_NAME_MAX];
 };
 
 /* A cgroup v2 directory was made (cgroup/cgroup_mkdir): its id and path, so

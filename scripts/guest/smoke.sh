@@ -124,6 +124,17 @@ workload() {
     kill "$usrv" 2>/dev/null
     wait_pid "$usrv" 10
     info "udp responder got: $(cat /tmp/udp-server.out)"
+    # a watched directory (--file-watch-changes /tmp/kw): a file made, written, renamed
+    echo kw >/tmp/kw/f
+    mv /tmp/kw/f /tmp/kw/g
+    rm -f /tmp/kw/g
+    # a kernel module loaded and removed (crc7 from the kernel's own package, when staged)
+    if [ -e /crc7.ko ] && [ -e /proc/modules ]; then
+        insmod /crc7.ko && info "insmod crc7: ok" || info "insmod crc7 failed"
+        rmmod crc7 2>/dev/null
+    fi
+    # BPF programs loaded by another process: a second ksight, for a moment
+    ksight run --no-config --events exec --duration 1s >/dev/null 2>&1
     # one more exec after the sockets closed, so the kernel has something to flush
     /bin/true
 }
@@ -140,7 +151,8 @@ run_transport() {
     ev=/tmp/events-$t.jsonl
     er=/tmp/stderr-$t.txt
     info "ksight run --transport $t"
-    if ! start_ksight "$ev" "$er" -v --format json --transport "$t"; then
+    rm -rf /tmp/kw && mkdir -p /tmp/kw
+    if ! start_ksight "$ev" "$er" -v --format json --transport "$t" --file-watch-changes /tmp/kw; then
         if [ "$KRC" = 124 ]; then
             fail "$t: ksight not attached after 60s"
         else
@@ -164,7 +176,7 @@ run_transport() {
 
     before=$FAILS
     counts=""
-    for k in exec fork exit connect accept listen tcp_close udp lost; do
+    for k in exec fork exit connect accept listen tcp_close udp file bpf_load module_load lost; do
         counts="$counts $k=$(grep -cF "\"type\":\"$k\"" "$ev")"
     done
     info "$t: $(wc -l <"$ev") events:$counts"
@@ -201,6 +213,35 @@ run_transport() {
             fail "$t: no signal event for the SIGTERM sent to pid $SIGNALLED"
     fi
 
+    # security signals: files (fanotify), BPF loads (perf side band), modules (module_load)
+    if grep -q '^ksight: degraded: sensitive files unavailable' "$er"; then
+        degraded "$t: $(grep '^ksight: degraded: sensitive files' "$er")"
+    elif grep -q '^ksight: warning: not watching /tmp/kw' "$er"; then
+        # the guest's /tmp is tmpfs, which has no fsid for fanotify before 6.7
+        degraded "$t: $(grep '^ksight: warning: not watching /tmp/kw' "$er")"
+    else
+        grep -F '"type":"file"' "$ev" | grep -F '"op":"create"' | grep -qF '"path":"/tmp/kw/f"' &&
+            ok "$t: file create /tmp/kw/f" || fail "$t: no file create event for /tmp/kw/f"
+        grep -F '"type":"file"' "$ev" | grep -F '"op":"rename"' | grep -F '"from":"/tmp/kw/f"' | grep -qF '"to":"/tmp/kw/g"' &&
+            ok "$t: file rename /tmp/kw/f -> /tmp/kw/g" || fail "$t: no file rename event from /tmp/kw/f to /tmp/kw/g"
+    fi
+    if grep -q '^ksight: degraded: BPF program loads unavailable' "$er"; then
+        degraded "$t: $(grep '^ksight: degraded: BPF program loads' "$er")"
+    else
+        grep -F '"type":"bpf_load"' "$ev" | grep -qF '"name":"ks_' &&
+            ok "$t: bpf_load of the second ksight's programs" || fail "$t: no bpf_load event for the second ksight's programs"
+    fi
+    if [ -e /crc7.ko ] && [ -e /proc/modules ]; then
+        m=$(grep -F '"type":"module_load"' "$ev" | grep -F '"name":"crc7"' | head -n1)
+        if [ -n "$m" ]; then
+            ok "$t: module_load crc7 ($(echo "$m" | grep -o '"signature":"[a-z]*"'), by $(echo "$m" | grep -o '"comm":"[^"]*"' | head -n1))"
+        else
+            fail "$t: no module_load event for crc7"
+        fi
+    else
+        info "$t: no module to load (no /crc7.ko or no module support)"
+    fi
+
     # network events: required unless ksight said they are degraded
     if grep -q '^ksight: degraded: TCP events unavailable' "$er"; then
         degraded "$t: $(grep '^ksight: degraded: TCP' "$er")"
@@ -225,7 +266,8 @@ run_transport() {
         has udp "\"port\":$uport" "$ev" && ok "$t: udp flow with port $uport" ||
             fail "$t: no udp event with port $uport"
     fi
-    grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' -e 'signal events unavailable' |
+    grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' -e 'signal events unavailable' \
+        -e 'sensitive files unavailable' -e 'BPF program loads unavailable' |
         while read -r line; do degraded "$t: $line"; done
     # the verifier's / libbpf's last words that ksight prints under a degraded line
     awk '/^ksight: degraded:/ { d = 1; next } d && /^last lines of the/ { next } d && /^  \| / { sub(/^  \| /, ""); print; next } { d = 0 }' "$er" |

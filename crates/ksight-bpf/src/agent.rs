@@ -27,11 +27,11 @@ use crate::sensor::{AttachMode, Config, LoadCx, Sensor};
 use crate::transport::{PerfParts, Stream, TransportMode};
 use ksight_core::event::TaskFacts;
 use ksight_core::files::RawFileEvent;
-use ksight_core::sideband::RawBpfLoad;
 use ksight_core::kind::{KernelState, WIRE_KINDS};
 use ksight_core::kinds::udp::{decode_flow, decode_owner, flow_key};
 use ksight_core::net::RawUdpFlow;
 use ksight_core::procfs::Listener;
+use ksight_core::sideband::RawBpfLoad;
 use ksight_wire::{
     ks_cpu_stats, ks_limits, ks_net_flags, ks_sock_tuple, ks_task, ks_tcp_conn, ks_udp_limits,
     ks_udp_sock,

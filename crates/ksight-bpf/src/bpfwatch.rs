@@ -256,9 +256,7 @@ pub fn prog_info(id: u32) -> Option<BpfProgInfo> {
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
     // SAFETY: the kernel fills at most `len` bytes of `info`; no array
     // pointers are set, so it copies no arrays.
-    let r = unsafe {
-        libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len)
-    };
+    let r = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
     if r != 0 {
         return None;
     }

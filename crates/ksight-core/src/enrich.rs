@@ -160,6 +160,9 @@ pub struct Enricher {
     /// getaddrinfo calls in progress (the `getaddrinfo` kind keeps them here:
     /// `dns` events name the application a resolver asks for).
     pub gai_calls: Vec<GaiCall>,
+    /// Credential changes found by comparing hooks' records (`observe`), for
+    /// the `cred_change` kind.
+    pub cred_changes: Vec<CredChange>,
     /// Addresses seen in DNS answers: the name asked, and when.
     names: HashMap<IpAddr, (String, u64)>,
     pub cfg: EnrichConfig,
@@ -168,6 +171,37 @@ pub struct Enricher {
     procfs: ProcFs,
     cgroups: CgroupResolver,
     cgroup_cache: HashMap<u64, CgroupInfo>,
+}
+
+/// What a hook recorded of a process, as the table keeps it.
+fn seen_of(t: &TaskFacts) -> Seen {
+    let mut comm = [0u8; 16];
+    let n = t.comm.len().min(16);
+    comm[..n].copy_from_slice(&t.comm[..n]);
+    Seen {
+        uid: t.uid,
+        gid: t.gid,
+        euid: t.euid,
+        egid: t.egid,
+        auid: t.auid,
+        cgroup_id: t.cgroup_id,
+        pidns: t.pidns,
+        ns_pid: t.ns_pid,
+        comm,
+    }
+}
+
+/// A process's credentials differed from what an earlier hook recorded of
+/// it, with no exec between.
+#[derive(Debug, Clone)]
+pub struct CredChange {
+    /// When the record that showed it was made.
+    pub ktime: u64,
+    /// The process as that record saw it (the new credentials).
+    pub task: TaskFacts,
+    pub before: Seen,
+    /// The kind of the record that showed it.
+    pub by: &'static str,
 }
 
 /// The exe of (pid, start_ns) from /proc, if that process still runs.
@@ -194,6 +228,7 @@ impl Enricher {
             containers: cfg.containers.clone().map(ContainerResolver::new),
             hashes: Hashes::new(cfg.hash, procfs.root().to_path_buf()),
             gai_calls: Vec::new(),
+            cred_changes: Vec::new(),
             names: HashMap::new(),
             cfg,
             clock,
@@ -288,20 +323,9 @@ impl Enricher {
     pub fn process(&mut self, t: &TaskFacts) -> Process {
         let e = self.entry(t.pid, t.start_ns, t.ppid);
         e.ppid = t.ppid;
-        let mut comm = [0u8; 16];
-        let n = t.comm.len().min(16);
-        comm[..n].copy_from_slice(&t.comm[..n]);
-        e.seen = Some(Seen {
-            uid: t.uid,
-            gid: t.gid,
-            euid: t.euid,
-            egid: t.egid,
-            auid: t.auid,
-            cgroup_id: t.cgroup_id,
-            pidns: t.pidns,
-            ns_pid: t.ns_pid,
-            comm,
-        });
+        if e.seen.is_none() {
+            e.seen = Some(seen_of(t));
+        }
         let ids = (e.exe.clone(), e.exec_id.clone(), e.parent_exec_id.clone());
         self.describe(t, ids)
     }
@@ -359,6 +383,37 @@ impl Enricher {
             comm: info.comm,
             from_procfs: true,
         })
+    }
+
+    /// What a hook recorded of a process in its own context, now (`exec`:
+    /// the new image's credentials; fork, exit, a signal's sender, a module's
+    /// loader): compared with what the last such hook recorded, a change not
+    /// made by an exec is queued as a credential change found by `by` (the
+    /// `cred_change` kind writes them after the poll).
+    pub fn observe(&mut self, t: &TaskFacts, ktime: u64, by: &'static str, exec: bool) {
+        let now = seen_of(t);
+        if self.table.get(t.pid, t.start_ns).is_none() {
+            return;
+        }
+        let Some(e) = self.table.get_pid_mut(t.pid) else {
+            return;
+        };
+        let before = e.seen.replace(now);
+        if exec {
+            return;
+        }
+        if let Some(b) = before {
+            if (b.uid, b.euid, b.gid, b.egid) != (now.uid, now.euid, now.gid, now.egid)
+                && self.cred_changes.len() < 4096
+            {
+                self.cred_changes.push(CredChange {
+                    ktime,
+                    task: t.clone(),
+                    before: b,
+                    by,
+                });
+            }
+        }
     }
 
     /// A process known by its pid alone (a file event): as /proc says now

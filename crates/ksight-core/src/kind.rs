@@ -28,9 +28,9 @@ use crate::decode::DecodeError;
 use crate::enrich::Enricher;
 use crate::field::Fields;
 use crate::files::RawFileEvent;
-use crate::sideband::RawBpfLoad;
 use crate::model::{EventOf, Header, Process, TaskFacts};
 use crate::net::{NetInfo, RawUdpFlow};
+use crate::sideband::RawBpfLoad;
 use crate::table::{Cell, Colour};
 
 /// One event kind. Implemented by the type that holds the kind's detail: the

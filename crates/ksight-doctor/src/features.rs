@@ -176,6 +176,16 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
         } else {
             rows
         };
+        if spec.name == "kmod" && !ksight_bpf::sensors::kmod::kernel_has_modules() {
+            out.push(Feature {
+                name: spec.feature,
+                state: FeatureState::Unavailable,
+                detail: "this kernel has no module support (no /proc/modules): no module can \
+                         be loaded, nothing to watch"
+                    .into(),
+            });
+            continue;
+        }
         for row in rows {
             out.push(feature(row, spec, best));
         }

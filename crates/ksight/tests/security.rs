@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -25,7 +26,7 @@ fn load_socket_filter(name: &str) -> OwnedFd {
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
     let n = name.len().min(15);
     attr[48..48 + n].copy_from_slice(&name.as_bytes()[..n]); // prog_name
-    // SAFETY: BPF_PROG_LOAD reads `attr` (128 bytes) and the arrays it points to.
+                                                             // SAFETY: BPF_PROG_LOAD reads `attr` (128 bytes) and the arrays it points to.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -34,7 +35,11 @@ fn load_socket_filter(name: &str) -> OwnedFd {
             attr.len() as u32,
         )
     };
-    assert!(fd >= 0, "BPF_PROG_LOAD: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "BPF_PROG_LOAD: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: a new descriptor, ours.
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
 }
@@ -73,9 +78,7 @@ fn a_bpf_program_loaded_by_another_process_is_reported_with_its_loader() {
         .events
         .iter()
         .filter(|e| {
-            e["type"] == "bpf_load"
-                && e["process"]["pid"] == me
-                && e["bpf"]["id"] != b["id"]
+            e["type"] == "bpf_load" && e["process"]["pid"] == me && e["bpf"]["id"] != b["id"]
         })
         .collect();
     assert_eq!(gone.len(), 1, "{gone:#?}");
@@ -92,4 +95,58 @@ fn a_bpf_program_loaded_by_another_process_is_reported_with_its_loader() {
         .events
         .iter()
         .all(|e| e["type"] != "bpf_load" || e["process"]["pid"] != ksight));
+}
+
+/// Helper: drop to uid/gid 65534 with setresgid/setresuid (no exec), fork a
+/// child that exits at once, then exit.
+#[test]
+#[ignore]
+fn helper_drop_privileges_then_fork() {
+    // SAFETY: plain syscalls on this process.
+    unsafe {
+        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        let child = libc::fork();
+        if child == 0 {
+            libc::_exit(0);
+        }
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+        libc::_exit(0);
+    }
+}
+
+#[test]
+fn a_process_that_changes_its_uid_without_an_exec_is_reported_at_its_next_hook() {
+    let k = Ksight::start(&["--events", "cred_change,exec,fork,exit"]);
+    let (pid, st) = run(&mut helper_command("helper_drop_privileges_then_fork"));
+    assert!(st.success());
+    // a setuid binary's exec is not a cred_change
+    let (su, _) = run(Command::new("su").args(["nobody", "-s", "/bin/true"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = k.stop();
+    let c = r.of("cred_change", pid);
+    assert_eq!(
+        c.len(),
+        1,
+        "once, at the first hook after it: {c:#?}\n{}",
+        r.stderr
+    );
+    let cred = &c[0]["cred"];
+    assert_eq!(cred["before"]["uid"], 0);
+    assert_eq!(cred["before"]["euid"], 0);
+    assert_eq!(cred["after"]["uid"], 65534);
+    assert_eq!(cred["after"]["egid"], 65534);
+    assert_eq!(cred["found_by"], "fork");
+    assert_eq!(cred["to_root"], false);
+    assert_eq!(c[0]["process"]["uid"], 65534);
+    // the fork that showed it comes first, the exit saw nothing new
+    let fork = r.of("fork", pid);
+    assert!(!fork.is_empty());
+    assert!(r.index(fork[0]) < r.index(c[0]));
+    assert!(
+        r.of("cred_change", su).is_empty(),
+        "{:#?}",
+        r.of("cred_change", su)
+    );
 }

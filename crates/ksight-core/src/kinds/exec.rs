@@ -244,6 +244,8 @@ impl KindSpec for Exec {
         e.file = Some(x.file.key());
         e.caps = Some(x.creds.cap_permitted);
         e.exited = false;
+        // the new image's credentials: the baseline for later changes
+        en.observe(t, hdr.ktime_ns, "exec", true);
         if !keep {
             cx.counters.filtered += 1;
             return;

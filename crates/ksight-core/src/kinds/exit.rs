@@ -103,6 +103,7 @@ impl KindSpec for Exit {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let process = en.process(&x.task);
+        en.observe(&x.task, hdr.ktime_ns, "exit", false);
         if !x.thread
             && !en
                 .table

@@ -80,6 +80,7 @@ impl KindSpec for Fork {
         let keep = cx.keep();
         let en = &mut *cx.enricher;
         let process = en.process(&f.task);
+        en.observe(&f.task, hdr.ktime_ns, "fork", false);
         let exec_id = if f.thread {
             None
         } else {

@@ -106,6 +106,7 @@ impl KindSpec for Signal {
         }
         let en = &mut *cx.enricher;
         let process = en.process(&s.task);
+        en.observe(&s.task, hdr.ktime_ns, "signal", false);
         let target = en.process(&s.target);
         let number = u8::try_from(s.sig).unwrap_or(0);
         let signal = SignalDetail {
