@@ -43,6 +43,7 @@ enum ks_event_kind {
 	KS_EVENT_SIGNAL = 12,
 	KS_EVENT_CGROUP = 13,
 	KS_EVENT_MODULE_LOAD = 14,
+	KS_EVENT_PTRACE = 15,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 16,
@@ -423,6 +424,19 @@ struct ks_module_event {
 				 * 2 the kernel does not check signatures */
 	__u32 pad;
 	char name[KS_MODULE_NAME_MAX];
+};
+
+/* A process passed the kernel's check for access to another one's memory
+ * (security_ptrace_access_check, attach mode): ptrace attach or seize,
+ * process_vm_readv/writev, /proc/PID/mem, pidfd_getfd. */
+struct ks_ptrace_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	struct ks_task target;
+	__u64 syscall;		/* the caller's syscall number (x86-64), -1 if none */
+	__u64 arg0;		/* its first argument (ptrace: the request) */
+	__u32 mode;		/* PTRACE_MODE_* bits */
+	__u32 pad;
 };
 
 /* A cgroup v2 directory was made (cgroup/cgroup_mkdir): its id and path, so

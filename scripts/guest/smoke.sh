@@ -133,6 +133,9 @@ workload() {
         insmod /crc7.ko && info "insmod crc7: ok" || info "insmod crc7 failed"
         rmmod crc7 2>/dev/null
     fi
+    # a debugger's attach and a write into another process's memory
+    TRACED=$(ptrace-attach 2>/tmp/ptrace.err)
+    info "ptrace-attach: traced pid ${TRACED:-none} $(cat /tmp/ptrace.err)"
     # BPF programs loaded by another process: a second ksight, for a moment
     ksight run --no-config --events exec --duration 1s >/dev/null 2>&1
     # one more exec after the sockets closed, so the kernel has something to flush
@@ -176,7 +179,7 @@ run_transport() {
 
     before=$FAILS
     counts=""
-    for k in exec fork exit connect accept listen tcp_close udp file bpf_load module_load lost; do
+    for k in exec fork exit connect accept listen tcp_close udp file bpf_load module_load ptrace cred_change lost; do
         counts="$counts $k=$(grep -cF "\"type\":\"$k\"" "$ev")"
     done
     info "$t: $(wc -l <"$ev") events:$counts"
@@ -242,6 +245,18 @@ run_transport() {
         info "$t: no module to load (no /crc7.ko or no module support)"
     fi
 
+    if grep -q '^ksight: degraded: ptrace events unavailable' "$er"; then
+        degraded "$t: $(grep '^ksight: degraded: ptrace' "$er")"
+    elif [ -n "$TRACED" ]; then
+        p="\"target\":{\"pid\":$TRACED,"
+        grep -F '"type":"ptrace"' "$ev" | grep -F '"request":"attach"' | grep -qF "$p" &&
+            ok "$t: ptrace attach to pid $TRACED" || fail "$t: no ptrace attach event for pid $TRACED"
+        grep -F '"type":"ptrace"' "$ev" | grep -F '"syscall":"process_vm_writev"' | grep -qF "$p" &&
+            ok "$t: process_vm_writev into pid $TRACED" || fail "$t: no ptrace event for process_vm_writev into pid $TRACED"
+    else
+        fail "$t: ptrace-attach did not run"
+    fi
+
     # network events: required unless ksight said they are degraded
     if grep -q '^ksight: degraded: TCP events unavailable' "$er"; then
         degraded "$t: $(grep '^ksight: degraded: TCP' "$er")"
@@ -267,7 +282,7 @@ run_transport() {
             fail "$t: no udp event with port $uport"
     fi
     grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' -e 'signal events unavailable' \
-        -e 'sensitive files unavailable' -e 'BPF program loads unavailable' |
+        -e 'sensitive files unavailable' -e 'BPF program loads unavailable' -e 'ptrace events unavailable' |
         while read -r line; do degraded "$t: $line"; done
     # the verifier's / libbpf's last words that ksight prints under a degraded line
     awk '/^ksight: degraded:/ { d = 1; next } d && /^last lines of the/ { next } d && /^  \| / { sub(/^  \| /, ""); print; next } { d = 0 }' "$er" |

@@ -46,6 +46,8 @@ pub enum LoadError {
     },
     #[error("no accept() hook on this kernel: {0}")]
     NoAcceptHook(String),
+    #[error("no hook on this kernel: {0}")]
+    NoHook(String),
     #[error("{tp_btf}\nThe raw tracepoint fallback failed too: {raw_tp}")]
     Both {
         tp_btf: Box<LoadError>,

@@ -82,6 +82,16 @@ const ROWS: &[Row<'static>] = &[
         refused: FeatureState::Unavailable,
         refused_detail: "the kernel refused the getaddrinfo uprobes: ",
     },
+    Row {
+        name: "ptrace and memory access",
+        sensor: "ptrace",
+        active: "ptrace attach/seize, process_vm_readv/writev, /proc/PID/mem, pidfd_getfd \
+                 (hook: {hook} on security_ptrace_access_check)",
+        refused: FeatureState::Unavailable,
+        refused_detail: "no ptrace events (a documented gap: the access check is reachable only \
+                         by fentry, refused under lockdown, or a kprobe, which needs \
+                         CONFIG_KPROBES): ",
+    },
 ];
 
 fn load_finding(
@@ -193,6 +203,14 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
     out.push(cgroup_filter(findings));
     out.push(sensitive_files());
     out.push(bpf_loads());
+    out.push(Feature {
+        name: "credential changes",
+        state: FeatureState::Active,
+        detail: "cred_change events by comparing the credentials each hook records in a \
+                 process's own context (found late, at its next fork, exit, signal, module \
+                 load or ptrace access; no hook on commit_creds)"
+            .into(),
+    });
     out
 }
 

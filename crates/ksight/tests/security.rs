@@ -150,3 +150,41 @@ fn a_process_that_changes_its_uid_without_an_exec_is_reported_at_its_next_hook()
         r.of("cred_change", su)
     );
 }
+
+#[test]
+fn a_ptrace_attach_is_reported_or_the_missing_hook_is_said() {
+    let k = Ksight::start(&["--events", "ptrace,exec"]);
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let target = child.id() as libc::pid_t;
+    // SAFETY: attach to our own child, wait for its stop, detach.
+    unsafe {
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_ATTACH, target, 0, 0),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        let mut st = 0;
+        libc::waitpid(target, &mut st, 0);
+        libc::ptrace(libc::PTRACE_DETACH, target, 0, 0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = k.stop();
+    let me = std::process::id();
+    let events = r.of("ptrace", me);
+    if r.stderr.contains("degraded: ptrace events unavailable") {
+        // this kernel: no fentry (lockdown) and no kprobes; it says why
+        assert!(r.stderr.contains("fentry"), "{}", r.stderr);
+        assert!(events.is_empty());
+    } else {
+        let attach: Vec<&&Value> = events
+            .iter()
+            .filter(|e| e["ptrace"]["request"] == "attach")
+            .collect();
+        assert_eq!(attach.len(), 1, "{events:#?}");
+        assert_eq!(attach[0]["ptrace"]["syscall"], "ptrace");
+        assert_eq!(attach[0]["ptrace"]["target"]["pid"], target);
+    }
+}

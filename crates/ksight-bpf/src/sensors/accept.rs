@@ -131,7 +131,7 @@ impl sensor::Sensor for Sensor {
 
 /// Whether kprobes can be attached: the kprobe PMU (4.17+) or, before it,
 /// tracefs's kprobe_events (libbpf uses either).
-fn kprobes_exist() -> bool {
+pub(crate) fn kprobes_exist() -> bool {
     [
         "/sys/bus/event_source/devices/kprobe",
         "/sys/kernel/tracing/kprobe_events",

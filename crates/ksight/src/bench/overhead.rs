@@ -105,6 +105,7 @@ fn base_count(w: Workload) -> f64 {
         Workload::Dns => 5000.0,
         Workload::Gai => 2000.0,
         Workload::Syscall => 5_000_000.0,
+        Workload::Files => 20_000.0,
     }
 }
 
@@ -260,6 +261,8 @@ impl Agent {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["run", "--format", "json", "-v", "-o"])
             .arg(output)
+            // the `files` workload's directory: opens and changes reported
+            .args(["--file-watch", super::workload::FILES_DIR])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -416,6 +419,8 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
     if a.runs == 0 || a.scale <= 0.0 {
         bail!("--runs and --scale must be positive");
     }
+    // watched by every agent setup (`--file-watch`): made before any starts
+    std::fs::create_dir_all(super::workload::FILES_DIR)?;
     let workloads = if a.workloads.is_empty() {
         Workload::ALL.to_vec()
     } else {

@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::bench::{Workload, WorkloadArgs};
 
+/// The directory of the `files` workload, which the benchmark's ksight watches.
+pub const FILES_DIR: &str = "/tmp/ksight-bench-files";
+
 /// A DNS query for `name`, type A, class IN, with recursion desired.
 fn query(id: u16, name: &str) -> Vec<u8> {
     let mut q = Vec::with_capacity(64);
@@ -79,6 +82,16 @@ pub fn run(a: WorkloadArgs) -> Result<()> {
                 if a.pause_ms > 0 {
                     std::thread::sleep(Duration::from_millis(a.pause_ms));
                 }
+            }
+        }
+        Workload::Files => {
+            let dir = std::path::Path::new(FILES_DIR);
+            std::fs::create_dir_all(dir)?;
+            let mut buf = [0u8; 64];
+            for i in 0..n {
+                let p = dir.join(format!("f{}", i % 16));
+                std::fs::File::create(&p)?.write_all(&buf)?;
+                std::fs::File::open(&p)?.read_exact(&mut buf)?;
             }
         }
         Workload::Syscall => {

@@ -151,15 +151,19 @@ pub enum Workload {
     Gai,
     /// getppid in a tight loop: the tax on every process, traced or not
     Syscall,
+    /// write (create, write 64 bytes, close) then read (open, read, close) a
+    /// file in a directory ksight watches (`--file-watch`, opens and changes)
+    Files,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Exec,
         Workload::Connect,
         Workload::Dns,
         Workload::Gai,
         Workload::Syscall,
+        Workload::Files,
     ];
 
     pub fn name(self) -> &'static str {
@@ -169,6 +173,7 @@ impl Workload {
             Workload::Dns => "dns",
             Workload::Gai => "gai",
             Workload::Syscall => "syscall",
+            Workload::Files => "files",
         }
     }
 }
