@@ -204,6 +204,11 @@ pub struct PipelineConfig {
     /// When the programs were attached (CLOCK_MONOTONIC ns): losses are
     /// counted from then.
     pub started_ktime: u64,
+    /// How long the transport may hold a record back (the perf buffer's
+    /// reorder window; 0 for the ring buffer): events of the side channels
+    /// (fanotify, perf's side band) wait as long, so that the records before
+    /// them (a process's exec) are in first.
+    pub side_delay_ns: u64,
 }
 
 impl Default for PipelineConfig {
@@ -212,6 +217,7 @@ impl Default for PipelineConfig {
             udp_interval_ns: 10_000_000_000,
             dns_timeout_ns: 5_000_000_000,
             started_ktime: 0,
+            side_delay_ns: 0,
         }
     }
 }

@@ -248,6 +248,11 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         udp_interval_ns: cfg.udp_interval.as_nanos() as u64,
         dns_timeout_ns: cfg.dns_timeout.as_nanos() as u64,
         started_ktime: attached_ktime,
+        side_delay_ns: if agent.transport() == TransportMode::Perf {
+            cfg.reorder_window.as_nanos() as u64
+        } else {
+            0
+        },
     };
     let mut pipeline = Pipeline::new(
         pipeline_cfg,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn files_of<'a>(r: &'a Run, pid: u32) -> Vec<&'a Value> {
+fn files_of(r: &Run, pid: u32) -> Vec<&Value> {
     r.of("file", pid)
 }
 

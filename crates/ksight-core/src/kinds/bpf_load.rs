@@ -65,18 +65,31 @@ impl KindSpec for BpfLoad {
     const NAME: &'static str = "bpf_load";
     const WIRE: &'static [u32] = &[];
     type Record = NoRecord;
-    type State = ();
+    /// Loads waiting for the records before them (`side_delay_ns`).
+    type State = std::collections::VecDeque<RawBpfLoad>;
 
     fn decode(_buf: &[u8], _hdr: Header) -> Result<NoRecord, DecodeError> {
         unreachable!("no record has the kind `bpf_load`: WIRE is empty")
     }
 
-    fn born(_hdr: Header, never: NoRecord, _: &mut (), _cx: &mut Cx<'_, Self>) {
+    fn born(
+        _hdr: Header,
+        never: NoRecord,
+        _: &mut std::collections::VecDeque<RawBpfLoad>,
+        _cx: &mut Cx<'_, Self>,
+    ) {
         match never {}
     }
 
-    fn tick(_: &mut (), cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, _last: bool) {
-        for l in kernel.bpf_loads() {
+    fn tick(
+        waiting: &mut std::collections::VecDeque<RawBpfLoad>,
+        cx: &mut Cx<'_, Self>,
+        kernel: &dyn KernelState,
+        last: bool,
+    ) {
+        waiting.extend(kernel.bpf_loads());
+        let due = cx.now.saturating_sub(cx.config.side_delay_ns);
+        while let Some(l) = waiting.pop_front_if(|l| last || l.ktime <= due) {
             let process = cx.enricher.task_of(l.pid).map(|t| cx.enricher.owner(&t));
             cx.state_event(
                 l.ktime,

@@ -75,10 +75,12 @@ impl FileDetail {
     }
 }
 
-/// Processes looked up in one poll's batch, by pid: a storm of events from
+/// Events waiting for the records before them (`side_delay_ns`), and the
+/// processes looked up in one poll's batch, by pid: a storm of events from
 /// one process reads /proc once.
 #[derive(Default)]
 pub struct Batch {
+    waiting: std::collections::VecDeque<RawFileEvent>,
     seen: Vec<(u32, Option<Process>)>,
 }
 
@@ -96,9 +98,14 @@ impl KindSpec for File {
         match never {}
     }
 
-    fn tick(b: &mut Batch, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, _last: bool) {
+    fn tick(b: &mut Batch, cx: &mut Cx<'_, Self>, kernel: &dyn KernelState, last: bool) {
         b.seen.clear();
-        for e in kernel.file_events() {
+        b.waiting.extend(kernel.file_events());
+        let due = cx.now.saturating_sub(cx.config.side_delay_ns);
+        while let Some(e) = b
+            .waiting
+            .pop_front_if(|e| last || e.ktime <= due)
+        {
             let pid = e.pid;
             let process = match b.seen.iter().find(|(p, _)| *p == pid) {
                 Some((_, p)) => p.clone(),
