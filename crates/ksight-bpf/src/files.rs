@@ -137,6 +137,12 @@ impl FileWatch {
     /// fanotify or `FAN_REPORT_DFID_NAME` (before 5.9), or ksight lacks
     /// CAP_SYS_ADMIN.
     pub fn new(watches: &[WatchEntry]) -> io::Result<FileWatch> {
+        Self::with(watches, true)
+    }
+
+    /// `whole_renames`: ask for FAN_RENAME where the kernel has it (false:
+    /// moved-from/moved-to halves, as before 5.17; for tests).
+    fn with(watches: &[WatchEntry], whole_renames: bool) -> io::Result<FileWatch> {
         let flags = libc::FAN_CLASS_NOTIF
             | libc::FAN_CLOEXEC
             | libc::FAN_NONBLOCK
@@ -165,7 +171,7 @@ impl FileWatch {
                 .iter()
                 .map(|w| (w.clone(), Arc::from(w.pattern.to_string_lossy().as_ref())))
                 .collect(),
-            rename: true,
+            rename: whole_renames,
             mounts: HashMap::new(),
             dirs: HashMap::new(),
             marked: HashMap::new(),
@@ -630,4 +636,84 @@ pub fn probe(dir: &Path) -> io::Result<bool> {
         return Err(io::Error::other(format!("marking {}: {e}", p.display())));
     }
     Ok(w.whole_renames())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(dir: &Path, whole: bool) -> FileWatch {
+        let w = WatchEntry::parse(dir.to_str().unwrap(), false).unwrap();
+        FileWatch::with(&[w], whole).expect("fanotify (these tests run as root)")
+    }
+
+    fn sh(script: &str) {
+        let st = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{script}");
+    }
+
+    fn ops(evs: &[RawFileEvent]) -> Vec<(FileOp, Option<String>, Option<String>)> {
+        evs.iter()
+            .map(|e| {
+                (
+                    e.op,
+                    e.from.as_ref().map(|t| t.to_string()),
+                    e.to.as_ref().map(|t| t.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// Both ways of reporting a rename give one event with both names (the
+    /// halves are paired: consecutive, one process).
+    #[test]
+    fn renames_whole_or_in_halves_are_one_event_with_both_names() {
+        for whole in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let w = watch(dir.path(), whole);
+            let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+            // by another process: ksight's own accesses are not reported
+            sh(&format!(
+                "echo x > {0}; mv {0} {1}",
+                a.display(),
+                b.display()
+            ));
+            let got = ops(&w.read());
+            let (a, b) = (a.display().to_string(), b.display().to_string());
+            assert_eq!(
+                got,
+                [
+                    (FileOp::Create, None, None),
+                    (FileOp::Write, None, None),
+                    (FileOp::Rename, Some(a), Some(b))
+                ],
+                "whole renames asked: {whole}"
+            );
+            // moved out to a place not watched: the old name only, halves or not
+            let out = tempfile::tempdir().unwrap();
+            sh(&format!(
+                "mv {} {}",
+                dir.path().join("b").display(),
+                out.path().join("c").display()
+            ));
+            let got = w.read();
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].op, FileOp::Rename);
+            assert_eq!(
+                got[0].path.to_string(),
+                dir.path().join("b").display().to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn ksight_s_own_accesses_are_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = watch(dir.path(), true);
+        std::fs::write(dir.path().join("mine"), "x").unwrap();
+        assert!(w.read().is_empty());
+    }
 }

@@ -62,7 +62,9 @@ fn a_real_run_reports_what_is_true_of_this_machine() {
     );
     for name in ["sensitive files", "BPF program loads", "credential changes"] {
         assert!(
-            features.iter().any(|f| f["name"] == name && f["state"] == "active"),
+            features
+                .iter()
+                .any(|f| f["name"] == name && f["state"] == "active"),
             "{name}: {features:#?}"
         );
     }
