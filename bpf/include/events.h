@@ -44,9 +44,10 @@ enum ks_event_kind {
 	KS_EVENT_CGROUP = 13,
 	KS_EVENT_MODULE_LOAD = 14,
 	KS_EVENT_PTRACE = 15,
+	KS_EVENT_CRED = 16,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
-	KS_EVENT_KIND_MAX = 16,
+	KS_EVENT_KIND_MAX = 32,
 };
 
 /* Bounds of the variable-length exec payload. */
@@ -437,6 +438,19 @@ struct ks_ptrace_event {
 	__u64 arg0;		/* its first argument (ptrace: the request) */
 	__u32 mode;		/* PTRACE_MODE_* bits */
 	__u32 pad;
+};
+
+/* A task's credentials changed outside an exec (commit_creds): `task` has
+ * the old ones, the fields below the new. */
+struct ks_cred_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 old_cap_effective;
+	__u64 new_cap_effective;
+	__u32 uid;
+	__u32 euid;
+	__u32 gid;
+	__u32 egid;
 };
 
 /* A cgroup v2 directory was made (cgroup/cgroup_mkdir): its id and path, so

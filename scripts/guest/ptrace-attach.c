@@ -3,10 +3,13 @@
  * ptrace-attach: the kernel matrix's stand-in for `gdb -p` (busybox has no
  * debugger): fork a child that waits, attach to it with PTRACE_ATTACH, detach,
  * write one byte into it with process_vm_writev, then kill it. Prints the
- * child's pid. Built static by scripts/kernel-matrix.sh.
+ * child's pid. `ptrace-attach setuid`: instead, print its own pid and drop to
+ * uid/gid 65534 without an exec (setresgid, setresuid), for the cred_change
+ * check. Built static by scripts/kernel-matrix.sh.
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -15,10 +18,21 @@
 
 static char byte[8] = "x";
 
-int main(void)
+int main(int argc, char **argv)
 {
 	int st;
-	pid_t child = fork();
+	pid_t child;
+
+	if (argc > 1 && strcmp(argv[1], "setuid") == 0) {
+		printf("%d\n", (int)getpid());
+		fflush(stdout);
+		if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+			perror("ptrace-attach: setresuid");
+			return 1;
+		}
+		return 0;
+	}
+	child = fork();
 
 	if (child < 0)
 		return 1;

@@ -136,6 +136,9 @@ workload() {
     # a debugger's attach and a write into another process's memory
     TRACED=$(ptrace-attach 2>/tmp/ptrace.err)
     info "ptrace-attach: traced pid ${TRACED:-none} $(cat /tmp/ptrace.err)"
+    # a process that drops to uid 65534 without an exec
+    CREDS=$(ptrace-attach setuid 2>/tmp/creds.err)
+    info "setuid helper: pid ${CREDS:-none} $(cat /tmp/creds.err)"
     # BPF programs loaded by another process: a second ksight, for a moment
     ksight run --no-config --events exec --duration 1s >/dev/null 2>&1
     # one more exec after the sockets closed, so the kernel has something to flush
@@ -257,6 +260,22 @@ run_transport() {
         fail "$t: ptrace-attach did not run"
     fi
 
+    if [ -z "$CREDS" ]; then
+        fail "$t: the setuid helper did not run"
+    else
+        # with the commit_creds hook as it happens, else found at its exit
+        c=$(grep -F '"type":"cred_change"' "$ev" | grep -F "\"pid\":$CREDS," | grep -F '"after":{"uid":65534' | head -n1)
+        if [ -z "$c" ]; then
+            fail "$t: no cred_change event for pid $CREDS"
+        elif grep -q '^ksight: degraded: credential changes are found by comparing' "$er"; then
+            degraded "$t: cred_change by comparison only ($(echo "$c" | grep -o '"found_by":"[a-z_]*"'))"
+        else
+            echo "$c" | grep -qF '"found_by":"commit_creds"' &&
+                ok "$t: cred_change of pid $CREDS at commit_creds" ||
+                fail "$t: cred_change of pid $CREDS not from the commit_creds hook"
+        fi
+    fi
+
     # network events: required unless ksight said they are degraded
     if grep -q '^ksight: degraded: TCP events unavailable' "$er"; then
         degraded "$t: $(grep '^ksight: degraded: TCP' "$er")"
@@ -282,7 +301,8 @@ run_transport() {
             fail "$t: no udp event with port $uport"
     fi
     grep '^ksight: degraded:' "$er" | grep -v -e 'TCP events unavailable' -e 'UDP flows unavailable' -e 'signal events unavailable' \
-        -e 'sensitive files unavailable' -e 'BPF program loads unavailable' -e 'ptrace events unavailable' |
+        -e 'sensitive files unavailable' -e 'BPF program loads unavailable' -e 'ptrace events unavailable' \
+        -e 'credential changes are found by comparing' |
         while read -r line; do degraded "$t: $line"; done
     # the verifier's / libbpf's last words that ksight prints under a degraded line
     awk '/^ksight: degraded:/ { d = 1; next } d && /^last lines of the/ { next } d && /^  \| / { sub(/^  \| /, ""); print; next } { d = 0 }' "$er" |

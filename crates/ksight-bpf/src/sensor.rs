@@ -261,3 +261,36 @@ impl LoadCx<'_> {
         object::fill_set(obj, "ks_ports", &keys)
     }
 }
+
+/// An optional hook offered as fentry and kprobe twins of one handler
+/// (`<prefix>_fentry`, `<prefix>_kprobe` in `bpf/<name>.bpf.c`): the first
+/// this kernel loads *and attaches* (fentry is refused under lockdown, at load
+/// or attach; kprobes need CONFIG_KPROBES), with its link and flavour; else
+/// why neither did.
+pub fn first_attaching(
+    cx: &mut LoadCx<'_>,
+    name: &'static str,
+    bytes: &'static [u8],
+    prefix: &str,
+) -> Result<(Object, Link, &'static str), LoadError> {
+    let mut reasons = Vec::new();
+    for flavour in ["fentry", "kprobe"] {
+        if flavour == "kprobe" && !crate::sensors::accept::kprobes_exist() {
+            reasons.push("kprobe: not tried: this kernel has no kprobes (CONFIG_KPROBES)".into());
+            continue;
+        }
+        let program = format!("{prefix}_{flavour}");
+        let mut attempt = || -> Result<(Object, Link), LoadError> {
+            let mut o = cx.open(name, bytes)?;
+            o.programs(|p, _| p == program);
+            let obj = o.load(&format!("{name} hook ({flavour})"))?;
+            let link = object::attach_all(&obj)?.pop().expect("one program");
+            Ok((obj, link))
+        };
+        match attempt() {
+            Ok((obj, link)) => return Ok((obj, link, flavour)),
+            Err(e) => reasons.push(format!("{flavour}: {}", e.summary())),
+        }
+    }
+    Err(LoadError::NoHook(reasons.join("; ")))
+}

@@ -163,6 +163,9 @@ pub struct Enricher {
     /// Credential changes found by comparing hooks' records (`observe`), for
     /// the `cred_change` kind.
     pub cred_changes: Vec<CredChange>,
+    /// The commit_creds hook runs: it reports changes as they happen, and
+    /// comparisons only keep the baseline.
+    pub cred_hook: bool,
     /// Addresses seen in DNS answers: the name asked, and when.
     names: HashMap<IpAddr, (String, u64)>,
     pub cfg: EnrichConfig,
@@ -229,6 +232,7 @@ impl Enricher {
             hashes: Hashes::new(cfg.hash, procfs.root().to_path_buf()),
             gai_calls: Vec::new(),
             cred_changes: Vec::new(),
+            cred_hook: false,
             names: HashMap::new(),
             cfg,
             clock,
@@ -399,7 +403,7 @@ impl Enricher {
             return;
         };
         let before = e.seen.replace(now);
-        if exec {
+        if exec || self.cred_hook {
             return;
         }
         if let Some(b) = before {

@@ -83,6 +83,16 @@ const ROWS: &[Row<'static>] = &[
         refused_detail: "the kernel refused the getaddrinfo uprobes: ",
     },
     Row {
+        name: "credential changes",
+        sensor: "creds",
+        active: "cred_change events as each change happens (hook: {hook} on commit_creds)",
+        refused: FeatureState::Degraded,
+        refused_detail: "cred_change events found late, by comparing the credentials the other \
+                         hooks record in a process's own context (its next fork, exit, signal, \
+                         module load or ptrace access); no commit_creds hook (fentry is refused \
+                         under lockdown, a kprobe needs CONFIG_KPROBES): ",
+    },
+    Row {
         name: "ptrace and memory access",
         sensor: "ptrace",
         active: "ptrace attach/seize, process_vm_readv/writev, /proc/PID/mem, pidfd_getfd \
@@ -203,14 +213,6 @@ pub fn features(findings: &mut Vec<Finding>) -> Vec<Feature> {
     out.push(cgroup_filter(findings));
     out.push(sensitive_files());
     out.push(bpf_loads());
-    out.push(Feature {
-        name: "credential changes",
-        state: FeatureState::Active,
-        detail: "cred_change events by comparing the credentials each hook records in a \
-                 process's own context (found late, at its next fork, exit, signal, module \
-                 load or ptrace access; no hook on commit_creds)"
-            .into(),
-    });
     out
 }
 

@@ -240,6 +240,8 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             .then(ksight_core::runtime::RuntimeConfig::default),
     };
     let mut enricher = host_enricher(enrich_cfg, cgroups);
+    // the commit_creds hook reports credential changes as they happen
+    enricher.cred_hook = agent.sensors().contains(&"creds");
     let known = enricher.seed().context("reading /proc")?;
     // sockets older than ksight: their owners from /proc, read after
     // attaching (what the hooks see meanwhile is not overwritten)

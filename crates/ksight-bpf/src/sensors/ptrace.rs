@@ -1,14 +1,11 @@
 //! The ptrace hook (bpf/ptrace.bpf.c): a process gains access to another's
 //! memory (ptrace attach, process_vm_writev, /proc/PID/mem). Optional: fentry
-//! where the kernel allows it, else a kprobe, else a documented gap. Each
-//! flavour is loaded *and attached* to know whether this kernel takes it
-//! (fentry is refused at load or attach under lockdown).
+//! where the kernel allows it, else a kprobe, else a documented gap.
 
 use libbpf_rs::{Link, Object};
 
-use crate::object::{attach_all, LoadError};
-use crate::sensor::{self, LoadCx, Spec};
-use crate::sensors::accept::kprobes_exist;
+use crate::object::LoadError;
+use crate::sensor::{self, first_attaching, LoadCx, Spec};
 
 static SPEC: Spec = Spec {
     name: "ptrace",
@@ -21,12 +18,6 @@ static SPEC: Spec = Spec {
     feature: "ptrace and memory access",
     degraded: |why| format!("ptrace events unavailable ({why})"),
 };
-
-/// (flavour, program), best first.
-const FLAVOURS: [(&str, &str); 2] = [
-    ("fentry", "ks_ptrace_fentry"),
-    ("kprobe", "ks_ptrace_kprobe"),
-];
 
 #[derive(Default)]
 pub struct Sensor {
@@ -41,32 +32,10 @@ impl sensor::Sensor for Sensor {
     }
 
     fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError> {
-        let mut reasons = Vec::new();
-        for (flavour, program) in FLAVOURS {
-            if flavour == "kprobe" && !kprobes_exist() {
-                reasons.push(
-                    "kprobe: not tried: this kernel has no kprobes (CONFIG_KPROBES)".to_string(),
-                );
-                continue;
-            }
-            let mut attempt = || -> Result<(Object, Link), LoadError> {
-                let mut o = cx.open("ptrace", crate::object!("ptrace"))?;
-                o.programs(|name, _| name == program);
-                let obj = o.load(&format!("ptrace hook ({flavour})"))?;
-                let link = attach_all(&obj)?.pop().expect("one program");
-                Ok((obj, link))
-            };
-            match attempt() {
-                Ok((obj, link)) => {
-                    self.obj = Some(obj);
-                    self.link = Some(link);
-                    self.flavour = Some(flavour);
-                    return Ok(());
-                }
-                Err(e) => reasons.push(format!("{flavour}: {}", e.summary())),
-            }
-        }
-        Err(LoadError::NoHook(reasons.join("; ")))
+        let (obj, link, flavour) =
+            first_attaching(cx, "ptrace", crate::object!("ptrace"), "ks_ptrace")?;
+        (self.obj, self.link, self.flavour) = (Some(obj), Some(link), Some(flavour));
+        Ok(())
     }
 
     fn attach(&mut self, _cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError> {
