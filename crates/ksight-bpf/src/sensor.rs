@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libbpf_rs::{Link, Object};
 
@@ -262,6 +263,11 @@ impl LoadCx<'_> {
     }
 }
 
+/// The kernel refused an fentry/fexit program with EPERM (lockdown): the
+/// other optional hooks do not try theirs (each try is a BTF parse and a
+/// load, tens of ms of a start).
+pub(crate) static TRAMPOLINES_REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// An optional hook offered as fentry and kprobe twins of one handler
 /// (`<prefix>_fentry`, `<prefix>_kprobe` in `bpf/<name>.bpf.c`): the first
 /// this kernel loads *and attaches* (fentry is refused under lockdown, at load
@@ -275,6 +281,11 @@ pub fn first_attaching(
 ) -> Result<(Object, Link, &'static str), LoadError> {
     let mut reasons = Vec::new();
     for flavour in ["fentry", "kprobe"] {
+        if flavour == "fentry" && TRAMPOLINES_REFUSED.load(Ordering::Relaxed) {
+            reasons
+                .push("fentry: not tried (the kernel refused another fentry/fexit program)".into());
+            continue;
+        }
         if flavour == "kprobe" && !crate::sensors::accept::kprobes_exist() {
             reasons.push("kprobe: not tried: this kernel has no kprobes (CONFIG_KPROBES)".into());
             continue;
@@ -289,7 +300,12 @@ pub fn first_attaching(
         };
         match attempt() {
             Ok((obj, link)) => return Ok((obj, link, flavour)),
-            Err(e) => reasons.push(format!("{flavour}: {}", e.summary())),
+            Err(e) => {
+                if flavour == "fentry" && e.permission_denied() {
+                    TRAMPOLINES_REFUSED.store(true, Ordering::Relaxed);
+                }
+                reasons.push(format!("{flavour}: {}", e.summary()))
+            }
         }
     }
     Err(LoadError::NoHook(reasons.join("; ")))

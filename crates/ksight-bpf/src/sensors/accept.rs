@@ -71,6 +71,8 @@ impl sensor::Sensor for Sensor {
         let mut reasons = Vec::new();
         // each attempt parses the kernel's BTF and runs the verifier (~20-30
         // ms here): not tried are the flavours known to fail
+        // tried even when another hook's fentry was refused: its own reason
+        // is what the doctor shows for it
         let mut fexit_refused = false;
         for &(flavour, program, label) in flavours(cx.cfg.accept) {
             if flavour == "fexit" && fexit_refused {
@@ -108,7 +110,11 @@ impl sensor::Sensor for Sensor {
                 }
                 Err(e) => {
                     // a permission refusal is about fexit, not this signature
-                    fexit_refused |= flavour == "fexit" && e.permission_denied();
+                    if flavour == "fexit" && e.permission_denied() {
+                        fexit_refused = true;
+                        sensor::TRAMPOLINES_REFUSED
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     reasons.push(format!("{label}: {}", e.summary()));
                 }
             }
