@@ -312,7 +312,7 @@ impl Agent {
         }
         // the file watcher: fanotify, no BPF; its marks go with its fd
         let files = if cfg.wants("file") && !cfg.file_watch.is_empty() {
-            match FileWatch::new(&cfg.file_watch) {
+            match FileWatch::new(&cfg.file_watch, cfg.file_watch_containers) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     degraded.push(Degraded {

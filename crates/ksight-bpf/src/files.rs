@@ -39,6 +39,8 @@ const CHANGES: u64 = libc::FAN_CLOSE_WRITE | libc::FAN_ATTRIB;
 /// A directory's entries.
 const ENTRIES: u64 = libc::FAN_CREATE | libc::FAN_DELETE | libc::FAN_ONDIR;
 const MOVES: u64 = libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO;
+/// name_to_handle_at: a handle to identify, not to open (include/uapi/linux/fcntl.h).
+const AT_HANDLE_FID: libc::c_long = 0x200;
 /// How deep below a watched directory subdirectories are watched.
 const DEPTH: usize = 3;
 /// At most this many marks (each pins an inode in the kernel).
@@ -66,6 +68,11 @@ struct Inner {
     buf: Vec<u8>,
     /// A moved-from event waiting for its moved-to (kernels before 5.17).
     moved_from: Option<(u32, PathBuf)>,
+    /// Also watch in other mount namespaces (containers), through the root
+    /// of one process of each (`/proc/<pid>/root`).
+    containers: bool,
+    roots: Vec<PathBuf>,
+    scanned: Option<std::time::Instant>,
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -90,18 +97,27 @@ fn handle_key(p: &Path, fsid: [i32; 2]) -> Option<Vec<u8>> {
     let mut buf = [0u8; 8 + 128];
     buf[..4].copy_from_slice(&128u32.to_ne_bytes());
     let mut mount_id: libc::c_int = 0;
-    // SAFETY: name_to_handle_at writes a struct file_handle of at most
-    // handle_bytes (128, MAX_HANDLE_SZ) after its 8-byte header, and an int.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mount_id,
-            0,
-        )
-    };
+    // AT_HANDLE_FID (6.5+): the handle fanotify reports, also on filesystems
+    // whose handles cannot be opened (overlayfs: containers); before, the plain one
+    let mut r = -1;
+    for flags in [AT_HANDLE_FID, 0] {
+        buf[..4].copy_from_slice(&128u32.to_ne_bytes());
+        // SAFETY: name_to_handle_at writes a struct file_handle of at most
+        // handle_bytes (128, MAX_HANDLE_SZ) after its 8-byte header, and an int.
+        r = unsafe {
+            libc::syscall(
+                libc::SYS_name_to_handle_at,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                buf.as_mut_ptr(),
+                &mut mount_id,
+                flags,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
     if r != 0 {
         return None;
     }
@@ -136,13 +152,18 @@ impl FileWatch {
     /// A fanotify group with every watch armed. Errors: the kernel lacks
     /// fanotify or `FAN_REPORT_DFID_NAME` (before 5.9), or ksight lacks
     /// CAP_SYS_ADMIN.
-    pub fn new(watches: &[WatchEntry]) -> io::Result<FileWatch> {
-        Self::with(watches, true)
+    /// `containers`: the same paths in every other mount namespace too.
+    pub fn new(watches: &[WatchEntry], containers: bool) -> io::Result<FileWatch> {
+        Self::with(watches, true, containers)
     }
 
     /// `whole_renames`: ask for FAN_RENAME where the kernel has it (false:
     /// moved-from/moved-to halves, as before 5.17; for tests).
-    fn with(watches: &[WatchEntry], whole_renames: bool) -> io::Result<FileWatch> {
+    fn with(
+        watches: &[WatchEntry],
+        whole_renames: bool,
+        containers: bool,
+    ) -> io::Result<FileWatch> {
         let flags = libc::FAN_CLASS_NOTIF
             | libc::FAN_CLOEXEC
             | libc::FAN_NONBLOCK
@@ -180,7 +201,14 @@ impl FileWatch {
             me: std::process::id(),
             buf: vec![0; 64 << 10],
             moved_from: None,
+            containers,
+            roots: Vec::new(),
+            scanned: None,
         };
+        if containers {
+            inner.roots = other_roots();
+            inner.scanned = Some(std::time::Instant::now());
+        }
         inner.arm();
         Ok(FileWatch {
             inner: RefCell::new(inner),
@@ -231,14 +259,20 @@ impl Inner {
             self.dirs.clear();
         }
         let watches: Vec<WatchEntry> = self.watches.iter().map(|(w, _)| w.clone()).collect();
-        for w in watches {
-            let parts: Vec<OsString> = w.parts().into_iter().map(OsStr::to_owned).collect();
-            self.walk(Path::new("/"), &parts, w.opens);
+        // the host's first: a directory both see is named by its host path
+        let roots: Vec<PathBuf> = std::iter::once(PathBuf::from("/"))
+            .chain(self.roots.iter().cloned())
+            .collect();
+        for root in &roots {
+            for w in &watches {
+                let parts: Vec<OsString> = w.parts().into_iter().map(OsStr::to_owned).collect();
+                self.walk(root, root, &parts, w.opens);
+            }
         }
     }
 
     /// From `dir` (which exists), the rest of a watch's path.
-    fn walk(&mut self, dir: &Path, rest: &[OsString], opens: bool) {
+    fn walk(&mut self, root: &Path, dir: &Path, rest: &[OsString], opens: bool) {
         let Some((comp, tail)) = rest.split_first() else {
             return;
         };
@@ -261,13 +295,13 @@ impl Inner {
             let p = dir.join(&name);
             match std::fs::metadata(&p) {
                 Ok(m) if tail.is_empty() => self.target(&p, m.is_dir(), opens, 0),
-                Ok(m) if m.is_dir() => self.walk(&p, tail, opens),
+                Ok(m) if m.is_dir() => self.walk(root, &p, tail, opens),
                 Ok(_) => {}
                 Err(_) => missing = true,
             }
         }
         // where the next step may appear, vanish or be replaced
-        if dir != Path::new("/") && (glob || missing || rest.len() <= 2) {
+        if dir != root && (glob || missing || rest.len() <= 2) {
             self.mark(dir, ENTRIES | self.moves());
         }
     }
@@ -362,7 +396,7 @@ impl Inner {
             }
         }
         if let Some(key) = handle_key(p, fsid) {
-            self.dirs.insert(key, p.to_path_buf());
+            self.dirs.entry(key).or_insert_with(|| p.to_path_buf());
         }
     }
 
@@ -405,7 +439,17 @@ impl Inner {
         Some(p)
     }
 
+    /// A path under a watched container root: the pid whose root it is, and
+    /// the path as that mount namespace sees it.
+    fn in_root(&self, p: &Path) -> Option<(u32, PathBuf)> {
+        let root = self.roots.iter().find(|r| p.starts_with(r))?;
+        let pid = root.parent()?.file_name()?.to_str()?.parse().ok()?;
+        Some((pid, Path::new("/").join(p.strip_prefix(root).ok()?)))
+    }
+
     fn watch_of(&self, p: &Path) -> Option<Arc<str>> {
+        let inner = self.in_root(p);
+        let p = inner.as_ref().map_or(p, |(_, q)| q.as_path());
         self.watches
             .iter()
             .find(|(w, _)| w.covers(p))
@@ -413,7 +457,21 @@ impl Inner {
     }
 
     fn read(&mut self, out: &mut Vec<RawFileEvent>) {
+        let first = out.len();
         let mut rearm = false;
+        // containers come and go: their roots again every two seconds
+        if self.containers
+            && self
+                .scanned
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(2))
+        {
+            self.scanned = Some(std::time::Instant::now());
+            let roots = other_roots();
+            if roots != self.roots {
+                self.roots = roots;
+                rearm = true;
+            }
+        }
         loop {
             // SAFETY: read into our buffer, at most its length.
             let n = unsafe {
@@ -442,6 +500,21 @@ impl Inner {
             self.buf = buf;
         }
         self.flush_moved_from(out, now_ns());
+        // paths in a container, as the container sees them
+        for e in &mut out[first..] {
+            let path = Path::new(OsStr::from_bytes(e.path.as_bytes())).to_path_buf();
+            let Some((pid, inner)) = self.in_root(&path) else {
+                continue;
+            };
+            e.root_pid = Some(pid);
+            e.path = Text::new(inner.into_os_string().into_vec());
+            for t in [&mut e.from, &mut e.to].into_iter().flatten() {
+                let p = Path::new(OsStr::from_bytes(t.as_bytes())).to_path_buf();
+                if let Some((_, q)) = self.in_root(&p) {
+                    *t = Text::new(q.into_os_string().into_vec());
+                }
+            }
+        }
         if rearm {
             self.arm();
         }
@@ -523,6 +596,7 @@ impl Inner {
                     dir: is_dir,
                     watch,
                     stat: to.as_deref().and_then(stat),
+                    root_pid: None,
                 });
             }
             return true;
@@ -560,6 +634,7 @@ impl Inner {
                     dir: is_dir,
                     watch,
                     stat: stat(&path),
+                    root_pid: None,
                 });
             }
             return true;
@@ -599,6 +674,7 @@ impl Inner {
                 dir: is_dir,
                 watch: watch.clone(),
                 stat: st,
+                root_pid: None,
             });
         }
         entry
@@ -620,18 +696,45 @@ impl Inner {
                 dir: false,
                 watch,
                 stat: None,
+                root_pid: None,
             });
         }
     }
 }
 
+/// The root of one process of each mount namespace other than ksight's
+/// (`/proc/<pid>/root`, the lowest pid of each), at most 256: containers, and
+/// services with a namespace of their own (whose files are mostly the
+/// host's: a directory both see is named by its host path).
+fn other_roots() -> Vec<PathBuf> {
+    let mine = std::fs::metadata("/proc/self/ns/mnt").map_or(0, |m| m.ino());
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    let mut seen = std::collections::HashSet::from([mine]);
+    pids.into_iter()
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| seen.insert(m.ino()))
+        })
+        .take(256)
+        .map(|pid| PathBuf::from(format!("/proc/{pid}/root")))
+        .collect()
+}
+
 /// Does this kernel give ksight what the file watcher needs? For the doctor:
 /// a group in FID mode, a mark on `probe` (a directory), whether renames come whole.
 pub fn probe(dir: &Path) -> io::Result<bool> {
-    let w = FileWatch::new(&[WatchEntry {
-        pattern: dir.to_path_buf(),
-        opens: false,
-    }])?;
+    let w = FileWatch::new(
+        &[WatchEntry {
+            pattern: dir.to_path_buf(),
+            opens: false,
+        }],
+        false,
+    )?;
     if let Some((p, e)) = w.refused().into_iter().next() {
         return Err(io::Error::other(format!("marking {}: {e}", p.display())));
     }
@@ -644,7 +747,7 @@ mod tests {
 
     fn watch(dir: &Path, whole: bool) -> FileWatch {
         let w = WatchEntry::parse(dir.to_str().unwrap(), false).unwrap();
-        FileWatch::with(&[w], whole).expect("fanotify (these tests run as root)")
+        FileWatch::with(&[w], whole, false).expect("fanotify (these tests run as root)")
     }
 
     fn sh(script: &str) {

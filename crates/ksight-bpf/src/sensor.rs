@@ -123,6 +123,8 @@ pub struct Config {
     pub gai: GaiAttach,
     /// The files and directories the `file` kind watches (fanotify).
     pub file_watch: Vec<WatchEntry>,
+    /// The same paths in every other mount namespace (containers).
+    pub file_watch_containers: bool,
 }
 
 impl Default for Config {
@@ -145,6 +147,7 @@ impl Default for Config {
             dns_ports: vec![53],
             gai: GaiAttach::Lazy,
             file_watch: ksight_core::files::default_watches(),
+            file_watch_containers: false,
         }
     }
 }

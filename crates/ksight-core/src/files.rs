@@ -184,6 +184,10 @@ pub struct RawFileEvent {
     /// The watch entry it matched, as configured.
     pub watch: Arc<str>,
     pub stat: Option<FileStat>,
+    /// In another mount namespace (a container): a process of it, through
+    /// whose root ksight watches (`--file-watch-containers`); the paths are as
+    /// that namespace sees them.
+    pub root_pid: Option<u32>,
 }
 
 #[cfg(test)]

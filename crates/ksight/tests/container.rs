@@ -69,6 +69,57 @@ impl Drop for Cleanup {
     }
 }
 
+/// An image of a static busybox (sh, sleep, true, cat) and an /etc/shadow of
+/// its own, imported into podman as `image`.
+fn build_image(
+    busybox: &std::path::Path,
+    dir: &std::path::Path,
+    image: &str,
+) -> Result<(), String> {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:*:20000:0:99999:7:::\n").unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "true", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let tar = dir.join("rootfs.tar");
+    sh(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    )?;
+    sh(
+        "podman",
+        &["import", "--quiet", tar.to_str().unwrap(), image],
+    )
+    .map(|_| ())
+    .map_err(|e| format!("podman cannot import an image: {e}"))
+}
+
+/// `podman run ARGS`, with the default OCI runtime, else runc.
+fn run_container(args: &[&str]) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for runtime in [None, Some("runc")] {
+        let mut a: Vec<&str> = Vec::new();
+        if let Some(r) = runtime {
+            a.extend(["--runtime", r]);
+        }
+        a.extend(args);
+        match sh("podman", &a) {
+            Ok(_) => return Ok(()),
+            Err(e) => failures.push(e),
+        }
+    }
+    Err(failures.join("; "))
+}
+
 #[test]
 fn a_podman_container_is_named_by_its_runtime() {
     require_root();
@@ -82,29 +133,8 @@ fn a_podman_container_is_named_by_its_runtime() {
     let image = format!("localhost/{name}:1");
     let _cleanup = Cleanup(name.clone(), image.clone());
     let dir = temp_dir("container");
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "true"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    let tar = dir.join("rootfs.tar");
-    sh(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    )
-    .unwrap();
-    if let Err(e) = sh(
-        "podman",
-        &["import", "--quiet", tar.to_str().unwrap(), &image],
-    ) {
-        return skip(&format!("podman cannot import an image: {e}"));
+    if let Err(e) = build_image(&busybox, &dir, &image) {
+        return skip(&e);
     }
 
     let all = Ksight::start(&["--events", "exec,container"]);
@@ -129,26 +159,11 @@ fn a_podman_container_is_named_by_its_runtime() {
         "-c",
         "sleep 1; /bin/true; /bin/sleep 0.1",
     ];
-    let mut failures = Vec::new();
-    let mut ran = false;
-    for runtime in [None, Some("runc")] {
-        let mut a: Vec<&str> = Vec::new();
-        if let Some(r) = runtime {
-            a.extend(["--runtime", r]);
-        }
-        a.extend(args);
-        match sh("podman", &a) {
-            Ok(_) => {
-                ran = true;
-                break;
-            }
-            Err(e) => failures.push(e),
-        }
-    }
+    let ran = run_container(&args);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (r, rn) = (all.stop(), named.stop());
-    if !ran {
-        return skip(&format!("no container starts: {}", failures.join("; ")));
+    if let Err(e) = ran {
+        return skip(&format!("no container starts: {e}"));
     }
     let in_it: Vec<&Value> = r
         .events
@@ -191,5 +206,69 @@ fn a_podman_container_is_named_by_its_runtime() {
     for e in rn.events.iter().filter(|e| e["type"] == "exec") {
         assert_eq!(e["process"]["container"]["name"], name.as_str(), "{e}");
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--file-watch-containers`: the container's own /etc/shadow, read inside
+/// it, is a `file` event with the container's path and its process.
+#[test]
+fn a_file_read_inside_a_container_is_reported_with_the_container_path() {
+    require_root();
+    if let Err(e) = sh("podman", &["--version"]) {
+        return skip(&format!("no podman ({e}); scripts/setup.sh installs it"));
+    }
+    let Some(busybox) = static_busybox() else {
+        return skip("no static busybox (package busybox-static)");
+    };
+    let name = format!("ksight-e2e-files-{}", std::process::id());
+    let image = format!("localhost/{name}:1");
+    let _cleanup = Cleanup(name.clone(), image.clone());
+    let dir = temp_dir("container-files");
+    if let Err(e) = build_image(&busybox, &dir, &image) {
+        return skip(&e);
+    }
+    let k = Ksight::start(&[
+        "--events",
+        "file,exec",
+        "--file-watch-containers",
+        "--no-default-file-watch",
+        "--file-watch",
+        "/etc/shadow",
+    ]);
+    // found within 2 s of its start: it reads after 3, and stays a moment
+    // (the file is stat-ed through its root after the read)
+    let ran = run_container(&[
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        &image,
+        "/bin/sh",
+        "-c",
+        "sleep 3; cat /etc/shadow; sleep 0.5",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = k.stop();
+    if let Err(e) = ran {
+        return skip(&format!("no container starts: {e}"));
+    }
+    let reads: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "file" && e["process"]["container_id"].is_string())
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:#?}\n{}", r.stderr);
+    let f = &reads[0]["file"];
+    assert_eq!(f["op"], "open");
+    assert_eq!(f["path"], "/etc/shadow", "the container's path");
+    assert_eq!(f["size"], 26, "its own shadow, not the host's");
+    assert!(f["root_pid"].is_u64(), "{f}");
+    assert_eq!(reads[0]["process"]["comm"], "cat");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -39,6 +39,9 @@ pub struct FileDetail {
     pub dir: bool,
     /// The watch entry that matched.
     pub watch: Arc<str>,
+    /// In another mount namespace: a process of it (paths as it sees them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_pid: Option<u32>,
     /// The inode right after the event; absent when it is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -65,6 +68,7 @@ impl FileDetail {
             to: e.to,
             dir: e.dir,
             watch: e.watch,
+            root_pid: e.root_pid,
             size: st.map(|s| s.size),
             mode: st.map(|s| format!("{:o}", s.mode & 0o7777)),
             setuid: st.map(|s| s.mode & 0o6000 != 0),
@@ -144,6 +148,9 @@ impl KindSpec for File {
         f.add("file.dir", FieldType::Bool, |d| Value::Bool(d.file.dir));
         f.add("file.watch", FieldType::Text, |d| {
             Value::Text(d.file.watch.as_bytes())
+        });
+        f.add("file.root_pid", FieldType::Int, |d| {
+            Value::opt_int(d.file.root_pid.map(u64::from))
         });
         f.add("file.size", FieldType::Int, |d| Value::opt_int(d.file.size));
         f.add("file.mode", FieldType::Text, |d| {

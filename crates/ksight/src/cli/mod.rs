@@ -315,6 +315,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", value_parser = parse_watch_changes)]
     pub file_watch_changes: Vec<WatchEntry>,
 
+    /// Watch the same paths in containers too (every other mount namespace,
+    /// through a process's /proc/PID/root; found every 2 seconds): their
+    /// events carry the container's paths and `file.root_pid`.
+    #[arg(long)]
+    pub file_watch_containers: bool,
+
     /// Do not watch the default sensitive files (/etc/shadow, ~/.ssh, /etc/cron*,
     /// /etc/systemd/system, ...: docs/events.md lists them).
     #[arg(long)]
@@ -441,6 +447,7 @@ impl RunArgs {
                     w.extend(self.file_watch_changes);
                     w
                 },
+                file_watch_containers: self.file_watch_containers,
             },
             cgroups: self.cgroup,
             filter: FilterSpec {
