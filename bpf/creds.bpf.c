@@ -53,7 +53,7 @@ static __always_inline int on_commit(void *ctx, struct cred *new)
 	if (!ks_wanted())
 		return 0;
 	e.hdr.ktime = bpf_ktime_get_ns();
-	e.hdr.kind = KS_EVENT_CRED;
+	e.hdr.kind = KS_EVENT_CRED_CHANGE;
 	ks_fill_task_any(&e.task, current, 0);
 	ks_emit(ctx, &e.hdr, sizeof(e));
 	return 0;

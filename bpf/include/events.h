@@ -44,7 +44,7 @@ enum ks_event_kind {
 	KS_EVENT_CGROUP = 13,
 	KS_EVENT_MODULE_LOAD = 14,
 	KS_EVENT_PTRACE = 15,
-	KS_EVENT_CRED = 16,
+	KS_EVENT_CRED_CHANGE = 16,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 32,

@@ -289,7 +289,7 @@ pub fn first_attaching(
                 .push("fentry: not tried (the kernel refused another fentry/fexit program)".into());
             continue;
         }
-        if flavour == "kprobe" && !crate::sensors::accept::kprobes_exist() {
+        if flavour == "kprobe" && !kprobes_exist() {
             reasons.push("kprobe: not tried: this kernel has no kprobes (CONFIG_KPROBES)".into());
             continue;
         }
@@ -312,4 +312,70 @@ pub fn first_attaching(
         }
     }
     Err(LoadError::NoHook(reasons.join("; ")))
+}
+
+/// Whether kprobes can be attached: the kprobe PMU (4.17+) or, before it,
+/// tracefs's kprobe_events (libbpf uses either).
+pub(crate) fn kprobes_exist() -> bool {
+    [
+        "/sys/bus/event_source/devices/kprobe",
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
+/// What an optional fentry/kprobe hook sensor is: its spec and object.
+pub trait HookDef {
+    const SPEC: &'static Spec;
+    /// `bpf/<NAME>.bpf.c`
+    const NAME: &'static str;
+    const OBJECT: &'static [u8];
+    /// Its programs are `<PREFIX>_fentry` and `<PREFIX>_kprobe`.
+    const PREFIX: &'static str;
+}
+
+/// A sensor of one optional hook ([`first_attaching`]): attached while
+/// loading, its link handed over at attach.
+pub struct HookSensor<D> {
+    obj: Option<Object>,
+    link: Option<Link>,
+    flavour: Option<&'static str>,
+    def: std::marker::PhantomData<D>,
+}
+
+impl<D> Default for HookSensor<D> {
+    fn default() -> Self {
+        HookSensor {
+            obj: None,
+            link: None,
+            flavour: None,
+            def: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: HookDef + Send> Sensor for HookSensor<D> {
+    fn spec(&self) -> &'static Spec {
+        D::SPEC
+    }
+
+    fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError> {
+        let (obj, link, flavour) = first_attaching(cx, D::NAME, D::OBJECT, D::PREFIX)?;
+        (self.obj, self.link, self.flavour) = (Some(obj), Some(link), Some(flavour));
+        Ok(())
+    }
+
+    fn attach(&mut self, _cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError> {
+        Ok(self.link.take().into_iter().collect())
+    }
+
+    fn object(&self) -> Option<&Object> {
+        self.obj.as_ref()
+    }
+
+    fn hook(&self) -> Option<&'static str> {
+        self.flavour
+    }
 }

@@ -81,7 +81,7 @@ impl sensor::Sensor for Sensor {
                 ));
                 continue;
             }
-            if flavour == "kretprobe" && !kprobes_exist() {
+            if flavour == "kretprobe" && !sensor::kprobes_exist() {
                 reasons.push(format!(
                     "{label}: not tried: kretprobe/inet_csk_accept needs kprobes, which this \
                      kernel does not have (no kprobe PMU in /sys/bus/event_source/devices, \
@@ -133,16 +133,4 @@ impl sensor::Sensor for Sensor {
     fn hook(&self) -> Option<&'static str> {
         self.flavour
     }
-}
-
-/// Whether kprobes can be attached: the kprobe PMU (4.17+) or, before it,
-/// tracefs's kprobe_events (libbpf uses either).
-pub(crate) fn kprobes_exist() -> bool {
-    [
-        "/sys/bus/event_source/devices/kprobe",
-        "/sys/kernel/tracing/kprobe_events",
-        "/sys/kernel/debug/tracing/kprobe_events",
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).exists())
 }

@@ -2,10 +2,7 @@
 //! as it happens. Optional: fentry where the kernel allows it, else a kprobe;
 //! else the `cred_change` kind compares what other hooks record (late).
 
-use libbpf_rs::{Link, Object};
-
-use crate::object::LoadError;
-use crate::sensor::{self, first_attaching, LoadCx, Spec};
+use crate::sensor::{HookDef, HookSensor, Spec};
 
 static SPEC: Spec = Spec {
     name: "creds",
@@ -24,34 +21,13 @@ static SPEC: Spec = Spec {
     },
 };
 
-#[derive(Default)]
-pub struct Sensor {
-    obj: Option<Object>,
-    link: Option<Link>,
-    flavour: Option<&'static str>,
+pub struct Creds;
+
+impl HookDef for Creds {
+    const SPEC: &'static Spec = &SPEC;
+    const NAME: &'static str = "creds";
+    const OBJECT: &'static [u8] = crate::object!("creds");
+    const PREFIX: &'static str = "ks_creds";
 }
 
-impl sensor::Sensor for Sensor {
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError> {
-        let (obj, link, flavour) =
-            first_attaching(cx, "creds", crate::object!("creds"), "ks_creds")?;
-        (self.obj, self.link, self.flavour) = (Some(obj), Some(link), Some(flavour));
-        Ok(())
-    }
-
-    fn attach(&mut self, _cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError> {
-        Ok(self.link.take().into_iter().collect())
-    }
-
-    fn object(&self) -> Option<&Object> {
-        self.obj.as_ref()
-    }
-
-    fn hook(&self) -> Option<&'static str> {
-        self.flavour
-    }
-}
+pub type Sensor = HookSensor<Creds>;

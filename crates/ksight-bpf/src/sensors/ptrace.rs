@@ -2,10 +2,7 @@
 //! memory (ptrace attach, process_vm_writev, /proc/PID/mem). Optional: fentry
 //! where the kernel allows it, else a kprobe, else a documented gap.
 
-use libbpf_rs::{Link, Object};
-
-use crate::object::LoadError;
-use crate::sensor::{self, first_attaching, LoadCx, Spec};
+use crate::sensor::{HookDef, HookSensor, Spec};
 
 static SPEC: Spec = Spec {
     name: "ptrace",
@@ -19,34 +16,13 @@ static SPEC: Spec = Spec {
     degraded: |why| format!("ptrace events unavailable ({why})"),
 };
 
-#[derive(Default)]
-pub struct Sensor {
-    obj: Option<Object>,
-    link: Option<Link>,
-    flavour: Option<&'static str>,
+pub struct Ptrace;
+
+impl HookDef for Ptrace {
+    const SPEC: &'static Spec = &SPEC;
+    const NAME: &'static str = "ptrace";
+    const OBJECT: &'static [u8] = crate::object!("ptrace");
+    const PREFIX: &'static str = "ks_ptrace";
 }
 
-impl sensor::Sensor for Sensor {
-    fn spec(&self) -> &'static Spec {
-        &SPEC
-    }
-
-    fn load(&mut self, cx: &mut LoadCx<'_>) -> Result<(), LoadError> {
-        let (obj, link, flavour) =
-            first_attaching(cx, "ptrace", crate::object!("ptrace"), "ks_ptrace")?;
-        (self.obj, self.link, self.flavour) = (Some(obj), Some(link), Some(flavour));
-        Ok(())
-    }
-
-    fn attach(&mut self, _cx: &LoadCx<'_>) -> Result<Vec<Link>, LoadError> {
-        Ok(self.link.take().into_iter().collect())
-    }
-
-    fn object(&self) -> Option<&Object> {
-        self.obj.as_ref()
-    }
-
-    fn hook(&self) -> Option<&'static str> {
-        self.flavour
-    }
-}
+pub type Sensor = HookSensor<Ptrace>;

@@ -65,7 +65,7 @@ pub struct RawCred {
 
 impl KindSpec for CredChange {
     const NAME: &'static str = "cred_change";
-    const WIRE: &'static [u32] = &[ks_event_kind::KS_EVENT_CRED.0];
+    const WIRE: &'static [u32] = &[ks_event_kind::KS_EVENT_CRED_CHANGE.0];
     type Record = RawCred;
     type State = ();
 
@@ -151,30 +151,22 @@ impl KindSpec for CredChange {
     }
 
     fn fields(f: &mut Fields<Self>) {
-        f.add("cred.before.uid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.before.uid))
-        });
-        f.add("cred.before.euid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.before.euid))
-        });
-        f.add("cred.before.gid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.before.gid))
-        });
-        f.add("cred.before.egid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.before.egid))
-        });
-        f.add("cred.after.uid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.after.uid))
-        });
-        f.add("cred.after.euid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.after.euid))
-        });
-        f.add("cred.after.gid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.after.gid))
-        });
-        f.add("cred.after.egid", FieldType::Int, |d| {
-            Value::uint(u64::from(d.cred.after.egid))
-        });
+        // the eight ids: each path, its side and its id
+        type Side = fn(&CredDetail) -> &Ids;
+        type Id = fn(&Ids) -> u32;
+        let (before, after): (Side, Side) = (|c| &c.before, |c| &c.after);
+        let ids: [Id; 4] = [|i| i.uid, |i| i.euid, |i| i.gid, |i| i.egid];
+        const PATHS: [[&str; 4]; 2] = [
+            ["cred.before.uid", "cred.before.euid", "cred.before.gid", "cred.before.egid"],
+            ["cred.after.uid", "cred.after.euid", "cred.after.gid", "cred.after.egid"],
+        ];
+        for (paths, side) in PATHS.iter().zip([before, after]) {
+            for (path, id) in paths.iter().zip(ids) {
+                f.add(path, FieldType::Int, move |d| {
+                    Value::uint(u64::from(id(side(&d.cred))))
+                });
+            }
+        }
         f.add("cred.found_by", FieldType::Text, |d| {
             Value::Text(d.cred.found_by.as_bytes())
         });
