@@ -102,11 +102,15 @@ impl KindSpec for BpfLoad {
     }
 
     fn fields(f: &mut Fields<Self>) {
-        f.add("bpf.id", FieldType::Int, |d| Value::uint(u64::from(d.bpf.id)));
+        f.add("bpf.id", FieldType::Int, |d| {
+            Value::uint(u64::from(d.bpf.id))
+        });
         f.add("bpf.tag", FieldType::Text, |d| {
             Value::Text(d.bpf.tag.as_bytes())
         });
-        f.add("bpf.tid", FieldType::Int, |d| Value::uint(u64::from(d.bpf.tid)));
+        f.add("bpf.tid", FieldType::Int, |d| {
+            Value::uint(u64::from(d.bpf.tid))
+        });
         f.add("bpf.prog_type", FieldType::Text, |d| {
             Value::opt_str(d.bpf.prog_type.as_deref())
         });

@@ -157,8 +157,18 @@ impl KindSpec for CredChange {
         let (before, after): (Side, Side) = (|c| &c.before, |c| &c.after);
         let ids: [Id; 4] = [|i| i.uid, |i| i.euid, |i| i.gid, |i| i.egid];
         const PATHS: [[&str; 4]; 2] = [
-            ["cred.before.uid", "cred.before.euid", "cred.before.gid", "cred.before.egid"],
-            ["cred.after.uid", "cred.after.euid", "cred.after.gid", "cred.after.egid"],
+            [
+                "cred.before.uid",
+                "cred.before.euid",
+                "cred.before.gid",
+                "cred.before.egid",
+            ],
+            [
+                "cred.after.uid",
+                "cred.after.euid",
+                "cred.after.gid",
+                "cred.after.egid",
+            ],
         ];
         for (paths, side) in PATHS.iter().zip([before, after]) {
             for (path, id) in paths.iter().zip(ids) {
@@ -170,7 +180,9 @@ impl KindSpec for CredChange {
         f.add("cred.found_by", FieldType::Text, |d| {
             Value::Text(d.cred.found_by.as_bytes())
         });
-        f.add("cred.to_root", FieldType::Bool, |d| Value::Bool(d.cred.to_root));
+        f.add("cred.to_root", FieldType::Bool, |d| {
+            Value::Bool(d.cred.to_root)
+        });
         f.add("cred.caps_gained", FieldType::List(&FieldType::Text), |d| {
             d.cred.caps_gained.as_ref().map_or(Value::Null, |c| {
                 Value::List(c.iter().map(|s| Value::Text(s.as_bytes())).collect())

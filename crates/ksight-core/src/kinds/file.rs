@@ -106,10 +106,7 @@ impl KindSpec for File {
         b.seen.clear();
         b.waiting.extend(kernel.file_events());
         let due = cx.now.saturating_sub(cx.config.side_delay_ns);
-        while let Some(e) = b
-            .waiting
-            .pop_front_if(|e| last || e.ktime <= due)
-        {
+        while let Some(e) = b.waiting.pop_front_if(|e| last || e.ktime <= due) {
             let pid = e.pid;
             let process = match b.seen.iter().find(|(p, _)| *p == pid) {
                 Some((_, p)) => p.clone(),
@@ -168,7 +165,9 @@ impl KindSpec for File {
         f.add("file.gid", FieldType::Int, |d| {
             Value::opt_int(d.file.gid.map(u64::from))
         });
-        f.add("file.inode", FieldType::Int, |d| Value::opt_int(d.file.inode));
+        f.add("file.inode", FieldType::Int, |d| {
+            Value::opt_int(d.file.inode)
+        });
     }
 
     fn table(&self, cell: &mut Cell<'_>) {

@@ -94,7 +94,8 @@ impl KindSpec for ModuleLoad {
             return cx.filtered();
         }
         let process = cx.enricher.process(&m.task);
-        cx.enricher.observe(&m.task, hdr.ktime_ns, "module_load", false);
+        cx.enricher
+            .observe(&m.task, hdr.ktime_ns, "module_load", false);
         let module = ModuleDetail {
             name: Text::from(m.name),
             signature: match m.sig_ok {

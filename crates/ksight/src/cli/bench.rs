@@ -124,7 +124,7 @@ pub struct OverheadArgs {
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Multiplies every workload's operation count (1.0: exec 1000, connect 3000,
-    /// dns 5000, gai 2000, syscall 5M).
+    /// dns 5000, gai 2000, syscall 5M, files 20000).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     #[arg(long, value_delimiter = ',', value_enum)]
