@@ -15,6 +15,8 @@ command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base
 command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v curl >/dev/null || need+=(curl)
 command -v xz >/dev/null || need+=(xz-utils)
+# the kernel matrix's static helper (scripts/guest/ptrace-attach.c: clang -static)
+ls /usr/lib/*/libc.a >/dev/null 2>&1 || need+=(libc6-dev)
 # the syslog output's real receiver (crates/ksight/tests/outputs.rs)
 command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 # the fleet's real JetStream cluster (crates/ksight/tests/fleet.rs)
