@@ -75,21 +75,20 @@ impl WatchEntry {
             .collect()
     }
 
-    /// Whether `path` is this watch's file or directory, or below it.
+    /// Whether `path` is this watch's file or directory, or below it. Per
+    /// file event and watch: no allocation.
     pub fn covers(&self, path: &Path) -> bool {
-        let want = self.parts();
-        let have: Vec<&std::ffi::OsStr> = path
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s),
+        fn normal(c: Component<'_>) -> Option<&[u8]> {
+            match c {
+                Component::Normal(s) => Some(s.as_encoded_bytes()),
                 _ => None,
-            })
-            .collect();
-        have.len() >= want.len()
-            && want
-                .iter()
-                .zip(&have)
-                .all(|(w, h)| wildcard(w.as_encoded_bytes(), h.as_encoded_bytes()))
+            }
+        }
+        let mut have = path.components().filter_map(normal);
+        self.pattern
+            .components()
+            .filter_map(normal)
+            .all(|w| have.next().is_some_and(|h| wildcard(w, h)))
     }
 }
 

@@ -120,22 +120,35 @@ fn run_container(args: &[&str]) -> Result<(), String> {
     Err(failures.join("; "))
 }
 
-#[test]
-fn a_podman_container_is_named_by_its_runtime() {
+/// What each test needs first: podman, a static busybox, an image of its own
+/// (name `ksight-e2e-<tag>-<pid>`), removed with its container when the
+/// guard drops. `None` (the test passes, saying why) where podman cannot run.
+fn prepare(tag: &str) -> Option<(String, String, PathBuf, Cleanup)> {
     require_root();
     if let Err(e) = sh("podman", &["--version"]) {
-        return skip(&format!("no podman ({e}); scripts/setup.sh installs it"));
+        skip(&format!("no podman ({e}); scripts/setup.sh installs it"));
+        return None;
     }
     let Some(busybox) = static_busybox() else {
-        return skip("no static busybox (package busybox-static)");
+        skip("no static busybox (package busybox-static)");
+        return None;
     };
-    let name = format!("ksight-e2e-{}", std::process::id());
+    let name = format!("ksight-e2e-{tag}-{}", std::process::id());
     let image = format!("localhost/{name}:1");
-    let _cleanup = Cleanup(name.clone(), image.clone());
-    let dir = temp_dir("container");
+    let cleanup = Cleanup(name.clone(), image.clone());
+    let dir = temp_dir(&format!("container-{tag}"));
     if let Err(e) = build_image(&busybox, &dir, &image) {
-        return skip(&e);
+        skip(&e);
+        return None;
     }
+    Some((name, image, dir, cleanup))
+}
+
+#[test]
+fn a_podman_container_is_named_by_its_runtime() {
+    let Some((name, image, dir, _cleanup)) = prepare("container") else {
+        return;
+    };
 
     let all = Ksight::start(&["--events", "exec,container"]);
     let named = Ksight::start(&["--events", "exec", "--container", &name]);
@@ -213,20 +226,9 @@ fn a_podman_container_is_named_by_its_runtime() {
 /// it, is a `file` event with the container's path and its process.
 #[test]
 fn a_file_read_inside_a_container_is_reported_with_the_container_path() {
-    require_root();
-    if let Err(e) = sh("podman", &["--version"]) {
-        return skip(&format!("no podman ({e}); scripts/setup.sh installs it"));
-    }
-    let Some(busybox) = static_busybox() else {
-        return skip("no static busybox (package busybox-static)");
+    let Some((name, image, dir, _cleanup)) = prepare("files") else {
+        return;
     };
-    let name = format!("ksight-e2e-files-{}", std::process::id());
-    let image = format!("localhost/{name}:1");
-    let _cleanup = Cleanup(name.clone(), image.clone());
-    let dir = temp_dir("container-files");
-    if let Err(e) = build_image(&busybox, &dir, &image) {
-        return skip(&e);
-    }
     let k = Ksight::start(&[
         "--events",
         "file,exec",

@@ -38,6 +38,18 @@ pub struct Ids {
     pub egid: u32,
 }
 
+impl Ids {
+    /// (uid, euid, gid, egid)
+    fn new((uid, euid, gid, egid): (u32, u32, u32, u32)) -> Self {
+        Ids {
+            uid,
+            euid,
+            gid,
+            egid,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CredDetail {
     /// As the process's exec or an earlier hook recorded them.
@@ -90,19 +102,8 @@ impl KindSpec for CredChange {
     /// baseline the comparisons start from.
     fn born(hdr: Header, c: RawCred, _: &mut (), cx: &mut Cx<'_, Self>) {
         let t = &c.task;
-        let before = Ids {
-            uid: t.uid,
-            euid: t.euid,
-            gid: t.gid,
-            egid: t.egid,
-        };
-        let (uid, euid, gid, egid) = c.after;
-        let after = Ids {
-            uid,
-            euid,
-            gid,
-            egid,
-        };
+        let before = Ids::new((t.uid, t.euid, t.gid, t.egid));
+        let after = Ids::new(c.after);
         let mut now = t.clone();
         (now.uid, now.euid, now.gid, now.egid) = c.after;
         let en = &mut *cx.enricher;
@@ -124,20 +125,9 @@ impl KindSpec for CredChange {
 
     fn tick(_: &mut (), cx: &mut Cx<'_, Self>, _kernel: &dyn KernelState, _last: bool) {
         for c in std::mem::take(&mut cx.enricher.cred_changes) {
-            let b = c.before;
-            let t = &c.task;
-            let before = Ids {
-                uid: b.uid,
-                euid: b.euid,
-                gid: b.gid,
-                egid: b.egid,
-            };
-            let after = Ids {
-                uid: t.uid,
-                euid: t.euid,
-                gid: t.gid,
-                egid: t.egid,
-            };
+            let (b, t) = (c.before, &c.task);
+            let before = Ids::new((b.uid, b.euid, b.gid, b.egid));
+            let after = Ids::new((t.uid, t.euid, t.gid, t.egid));
             let process = cx.enricher.owner(t);
             let cred = CredDetail {
                 before,
