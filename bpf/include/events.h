@@ -45,6 +45,7 @@ enum ks_event_kind {
 	KS_EVENT_MODULE_LOAD = 14,
 	KS_EVENT_PTRACE = 15,
 	KS_EVENT_CRED_CHANGE = 16,
+	KS_EVENT_ENFORCEMENT = 17,
 	/* a power of two above the last kind: sizes (and masks the index of)
 	 * the per-CPU drop counters */
 	KS_EVENT_KIND_MAX = 32,
@@ -464,6 +465,107 @@ struct ks_cgroup_event {
 	__u32 len;		/* the path's bytes, without its NUL */
 	__u32 truncated;	/* the path was longer than `path` */
 	char path[KS_CGROUP_PATH_MAX];	/* from the hierarchy's root: /system.slice/x.scope */
+};
+
+/* ---- enforcement (enforce.bpf.c) ---- */
+
+enum ks_enf_limits {
+	/* rules the kernel decides on: one bit each in the masks below */
+	KS_ENF_RULES = 64,
+};
+
+enum ks_enf_action {
+	KS_ENF_DENY_CONNECT = 1,	/* connect()/sendmsg() to a denied address: EPERM */
+	KS_ENF_DENY_DOMAIN = 2,		/* the same, the address taken from a DNS answer */
+	KS_ENF_KILL = 3,		/* SIGKILL at sched_process_exec */
+};
+
+enum ks_enf_flags {
+	KS_ENF_ENFORCE = 1 << 0,	/* act; else only report what it would have done */
+	KS_ENF_TCP = 1 << 1,		/* applies to stream sockets */
+	KS_ENF_UDP = 1 << 2,		/* applies to datagram sockets */
+	KS_ENF_EXE = 1 << 3,		/* only executables in ks_enf_exes/ks_enf_dirs with its bit */
+	KS_ENF_CGROUP = 1 << 4,		/* only tasks under cgroup_id */
+};
+
+enum ks_enf_result {
+	KS_ENF_DENIED = 1,
+	KS_ENF_WOULD_DENY = 2,
+	KS_ENF_KILLED = 3,
+	KS_ENF_WOULD_KILL = 4,
+	KS_ENF_FAILED = 5,		/* the kernel refused to act (bpf_send_signal failed) */
+};
+
+/* One rule as the kernel sees it (ks_enf_rules[bit]). */
+struct ks_enf_rule {
+	__u64 cgroup_id;	/* KS_ENF_CGROUP: the subtree's cgroup v2 id */
+	__u32 cgroup_level;	/* its depth: the root is 0 */
+	__u32 flags;		/* enum ks_enf_flags */
+	__u32 action;		/* enum ks_enf_action */
+	__u32 pad;
+};
+
+/* A rule's id, for `ksight enforce status` on pinned maps (ks_enf_names). */
+struct ks_enf_name {
+	char id[64];
+};
+
+/* An LPM key: prefix length in bits, then the address (network byte order). */
+struct ks_enf_net4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct ks_enf_net6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* An address answered for a denied name, until `expires_ns` (CLOCK_MONOTONIC). */
+struct ks_enf_addr {
+	__u8 addr[16];		/* IPv4 in the first 4 bytes */
+	__u32 family;
+};
+
+struct ks_enf_answer {
+	__u64 mask;		/* the rules whose names it answered */
+	__u64 expires_ns;
+};
+
+/* A name suffix's rules, by the hash of the suffix (see enforce.bpf.c). */
+struct ks_enf_domain {
+	__u64 exact;		/* rules for this name only */
+	__u64 subtree;		/* rules for this name and every name under it */
+};
+
+/* A file (an executable, or a directory whose executables a rule names). */
+struct ks_enf_file {
+	__u64 ino;
+	__u32 dev;		/* the kernel's encoding (major << 20 | minor) */
+	__u32 pad;
+};
+
+/* Per-CPU counters of the enforcement programs. */
+struct ks_enf_stats {
+	__u64 hits[KS_ENF_RULES];	/* enforcements (or would-be ones) by rule */
+	__u64 answers_full;		/* answers not added: ks_enf_answers was full */
+	__u64 answers;			/* addresses added from answers */
+};
+
+/* An enforcement (or, in monitor mode, what would have been one). */
+struct ks_enforce_event {
+	struct ks_event_hdr hdr;
+	struct ks_task task;
+	__u64 exe_ino;		/* kill: the file the exec ran */
+	__u8 addr[16];		/* deny: the destination (IPv4 in the first 4 bytes) */
+	__u32 exe_dev;
+	__u32 rule;		/* the rule's bit */
+	__u32 action;		/* enum ks_enf_action */
+	__u32 result;		/* enum ks_enf_result */
+	__u16 port;		/* deny: destination port, host byte order */
+	__u16 family;
+	__u16 sotype;		/* deny: SOCK_STREAM (1) or SOCK_DGRAM (2) */
+	__u16 pad;
 };
 
 /* Per-CPU counters, one slot per CPU in the ks_stats map. */

@@ -27,6 +27,9 @@ pub mod sensors {
     include!(concat!(env!("OUT_DIR"), "/sensors.rs"));
 }
 
+/// Enforcement's pins and counters, for `ksight enforce` and `run`.
+pub use sensors::enforce;
+
 pub use agent::{Agent, Degraded, SensorLoad, GAI_PROCESSES};
 pub use object::LoadError;
 pub use sensor::{AcceptHook, AttachMode, Config, GaiAttach};

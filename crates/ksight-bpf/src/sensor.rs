@@ -125,6 +125,13 @@ pub struct Config {
     pub file_watch: Vec<WatchEntry>,
     /// The same paths in every other mount namespace (containers).
     pub file_watch_containers: bool,
+    /// The rules the kernel enforces; `None` (the doctor): every enforcement
+    /// program is loaded, none attached.
+    pub policy: Option<std::sync::Arc<ksight_core::enforce::Policy>>,
+    /// Pin the enforcement programs and maps so that they outlive ksight.
+    pub enforce_persist: bool,
+    /// Destinations enforcement never denies (the resolvers, ksight's endpoints).
+    pub enforce_allow: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -148,6 +155,9 @@ impl Default for Config {
             gai: GaiAttach::Lazy,
             file_watch: ksight_core::files::default_watches(),
             file_watch_containers: false,
+            policy: None,
+            enforce_persist: false,
+            enforce_allow: Vec::new(),
         }
     }
 }

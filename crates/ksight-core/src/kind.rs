@@ -209,6 +209,9 @@ pub struct PipelineConfig {
     /// (fanotify, perf's side band) wait as long, so that the records before
     /// them (a process's exec) are in first.
     pub side_delay_ns: u64,
+    /// The ids of the rules the kernel enforces, by their bit
+    /// (bpf/enforce.bpf.c), to name them in `enforcement` events.
+    pub enforce_rules: Vec<std::sync::Arc<str>>,
 }
 
 impl Default for PipelineConfig {
@@ -218,6 +221,7 @@ impl Default for PipelineConfig {
             dns_timeout_ns: 5_000_000_000,
             started_ktime: 0,
             side_delay_ns: 0,
+            enforce_rules: Vec::new(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub mod table;
 pub mod text;
 // what a kind is, and the helpers the TCP kinds share
 pub mod kind;
+// enforcement policy (uses named_enum!; the enforcement kind reads it)
+pub mod enforce;
 pub mod tcp;
 // the kinds, one module each, and the enums gathered from them
 pub mod kinds;

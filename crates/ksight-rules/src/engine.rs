@@ -186,7 +186,13 @@ impl<E: Source + Clone> Engine<E> {
         for &r in rules {
             let rule = &self.set.rules[r];
             let start = timed.then(Instant::now);
-            let hit = (rule.cond)(&at) && !rule.exception.as_ref().is_some_and(|x| x(&at));
+            let hit = match (&rule.enforce, self.set.enforcement_rule) {
+                // the kernel decided: the event is this rule's own
+                (Some(_), Some(f)) if only.is_none() => {
+                    ev.get(f).as_bytes() == Some(rule.id.as_bytes())
+                }
+                _ => (rule.cond)(&at) && !rule.exception.as_ref().is_some_and(|x| x(&at)),
+            };
             let st = &mut self.stats[r];
             if let Some(s) = start {
                 st.sampled_ns += s.elapsed().as_nanos() as u64;

@@ -11,6 +11,7 @@
 //! - [`testing`]: `ksight rules test` (fixtures, baselines).
 
 pub mod compile;
+pub mod enforce;
 pub mod engine;
 pub mod lang;
 pub mod live;

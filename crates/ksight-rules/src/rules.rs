@@ -38,6 +38,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
+use ksight_core::enforce::{Action, Mode, Policy, PolicyRule};
 use ksight_core::event::Kind;
 use ksight_core::kinds::alert::Severity;
 use ksight_core::registry::{registry, Field};
@@ -104,6 +105,10 @@ pub struct Rule {
     pub origin: String,
     /// Changes when its declaration (or an append to it) changes.
     pub fingerprint: u64,
+    /// `action:`: what the kernel does when its condition holds. Such a rule
+    /// fires live on the `enforcement` events of its own id (the kernel
+    /// decided); its condition is evaluated on its `events` in its tests.
+    pub enforce: Option<PolicyRule>,
 }
 
 /// Compiled rules, indexed by kind.
@@ -113,6 +118,8 @@ pub struct RuleSet {
     pub(crate) by_kind: Vec<Vec<usize>>,
     /// The fields the conditions read (see `compile::At`).
     pub(crate) slots: crate::compile::Slots,
+    /// `enforcement.rule`: how an action rule finds its events.
+    pub(crate) enforcement_rule: Option<&'static Field>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -134,6 +141,20 @@ impl RuleSet {
     /// Whether an enabled rule applies to `kind`.
     pub fn wants(&self, kind: Kind) -> bool {
         !self.by_kind[kind as usize].is_empty()
+    }
+
+    /// What the kernel is to enforce: the enabled rules with an action, in
+    /// order (a rule's bit is its place here).
+    pub fn policy(&self, enforce: bool) -> Policy {
+        Policy {
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| r.enabled)
+                .filter_map(|r| r.enforce.clone())
+                .collect(),
+            enforce,
+        }
     }
 
     pub fn enabled(&self) -> usize {
@@ -256,6 +277,9 @@ struct RawRule {
     threshold: Option<(String, Node)>,
     tests: Vec<(String, Node)>,
     fingerprint: u64,
+    action: Option<Action>,
+    mode: Option<Mode>,
+    allow_broad: bool,
 }
 
 struct Loader {
@@ -281,6 +305,9 @@ const RULE_KEYS: &[&str] = &[
     "threshold",
     "tests",
     "append",
+    "action",
+    "mode",
+    "allow_broad",
 ];
 
 fn strings(n: &Node) -> Option<Vec<String>> {
@@ -513,6 +540,31 @@ impl Loader {
         if let Some(n) = item.get("description") {
             r.description = n.as_str().unwrap_or_default().to_string();
         }
+        if let Some(n) = item.get("action") {
+            match n.as_str().and_then(Action::from_name) {
+                Some(a) if new => r.action = Some(a),
+                Some(_) => self.error(file, n.at(), "an append cannot change `action`"),
+                None => self.error(
+                    file,
+                    n.at(),
+                    format!("`action` is one of {}", Action::NAMES.join(", ")),
+                ),
+            }
+        }
+        if let Some(n) = item.get("mode") {
+            match n.as_str() {
+                Some("monitor") => r.mode = Some(Mode::Monitor),
+                Some("enforce") => r.mode = Some(Mode::Enforce),
+                _ => self.error(file, n.at(), "`mode` is monitor or enforce"),
+            }
+        }
+        if let Some(n) = item.get("allow_broad") {
+            match n.as_str() {
+                Some("true") => r.allow_broad = true,
+                Some("false") => r.allow_broad = false,
+                _ => self.error(file, n.at(), "`allow_broad` is true or false"),
+            }
+        }
         match item.get("events") {
             Some(n) if !append => match strings(n) {
                 Some(names) => {
@@ -537,6 +589,12 @@ impl Loader {
                 None => self.error(file, n.at(), "`events` is a list of event kinds"),
             },
             Some(n) => self.error(file, n.at(), "an append cannot change `events`"),
+            None if new && r.action.is_some() => {
+                r.kinds = match r.action {
+                    Some(Action::Kill) => vec![Kind::Exec],
+                    _ => vec![Kind::Connect, Kind::Udp],
+                }
+            }
             None if new => self.error(
                 file,
                 id_node.at(),
@@ -640,16 +698,38 @@ impl Loader {
             rules: Vec::new(),
             by_kind: vec![Vec::new(); Kind::ALL.len()],
             slots: Default::default(),
+            enforcement_rule: registry().field("enforcement.rule"),
         };
         for r in std::mem::take(&mut self.rules) {
             if let Some(rule) = self.compile_rule(r, &lists, &macros, &slots) {
                 if rule.enabled {
-                    for k in &rule.kinds {
-                        set.by_kind[*k as usize].push(set.rules.len());
+                    // the kernel decides an action rule: live, it fires on
+                    // the enforcement events the kernel wrote for it
+                    let live = match rule.enforce {
+                        Some(_) => vec![Kind::Enforcement],
+                        None => rule.kinds.clone(),
+                    };
+                    for k in live {
+                        set.by_kind[k as usize].push(set.rules.len());
                     }
                 }
                 set.rules.push(rule);
             }
+        }
+        let acting = set
+            .rules
+            .iter()
+            .filter(|r| r.enabled && r.enforce.is_some())
+            .count();
+        if acting > ksight_core::enforce::MAX_RULES {
+            self.error(
+                "rules",
+                Pos { line: 0, col: 0 },
+                format!(
+                    "{acting} enabled rules have an action; the kernel applies at most {}",
+                    ksight_core::enforce::MAX_RULES
+                ),
+            );
         }
         set.slots = slots.into_inner();
         set
@@ -678,12 +758,29 @@ impl Loader {
             slots,
         };
         let mut parts = Vec::new();
+        let mut exprs = Vec::new();
         for c in &r.conds {
-            match parse(&c.text).and_then(|e| compile(&e, &scope)) {
+            match parse(&c.text).and_then(|e| {
+                let p = compile(&e, &scope)?;
+                exprs.push(e);
+                Ok(p)
+            }) {
                 Ok(p) => parts.push(p),
                 Err(e) => self.cond_error(c, &e),
             }
         }
+        let enforce = match r.action {
+            Some(action) if self.errors.len() == errors => {
+                self.enforced(&r, action, &exprs, lists, macros)
+            }
+            _ => None,
+        };
+        // an action rule's alerts come from enforcement events: its output
+        // and grouping read fields both kinds have
+        let out_kinds: Vec<Kind> = match r.action {
+            Some(_) => r.kinds.iter().copied().chain([Kind::Enforcement]).collect(),
+            None => r.kinds.clone(),
+        };
         let cond: Pred = if parts.len() == 1 {
             parts.pop().expect("one")
         } else {
@@ -700,7 +797,7 @@ impl Loader {
             _ => Some(Box::new(move |at| exceptions.iter().any(|p| p(at)))),
         };
         let output = match &r.output {
-            Some(o) => match Template::parse(&o.text, &r.kinds) {
+            Some(o) => match Template::parse(&o.text, &out_kinds) {
                 Ok(t) => Some(t),
                 Err((off, msg)) => {
                     let e = LangError {
@@ -717,11 +814,11 @@ impl Loader {
             None => None,
         };
         let dedup = r.dedup.as_ref().and_then(|(file, n)| {
-            let (by, window_ns, _) = self.grouping(file, n, &r.kinds, false)?;
+            let (by, window_ns, _) = self.grouping(file, n, &out_kinds, false)?;
             Some(Dedup { by, window_ns })
         });
         let threshold = r.threshold.as_ref().and_then(|(file, n)| {
-            let (by, window_ns, count) = self.grouping(file, n, &r.kinds, true)?;
+            let (by, window_ns, count) = self.grouping(file, n, &out_kinds, true)?;
             Some(Threshold {
                 count,
                 window_ns,
@@ -759,7 +856,75 @@ impl Loader {
             tests,
             origin: format!("{}:{}", r.file, r.line),
             fingerprint: r.fingerprint,
+            enforce,
         })
+    }
+
+    /// An action rule's kernel form; its errors point at its condition.
+    fn enforced(
+        &mut self,
+        r: &RawRule,
+        action: Action,
+        exprs: &[Expr],
+        lists: &HashMap<String, Vec<String>>,
+        macros: &HashMap<String, MacroDef>,
+    ) -> Option<PolicyRule> {
+        let here = Pos {
+            line: r.line,
+            col: 1,
+        };
+        let allowed: &[Kind] = match action {
+            Action::Kill => &[Kind::Exec],
+            _ => &[Kind::Connect, Kind::Udp],
+        };
+        if let Some(k) = r.kinds.iter().find(|k| !allowed.contains(k)) {
+            let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
+            self.error(
+                &r.file,
+                here,
+                format!(
+                    "rule `{}`: a {} rule applies to {} events, not {}",
+                    r.id,
+                    action.name(),
+                    names.join(" and "),
+                    k.name()
+                ),
+            );
+            return None;
+        }
+        if !r.exceptions.is_empty() {
+            self.error(
+                &r.file,
+                here,
+                format!(
+                    "rule `{}`: the kernel decides an action rule, and it has no exceptions: \
+                     narrow the condition instead",
+                    r.id
+                ),
+            );
+            return None;
+        }
+        let mut pr =
+            match crate::enforce::kernel_rule(r.id.as_str().into(), action, exprs, lists, macros) {
+                Ok(p) => p,
+                Err(e) => {
+                    // one condition (appends add more): point at the first
+                    match r.conds.first() {
+                        Some(c) => self.cond_error(c, &e),
+                        None => self.error(&r.file, here, e.msg),
+                    }
+                    return None;
+                }
+            };
+        pr.protocols.tcp &= r.kinds.contains(&Kind::Connect);
+        pr.protocols.udp &= r.kinds.contains(&Kind::Udp);
+        pr.mode = r.mode;
+        pr.allow_broad = r.allow_broad;
+        if let Err(e) = pr.check() {
+            self.error(&r.file, here, format!("rule `{}`: {e}", r.id));
+            return None;
+        }
+        Some(pr)
     }
 
     /// `{name, fields: [...], comps: [...], values: [[...], ...]}`: the rule

@@ -10,6 +10,7 @@ use clap::Parser;
 mod bench;
 mod cli;
 mod config;
+mod enforce;
 mod fleet;
 mod metrics;
 mod notify;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run_command(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Config(args) => config_command(args),
         cli::Command::Fleet(args) => fleet::run(args),
+        cli::Command::Enforce(args) => enforce::command(args),
         cli::Command::Man { dir } => man_pages(&dir).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())

@@ -73,6 +73,8 @@ pub struct RunConfig {
     /// Raw records are also written here.
     pub capture: Option<PathBuf>,
     pub rules: RulesSource,
+    /// `--enforce`: the rules with an action act (else they only report).
+    pub enforce: bool,
     /// Write only alerts; collect only what the rules need.
     pub alerts_only: bool,
 }
@@ -192,6 +194,20 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     {
         agent_cfg.kinds.extend(Kind::from_name("dns"));
     }
+    let policy = rules
+        .as_ref()
+        .map(|set| set.policy(cfg.enforce))
+        .unwrap_or_default();
+    if !policy.is_empty() {
+        ksight_bpf::enforce::check(&policy).map_err(anyhow::Error::msg)?;
+        agent_cfg.enforce_allow = crate::enforce::never_denied(&cfg);
+        agent_cfg.policy = Some(Arc::new(policy.clone()));
+    } else if cfg.enforce {
+        eprintln!(
+            "ksight: warning: --enforce, and no enabled rule has an action: nothing to enforce"
+        );
+    }
+    crate::enforce::warn_if_pinned(&agent_cfg);
     let agent = Agent::start(&agent_cfg)?;
     if let Some(why) = agent.fallback() {
         eprintln!("ksight: degraded: tp_btf programs refused, using raw tracepoints ({why})");
@@ -199,6 +215,13 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     for d in agent.degraded() {
         if d.sensor == "accept" && agent_cfg.accept != AcceptHook::Auto {
             bail!("--accept-hook {}: {}", agent_cfg.accept, d.why);
+        }
+        // asked to enforce: not running is safer than running without it
+        if d.sensor == "enforce" && cfg.enforce {
+            bail!(
+                "--enforce: the kernel refused enforcement: {} (`ksight doctor` says what this kernel allows)",
+                d.why
+            );
         }
         eprintln!("ksight: degraded: {}", d.message);
     }
@@ -246,6 +269,12 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     // sockets older than ksight: their owners from /proc, read after
     // attaching (what the hooks see meanwhile is not overwritten)
     let seeded = seed_old_sockets(&agent, &enricher, cfg.verbose);
+    if !policy.is_empty() && agent.sensors().contains(&"enforce") {
+        eprintln!(
+            "ksight: enforcement: {}",
+            crate::enforce::summary(&policy, agent_cfg.enforce_persist)
+        );
+    }
     let pipeline_cfg = PipelineConfig {
         udp_interval_ns: cfg.udp_interval.as_nanos() as u64,
         dns_timeout_ns: cfg.dns_timeout.as_nanos() as u64,
@@ -255,6 +284,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         } else {
             0
         },
+        enforce_rules: policy.rules.iter().map(|r| r.id.clone()).collect(),
     };
     let mut pipeline = Pipeline::new(
         pipeline_cfg,

@@ -48,9 +48,25 @@ pub enum Command {
     Config(ConfigArgs),
     /// The fleet stream in NATS JetStream: create it, follow it, count it.
     Fleet(FleetArgs),
+    /// Enforcement that outlives ksight (`run --enforce-persist`): show it, remove it.
+    Enforce(EnforceArgs),
     /// Write the man pages (ksight.1, ksight-run.1, ...) into DIR (packaging).
     #[command(hide = true)]
     Man { dir: PathBuf },
+}
+
+#[derive(Args, Debug)]
+pub struct EnforceArgs {
+    #[command(subcommand)]
+    pub which: EnforceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnforceCommand {
+    /// What is pinned in /sys/fs/bpf/ksight/enforce: its programs, its rules and their counts.
+    Status,
+    /// Remove the pinned enforcement: its programs detach (once no ksight holds them).
+    Clear,
 }
 
 #[derive(Args, Debug)]
@@ -407,6 +423,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_rules: bool,
 
+    /// Let the rules with an `action` act (deny connections, kill at exec).
+    /// Without it they run in monitor mode: each writes what it would have
+    /// done, as an `enforcement` event and an alert, and nothing is stopped.
+    #[arg(long, conflicts_with = "no_rules")]
+    pub enforce: bool,
+
+    /// Pin the enforcement programs and maps in /sys/fs/bpf/ksight/enforce so
+    /// they keep enforcing when ksight exits or crashes (fail-closed);
+    /// `ksight enforce status|clear` show and remove them. Default: enforcement
+    /// ends with ksight (fail-open).
+    #[arg(long, conflicts_with = "no_rules")]
+    pub enforce_persist: bool,
+
     /// Write only alerts (and lost events); collect only the event kinds the rules need.
     #[arg(long, conflicts_with = "no_rules")]
     pub alerts_only: bool,
@@ -448,6 +477,9 @@ impl RunArgs {
                     w
                 },
                 file_watch_containers: self.file_watch_containers,
+                policy: None,
+                enforce_persist: self.enforce_persist,
+                enforce_allow: Vec::new(),
             },
             cgroups: self.cgroup,
             filter: FilterSpec {
@@ -482,6 +514,7 @@ impl RunArgs {
                 false => RulesSource::Packs(crate::rules::packs(&self.rules)),
             },
             alerts_only: self.alerts_only,
+            enforce: self.enforce,
             outputs: Vec::new(),
             config_file: None,
             metrics: self.metrics,

@@ -1,0 +1,125 @@
+//! Enforcement around `ksight run`: what is never denied, what ksight says
+//! at start, and `ksight enforce status|clear` for the pinned programs of
+//! `--enforce-persist`.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use ksight_bpf::enforce::{clear_pins, pinned_status, PIN_DIR};
+use ksight_core::enforce::{Mode, Policy};
+
+use crate::cli::{EnforceArgs, EnforceCommand};
+use crate::run::RunConfig;
+
+/// The addresses a deny never applies to: the resolvers of /etc/resolv.conf
+/// (a deny_domain rule must not cut the resolution it reads) and ksight's
+/// own metrics endpoint. ksight's own process is exempt in the kernel.
+pub fn never_denied(cfg: &RunConfig) -> Vec<IpAddr> {
+    let mut out = resolvers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    out.extend(
+        cfg.metrics
+            .map(|m| m.ip())
+            .filter(|ip| !ip.is_unspecified()),
+    );
+    out
+}
+
+fn resolvers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|a| a.split('%').next()?.parse().ok())
+        .collect()
+}
+
+/// One line on what is enforced, and how.
+pub fn summary(policy: &Policy, persist: bool) -> String {
+    let acting = policy
+        .rules
+        .iter()
+        .filter(|r| policy.effective(r) == Mode::Enforce)
+        .count();
+    let watching = policy.rules.len() - acting;
+    let mut s = format!(
+        "{} rule{} ({acting} enforcing, {watching} monitoring)",
+        policy.rules.len(),
+        if policy.rules.len() == 1 { "" } else { "s" }
+    );
+    if acting == 0 && !policy.enforce {
+        s.push_str("; monitor mode: nothing is stopped (--enforce to act)");
+    }
+    s.push_str(if persist {
+        "; pinned: it outlives ksight (`ksight enforce clear` removes it)"
+    } else {
+        "; it ends with ksight"
+    });
+    s
+}
+
+/// Persisted enforcement of an earlier run that this run does not replace.
+pub fn warn_if_pinned(cfg: &ksight_bpf::Config) {
+    if cfg.enforce_persist {
+        return; // replaced once this run's programs are attached
+    }
+    if std::path::Path::new(PIN_DIR).exists() {
+        eprintln!(
+            "ksight: warning: enforcement pinned by an earlier `run --enforce-persist` is active \
+             in {PIN_DIR}; it stays until `ksight enforce clear`"
+        );
+    }
+}
+
+pub fn command(args: EnforceArgs) -> Result<ExitCode> {
+    crate::preflight::check_privileges()?;
+    match args.which {
+        EnforceCommand::Status => {
+            let Some(st) = pinned_status().map_err(anyhow::Error::msg)? else {
+                println!("no persisted enforcement ({PIN_DIR} does not exist)");
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!("persisted enforcement in {PIN_DIR}");
+            println!("programs: {}", st.links.join(", "));
+            println!(
+                "{:<32} {:<14} {:<8} {:>10}",
+                "rule", "action", "mode", "hits"
+            );
+            for (id, action, enforcing, hits) in &st.rules {
+                let mode = if *enforcing { "enforce" } else { "monitor" };
+                println!("{id:<32} {action:<14} {mode:<8} {hits:>10}");
+            }
+            println!(
+                "answers added: {}, refused (map full): {}",
+                st.answers, st.answers_full
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EnforceCommand::Clear => {
+            let n = clear_pins().with_context(|| format!("removing {PIN_DIR}"))?;
+            if n == 0 {
+                println!("no persisted enforcement");
+            } else {
+                println!(
+                    "removed {n} pins from {PIN_DIR}: its programs are detached \
+                     (a running ksight keeps its own until it exits)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolvers_from_resolv_conf() {
+        let text =
+            "# x\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\noptions edns0\nnameserver junk\n";
+        let r = resolvers(text);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].to_string(), "127.0.0.53");
+        assert_eq!(r[1].to_string(), "fe80::1");
+    }
+}
