@@ -414,9 +414,18 @@ int ks_enf_sendmsg6(struct bpf_sock_addr *ctx)
 /* labels hashed from the right: the deepest pattern userspace accepts */
 #define KS_ENF_NAME_DEPTH 8
 
+/* The loops below keep what they carry from one step to the next here, in
+ * map memory, not in registers: the verifier does not track values in map
+ * memory, so the branches of a step meet again in one state and the walk
+ * costs it a few thousand instructions, not one path per branch taken. */
 struct ks_enf_dns {
 	__u8 data[KS_ENF_DNS_MAX + 32]; /* slack: reads at off & MASK may run 16 bytes on */
-	__u16 label[KS_ENF_NAME_DEPTH];	/* offsets of the last labels, a ring */
+	__u64 lhash[KS_ENF_NAME_DEPTH];	/* the last labels' hashes, a ring */
+	__u64 lh;			/* the label being hashed */
+	__u32 off;
+	__u32 rem;			/* its bytes still to hash */
+	__u32 n;			/* labels hashed */
+	__u32 end;			/* 0 until the root label is reached */
 };
 
 struct {
@@ -430,50 +439,67 @@ struct {
 #define KS_FNV_PRIME 0x100000001b3ULL
 
 /*
- * The rules the question's name matches. The name's labels are hashed from
- * the right (FNV-1a over each label's lower-cased bytes, then a '.'), and the
- * hash after each label is a suffix looked up in ks_enf_domains: `com`, then
- * `pastebin.com`, then `x.pastebin.com`. crates/ksight-core/src/enforce.rs
- * hashes patterns the same way. Returns the offset past the question in *end.
+ * The rules the question's name matches. Each label is hashed (FNV-1a over
+ * its lower-cased bytes); then, from the rightmost label, each suffix's hash
+ * is the previous one's folded with the label's (h = (h ^ label) * prime),
+ * looked up in ks_enf_domains: `com`, then `pastebin.com`, then
+ * `x.pastebin.com`. crates/ksight-core/src/enforce.rs hashes patterns the
+ * same way. Sets d->end past the question.
  */
-static __always_inline __u64 ks_enf_name_mask(struct ks_enf_dns *d, __u32 len, __u32 *end)
+static __always_inline __u64 ks_enf_name_mask(struct ks_enf_dns *d, __u32 len)
 {
-	__u32 off = 12, n = 0;
 	__u64 h = KS_FNV_OFFSET, mask = 0;
+	__u32 n;
 
-	for (int i = 0; i < 128; i++) {
-		__u8 l = d->data[off & KS_ENF_DNS_MASK];
+	d->off = 12;
+	d->rem = 0;
+	d->n = 0;
+	d->end = 0;
+	d->lh = KS_FNV_OFFSET;
+	/* one flat walk over the name's bytes (at most 255) */
+	for (int i = 0; i < 256; i++) {
+		__u32 off;
 
-		if (l == 0)
-			break;
-		if (l & 0xc0)
-			return 0; /* no compression in a question */
-		d->label[n & (KS_ENF_NAME_DEPTH - 1)] = off;
-		n++;
-		off += l + 1;
+		/* keep the carried state in memory: no register copy the
+		 * compiler could carry instead (see struct ks_enf_dns) */
+		asm volatile("" ::: "memory");
+		off = d->off;
+		__u8 c;
+
 		if (off >= len)
 			return 0;
+		c = d->data[off & KS_ENF_DNS_MASK];
+		d->off = off + 1;
+		if (d->rem) {
+			if (c >= 'A' && c <= 'Z')
+				c += 'a' - 'A';
+			d->lh = (d->lh ^ c) * KS_FNV_PRIME;
+			d->rem -= 1;
+			continue;
+		}
+		/* a length byte: the label before it is complete */
+		if (off > 12) {
+			d->lhash[d->n & (KS_ENF_NAME_DEPTH - 1)] = d->lh;
+			d->n += 1;
+		}
+		if (c == 0) {
+			d->end = off + 1 + 4; /* the root label, QTYPE, QCLASS */
+			break;
+		}
+		if (c & 0xc0)
+			return 0; /* no compression in a question */
+		d->rem = c;
+		d->lh = KS_FNV_OFFSET;
 	}
-	*end = off + 1 + 4; /* the root label, QTYPE, QCLASS */
-	for (int j = 0; j < KS_ENF_NAME_DEPTH; j++) {
+	n = d->n;
+	if (!d->end || n == 0)
+		return 0;
+	for (__u32 j = 0; j < KS_ENF_NAME_DEPTH; j++) {
 		struct ks_enf_domain *dm;
-		__u32 s, l;
 
 		if (j >= n)
 			break;
-		s = d->label[(n - 1 - j) & (KS_ENF_NAME_DEPTH - 1)];
-		l = d->data[s & KS_ENF_DNS_MASK];
-		for (__u32 k = 1; k < 64; k++) {
-			__u8 c;
-
-			if (k > l)
-				break;
-			c = d->data[(s + k) & KS_ENF_DNS_MASK];
-			if (c >= 'A' && c <= 'Z')
-				c += 'a' - 'A';
-			h = (h ^ c) * KS_FNV_PRIME;
-		}
-		h = (h ^ '.') * KS_FNV_PRIME;
+		h = (h ^ d->lhash[(n - 1 - j) & (KS_ENF_NAME_DEPTH - 1)]) * KS_FNV_PRIME;
 		dm = bpf_map_lookup_elem(&ks_enf_domains, &h);
 		if (dm) {
 			mask |= dm->subtree;
@@ -524,7 +550,7 @@ int ks_enf_answers_in(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct ks_enf_dns *d;
-	__u32 zero = 0, hlen, len, off = 0, family;
+	__u32 zero = 0, hlen, len, family;
 	__u16 ports[2], an;
 	__u64 mask;
 	__u8 b;
@@ -567,40 +593,33 @@ int ks_enf_answers_in(struct __sk_buff *skb)
 	if (!(d->data[2] & 0x80) || (d->data[3] & 0xf) || ks_be16(d, 4) != 1)
 		return 1;
 	an = ks_be16(d, 6);
-	mask = ks_enf_name_mask(d, len, &off);
+	mask = ks_enf_name_mask(d, len);
 	if (!mask)
 		return 1;
+	d->off = d->end;
 	for (int i = 0; i < 16; i++) {
+		__u32 off, ttl;
 		__u16 type, rdlen;
-		__u32 ttl;
 
-		if (i >= an || off >= len)
+		asm volatile("" ::: "memory");
+		off = d->off;
+		if (i >= an || off + 12 > len)
 			break;
-		b = d->data[off & KS_ENF_DNS_MASK];
-		if ((b & 0xc0) == 0xc0) {
-			off += 2;
-		} else {
-			for (int k = 0; k < 32; k++) {
-				b = d->data[off & KS_ENF_DNS_MASK];
-				if (b == 0 || (b & 0xc0) || off >= len)
-					break;
-				off += b + 1;
-			}
-			off += (b & 0xc0) == 0xc0 ? 2 : 1;
-		}
-		if (off + 10 > len)
+		/* resolvers name an answer by a pointer to the question: an
+		 * answer named in full ends the walk (its addresses are not added) */
+		if ((d->data[off & KS_ENF_DNS_MASK] & 0xc0) != 0xc0)
 			break;
-		type = ks_be16(d, off);
-		ttl = ((__u32)ks_be16(d, off + 4) << 16) | ks_be16(d, off + 6);
-		rdlen = ks_be16(d, off + 8);
-		off += 10;
+		type = ks_be16(d, off + 2);
+		ttl = ((__u32)ks_be16(d, off + 6) << 16) | ks_be16(d, off + 8);
+		rdlen = ks_be16(d, off + 10);
+		off += 12;
 		if (off + rdlen > len)
 			break;
+		d->off = off + rdlen;
 		if (type == 1 && rdlen == 4)
 			ks_enf_add_answer(d, off, 2, ttl, mask);
 		else if (type == 28 && rdlen == 16)
 			ks_enf_add_answer(d, off, 10, ttl, mask);
-		off += rdlen;
 	}
 	(void)family;
 	return 1;

@@ -27,6 +27,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # the shipped rule pack's own tests, through the command a rule author runs
 cargo run --locked -q -p ksight -- rules test rules
-e2e=(--test process --test exec_context --test files --test security --test container --test cli --test transport --test net --test dns --test rules --test torture)
+e2e=(--test process --test exec_context --test files --test security --test container --test cli --test transport --test net --test dns --test rules --test enforce --test torture)
 KSIGHT_TEST_ARGS="--attach raw_tp" cargo test --locked -p ksight "${e2e[@]}"
 KSIGHT_TEST_ARGS="--transport perf" cargo test --locked -p ksight "${e2e[@]}"

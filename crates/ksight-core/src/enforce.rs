@@ -187,21 +187,27 @@ impl fmt::Display for DomainPattern {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x100_0000_01b3;
 
+/// FNV-1a of a label's lower-cased bytes.
+fn label_hash(label: &str) -> u64 {
+    label.bytes().fold(FNV_OFFSET, |h, c| {
+        (h ^ u64::from(c.to_ascii_lowercase())).wrapping_mul(FNV_PRIME)
+    })
+}
+
 /// The hashes of a name's suffixes, shortest first: for `x.pastebin.com`,
-/// those of `com`, `pastebin.com`, `x.pastebin.com`. FNV-1a over each
-/// label's lower-cased bytes from the rightmost label, a `.` after each:
-/// exactly what bpf/enforce.bpf.c computes over a question's labels.
+/// those of `com`, `pastebin.com`, `x.pastebin.com`. Each label is hashed
+/// alone ([`label_hash`]); from the rightmost label, a suffix's hash is the
+/// previous one's folded with its label's: `h = (h ^ label) * prime`.
+/// Exactly what bpf/enforce.bpf.c computes over a question's labels.
 pub fn suffix_hashes(name: &str) -> Vec<u64> {
     let mut h = FNV_OFFSET;
-    let mut out = Vec::new();
-    for label in name.trim_end_matches('.').rsplit('.') {
-        for c in label.bytes() {
-            h = (h ^ u64::from(c.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
-        }
-        h = (h ^ u64::from(b'.')).wrapping_mul(FNV_PRIME);
-        out.push(h);
-    }
-    out
+    name.trim_end_matches('.')
+        .rsplit('.')
+        .map(|label| {
+            h = (h ^ label_hash(label)).wrapping_mul(FNV_PRIME);
+            h
+        })
+        .collect()
 }
 
 /// Which sockets a deny applies to.
@@ -407,12 +413,12 @@ mod tests {
         let b = suffix_hashes("pastebin.com.");
         assert_eq!(a.len(), 3);
         assert_eq!(a[..2], b[..]);
-        // FNV-1a of "com." byte by byte, as the kernel computes it
-        let mut h = FNV_OFFSET;
-        for c in b"com." {
-            h = (h ^ u64::from(*c)).wrapping_mul(FNV_PRIME);
+        // `com`: FNV-1a of its bytes, folded into the offset basis
+        let mut l = FNV_OFFSET;
+        for c in b"com" {
+            l = (l ^ u64::from(*c)).wrapping_mul(FNV_PRIME);
         }
-        assert_eq!(a[0], h);
+        assert_eq!(a[0], (FNV_OFFSET ^ l).wrapping_mul(FNV_PRIME));
     }
 
     #[test]

@@ -147,13 +147,15 @@ fn values(a: &Atom<'_>, lists: &HashMap<String, Vec<String>>) -> Result<Values, 
         Test::Cidr(ls) => Values::Nets(expand(ls)),
         Test::Str(StrOp::StartsWith, l) => Values::Prefix(l.text.clone(), l.span),
         Test::Str(StrOp::Glob, l) => Values::Glob(l.text.clone(), l.span),
-        _ => return err(
-            a.span,
-            format!(
+        _ => {
+            return err(
+                a.span,
+                format!(
                 "`{}` is tested in a way the kernel cannot decide (==, in, cidr, startswith, glob)",
                 a.field
             ),
-        ),
+            )
+        }
     })
 }
 
