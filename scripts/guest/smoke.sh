@@ -387,6 +387,70 @@ accept_hook() {
     fi
 }
 
+# --- enforcement (issue 15) -------------------------------------------------------------------
+# A deny_connect rule for 127.0.0.77 and a kill rule for the executables in /tmp/enf-bin, with
+# --enforce: the connect must fail with EPERM while one to 127.0.0.1 passes, the killed program
+# must not make its marker and its shell must see status 137; both as `enforcement` events.
+enforce_checks() {
+    port=$1
+    ev=/tmp/events-enforce.jsonl
+    er=/tmp/stderr-enforce.txt
+    mkdir -p /tmp/enf-rules /tmp/enf-bin
+    cp /bin/busybox /tmp/enf-bin/bb
+    cat >/tmp/enf-rules/r.yaml <<'EOF'
+- rule: matrix_deny
+  description: matrix
+  action: deny_connect
+  condition: net.remote.addr == 127.0.0.77
+  severity: high
+  output: denied
+- rule: matrix_kill
+  description: matrix
+  action: kill
+  condition: process.exe startswith "/tmp/enf-bin/"
+  severity: high
+  output: killed
+EOF
+    timeout 60 nc.openbsd -d -k -l "$port" >/dev/null 2>&1 &
+    srv=$!
+    wait_for "netstat -ltn | grep -q ':$port '" 100 || info "enforce: server on $port not listening after 20s"
+    if ! start_ksight "$ev" "$er" --format json --enforce --rules /tmp/enf-rules --events enforcement; then
+        fail "enforce: ksight exited $KRC before attaching"
+        show "ksight stderr (enforce)" "$er"
+        kill "$srv" 2>/dev/null
+        wait_pid "$srv" 10
+        return
+    fi
+    info "enforce: $(grep '^ksight: enforcement' "$er")"
+    timeout 10 nc.openbsd -z -w 2 127.0.0.77 "$port" >/tmp/enf-nc.out 2>&1
+    denied_rc=$?
+    timeout 10 nc.openbsd -z -w 2 127.0.0.1 "$port" >/dev/null 2>&1
+    allowed_rc=$?
+    rm -f /tmp/enf-marker
+    sh -c '/tmp/enf-bin/bb touch /tmp/enf-marker; echo $? >/tmp/enf-rc'
+    sleep 1
+    kill "$srv" 2>/dev/null
+    wait_pid "$srv" 10
+    kill -INT "$kp"
+    wait_pid "$kp" 30
+    before=$FAILS
+    [ "$denied_rc" != 0 ] && grep -q "not permitted" /tmp/enf-nc.out &&
+        ok "enforce: connect to 127.0.0.77 denied (EPERM)" ||
+        fail "enforce: connect to 127.0.0.77 not denied (nc exit $denied_rc: $(cat /tmp/enf-nc.out))"
+    [ "$allowed_rc" = 0 ] && ok "enforce: connect to 127.0.0.1 allowed" || fail "enforce: allowed connect failed ($allowed_rc)"
+    [ ! -e /tmp/enf-marker ] && [ "$(cat /tmp/enf-rc)" = 137 ] &&
+        ok "enforce: killed at exec (no marker, status 137)" ||
+        fail "enforce: not killed at exec (marker: $(ls /tmp/enf-marker 2>&1), status $(cat /tmp/enf-rc))"
+    grep -F '"type":"enforcement"' "$ev" | grep -F '"rule":"matrix_deny"' | grep -qF '"result":"denied"' &&
+        ok "enforce: denied event" || fail "enforce: no denied enforcement event"
+    grep -F '"type":"enforcement"' "$ev" | grep -F '"rule":"matrix_kill"' | grep -qF '"result":"killed"' &&
+        ok "enforce: killed event" || fail "enforce: no killed enforcement event"
+    if [ "$FAILS" != "$before" ]; then
+        show "ksight stderr (enforce)" "$er"
+        show "events (enforce)" "$ev"
+    fi
+}
+
 # --- main ------------------------------------------------------------------------------------
 info "$(cat /proc/version)"
 info "ksight $(ksight --version 2>&1)"
@@ -429,6 +493,7 @@ else
     run_transport perf 4202 5202
     accept_hook fexit 4303
     accept_hook kretprobe 4404
+    enforce_checks 4505
 
     # no Debian kernel without BTF is still served: hide this one's (an empty tmpfs over
     # /sys/kernel/btf), which is all ksight can see of BTF, and check the same refusals

@@ -589,6 +589,20 @@ impl Agent {
     }
 
     /// Kernel ids of the loaded programs and maps, to check that none outlives ksight.
+    /// Enforcement's kernel counters: acts by rule bit, answer addresses
+    /// added, and refused by the full answers map. None when not enforcing.
+    pub fn enforcement(&self) -> Option<(Vec<u64>, u64, u64)> {
+        crate::enforce::counters(self.sensor("enforce")?.object()?)
+    }
+
+    /// Delete the DNS answer addresses whose TTL (and grace) ended before
+    /// `now_ns` (CLOCK_MONOTONIC); how many.
+    pub fn expire_answers(&self, now_ns: u64) -> usize {
+        self.sensor("enforce")
+            .and_then(|s| s.object())
+            .map_or(0, |o| crate::enforce::expire_answers(o, now_ns))
+    }
+
     pub fn kernel_ids(&self) -> (Vec<u32>, Vec<u32>) {
         let mut progs = Vec::new();
         let mut maps = Vec::new();

@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub ring_usage: Option<f64>,
     /// By rule: matches, suppressed.
     pub rules: Vec<(String, u64, u64)>,
+    /// Enforcement: acts (or would-be acts in monitor mode) by rule, and DNS
+    /// answer addresses the full answers map refused.
+    pub enforcements: Vec<(String, u64)>,
+    pub answers_refused: Option<u64>,
     pub outputs: Vec<OutputCounts>,
     pub process_table: usize,
     pub programs: Vec<ProgramStats>,
@@ -106,6 +110,24 @@ impl Collector for Snapshot {
                 .map(|(r, _, s)| (vec![("rule", r.clone())], ConstCounter::new(*s))),
             Counter,
         )?;
+        family(
+            &mut enc,
+            "ksight_enforcements",
+            "Connections denied and execs killed (or, in monitor mode, that would have been), by rule, counted in the kernel.",
+            self.enforcements
+                .iter()
+                .map(|(r, n)| (vec![("rule", r.clone())], ConstCounter::new(*n))),
+            Counter,
+        )?;
+        if let Some(n) = self.answers_refused {
+            family(
+                &mut enc,
+                "ksight_enforce_answers_refused",
+                "Addresses of DNS answers for denied names not added: the answers map was full.",
+                [(vec![], ConstCounter::new(n))],
+                Counter,
+            )?;
+        }
         let outs = |f: fn(&OutputCounts) -> u64| {
             self.outputs
                 .iter()
@@ -349,6 +371,8 @@ mod tests {
             lost: vec![("exec".into(), "kernel", 1)],
             ring_usage: Some(0.25),
             rules: vec![("ksight.shell".into(), 2, 1)],
+            enforcements: vec![("no_metadata".into(), 4)],
+            answers_refused: Some(0),
             outputs: vec![
                 OutputCounts {
                     name: "file".into(),

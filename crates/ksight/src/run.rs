@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use ksight_bpf::sys::{clock_now, ktime_now};
 use ksight_bpf::{AcceptHook, Agent, StreamStats, TransportMode, GAI_PROCESSES};
 use ksight_core::cgroup::CgroupResolver;
+use ksight_core::enforce::Policy;
 use ksight_core::enrich::{EnrichConfig, Enricher};
 use ksight_core::event::Kind;
 use ksight_core::filter::{Filter, FilterSpec};
@@ -346,6 +347,8 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     let deadline = cfg.duration.and_then(|d| Instant::now().checked_add(d));
     let mut last_clock = Instant::now();
     let mut gai_full = false;
+    let mut enforce_at = Instant::now();
+    let mut answers_refused = 0;
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -373,7 +376,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
             .filter(|_| metrics_at.elapsed() >= Duration::from_secs(1))
         {
             metrics_at = Instant::now();
-            m.update(&snapshot(&mut p, &agent, shared.as_ref(), &kernel));
+            m.update(&snapshot(&mut p, &agent, shared.as_ref(), &kernel, &policy));
         }
         if let Some(e) = p.take_error() {
             return Err(e).context("writing events");
@@ -400,6 +403,10 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
                 Err(e) if cfg.verbose => eprintln!("ksight: getaddrinfo probes for pid {pid}: {e}"),
                 Err(_) => {}
             }
+        }
+        if enforce_at.elapsed() >= Duration::from_secs(5) {
+            enforce_at = Instant::now();
+            check_enforcement(&agent, &mut answers_refused);
         }
         if last_clock.elapsed() >= Duration::from_secs(1) {
             p.enricher().set_clock(clock_now());
@@ -443,6 +450,15 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
                 s.resolved, s.failed, s.errors
             );
         }
+    }
+    let (counts, refused) = enforcement_counts(&agent, &policy);
+    if !counts.is_empty() {
+        let each: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        eprintln!(
+            "ksight: enforcement: by rule: {}; DNS answer addresses refused (map full): {}",
+            each.join(", "),
+            refused.unwrap_or(0)
+        );
     }
     if let Some(live) = p.stage_mut::<LiveRules>() {
         rules_summary(live);
@@ -548,12 +564,47 @@ fn reload_outputs(
 }
 
 /// The metrics, now (docs/metrics.md).
+/// Free the expired DNS answer addresses, and say when the answers map
+/// refused some (it is bounded: full, a denied name's new addresses are not
+/// denied until older ones expire).
+fn check_enforcement(agent: &Agent, refused_seen: &mut u64) {
+    agent.expire_answers(ktime_now());
+    if let Some((_, _, refused)) = agent.enforcement() {
+        if refused > *refused_seen {
+            eprintln!(
+                "ksight: warning: enforcement: {} addresses of DNS answers for denied names were \
+                 not added: the answers map is full ({refused} since start)",
+                refused - *refused_seen
+            );
+            *refused_seen = refused;
+        }
+    }
+}
+
+/// Enforcement's counts by rule id, from the kernel's counters by bit.
+fn enforcement_counts(agent: &Agent, policy: &Policy) -> (Vec<(String, u64)>, Option<u64>) {
+    match agent.enforcement() {
+        Some((hits, _, refused)) => (
+            policy
+                .rules
+                .iter()
+                .zip(hits)
+                .map(|(r, n)| (r.id.to_string(), n))
+                .collect(),
+            Some(refused),
+        ),
+        None => (Vec::new(), None),
+    }
+}
+
 fn snapshot(
     p: &mut Pipeline,
     agent: &Agent,
     outs: Option<&ksight_output::SharedOutputs>,
     kernel: &str,
+    policy: &Policy,
 ) -> crate::metrics::Snapshot {
+    let (enforcements, answers_refused) = enforcement_counts(agent, policy);
     let s = p.stats();
     let events = Kind::ALL
         .iter()
@@ -588,6 +639,8 @@ fn snapshot(
         lost,
         ring_usage: agent.ring_usage(),
         rules,
+        enforcements,
+        answers_refused,
         outputs,
         process_table,
         programs: agent.program_stats(),

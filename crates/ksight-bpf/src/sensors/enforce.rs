@@ -542,6 +542,28 @@ pub fn counters(obj: &Object) -> Option<(Vec<u64>, u64, u64)> {
     Some((hits, answers, full))
 }
 
+/// Delete the answers whose expiry (TTL + grace, CLOCK_MONOTONIC ns) is
+/// before `now_ns`: the kernel ignores them already; this frees their slots.
+pub fn expire_answers(obj: &Object, now_ns: u64) -> usize {
+    let Some(m) = object::map(obj, "ks_enf_answers") else {
+        return 0;
+    };
+    let expired: Vec<Vec<u8>> = m
+        .keys()
+        .filter(|k| {
+            m.lookup(k, MapFlags::ANY)
+                .ok()
+                .flatten()
+                .and_then(|v| v.get(8..16).map(|b| u64::from_ne_bytes(b.try_into().expect("8"))))
+                .is_some_and(|expires| expires < now_ns)
+        })
+        .collect();
+    expired
+        .iter()
+        .filter(|k| m.delete(k).is_ok())
+        .count()
+}
+
 /// Rules with a check the kernel cannot apply: said before anything loads.
 pub fn check(policy: &Policy) -> Result<(), String> {
     if policy.rules.len() > MAX_RULES {

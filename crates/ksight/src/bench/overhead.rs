@@ -39,7 +39,25 @@ enum Setup {
     /// The same, without detection rules: what the rules add.
     KsightNoRules,
     KsightFile,
+    /// ksight with 1,000 deny entries loaded (--enforcement).
+    Enforce,
     Floor,
+}
+
+/// The rules `Setup::Enforce` loads beside the shipped ones.
+const ENFORCE_RULES: &str = "/tmp/ksight-bench-enforce-rules";
+
+/// A deny_connect rule with `n` /32 destinations in 10.0.0.0/8 (no workload
+/// connects there): the cost of the lookups on every connect and sendto.
+fn enforce_rules(n: usize) -> String {
+    let nets: Vec<String> = (0..n)
+        .map(|i| format!("10.{}.{}.1/32", i / 250, i % 250))
+        .collect();
+    format!(
+        "- rule: bench_deny\n  description: bench\n  action: deny_connect\n  \
+         condition: net.remote.addr in cidr({})\n  severity: low\n  output: bench\n",
+        nets.join(", ")
+    )
 }
 
 impl Setup {
@@ -62,6 +80,7 @@ impl Setup {
         Setup::GaiAll,
         Setup::Floor,
     ];
+    const ENFORCEMENT: [Setup; 3] = [Setup::Baseline, Setup::Ksight, Setup::Enforce];
 
     fn name(self) -> &'static str {
         match self {
@@ -73,6 +92,7 @@ impl Setup {
             Setup::Tcp => "ks +tcp",
             Setup::UdpDns => "ks +udp/dns",
             Setup::GaiAll => "ks gai=all",
+            Setup::Enforce => "ks +1k deny",
             Setup::Floor => "floor",
         }
     }
@@ -85,6 +105,13 @@ impl Setup {
             Setup::Ksight | Setup::KsightFile => &[],
             Setup::KsightNoRules => &["--no-rules"],
             Setup::GaiAll => &["--getaddrinfo", "all"],
+            Setup::Enforce => &[
+                "--rules",
+                "default",
+                "--rules",
+                ENFORCE_RULES,
+                "--enforce",
+            ],
             Setup::Process => &["--events", PROCESS],
             Setup::Tcp => &[
                 "--events",
@@ -431,6 +458,13 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
         ksight_core::cgroup::cgroup2_mount(&mountinfo).context("no cgroup v2 mount")?;
     let setups: &[Setup] = if a.breakdown {
         &Setup::BREAKDOWN
+    } else if a.enforcement {
+        std::fs::create_dir_all(ENFORCE_RULES)?;
+        std::fs::write(
+            Path::new(ENFORCE_RULES).join("bench.yaml"),
+            enforce_rules(1000),
+        )?;
+        &Setup::ENFORCEMENT
     } else {
         &Setup::ALL
     };
@@ -539,10 +573,12 @@ pub fn overhead(a: OverheadArgs) -> Result<()> {
                     "".into()
                 },
             );
-            if *setup == Setup::Ksight {
+            // every program under ksight; under enforcement, its own
+            if matches!(setup, Setup::Ksight | Setup::Enforce) {
                 let mut names: Vec<String> = ss
                     .iter()
                     .flat_map(|s| s.progs.iter().map(|p| p.0.clone()))
+                    .filter(|n| *setup == Setup::Ksight || n.starts_with("ks_enf_"))
                     .collect();
                 names.sort();
                 names.dedup();

@@ -137,6 +137,12 @@ pub struct OverheadArgs {
     /// instead of the usual setups.
     #[arg(long)]
     pub breakdown: bool,
+
+    /// Compare ksight with and without enforcement rules loaded (1,000 denied
+    /// /32 destinations the workloads never reach, in --enforce mode):
+    /// what the connect and sendmsg hooks add to every connection.
+    #[arg(long, conflicts_with = "breakdown")]
+    pub enforcement: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
