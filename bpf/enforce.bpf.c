@@ -413,6 +413,8 @@ int ks_enf_sendmsg6(struct bpf_sock_addr *ctx)
 #define KS_ENF_DNS_MASK (KS_ENF_DNS_MAX - 1)
 /* labels hashed from the right: the deepest pattern userspace accepts */
 #define KS_ENF_NAME_DEPTH 8
+/* answer records read per response */
+#define KS_ENF_ANSWERS 8
 
 /* The loops below keep what they carry from one step to the next here, in
  * map memory, not in registers: the verifier does not track values in map
@@ -494,6 +496,9 @@ static __always_inline __u64 ks_enf_name_mask(struct ks_enf_dns *d, __u32 len)
 	n = d->n;
 	if (!d->end || n == 0)
 		return 0;
+	/* unrolled: before 5.16 a loop whose head follows a helper call is
+	 * refused ("back-edge from insn"), whatever its bound */
+#pragma unroll
 	for (__u32 j = 0; j < KS_ENF_NAME_DEPTH; j++) {
 		struct ks_enf_domain *dm;
 
@@ -597,7 +602,9 @@ int ks_enf_answers_in(struct __sk_buff *skb)
 	if (!mask)
 		return 1;
 	d->off = d->end;
-	for (int i = 0; i < 16; i++) {
+	/* unrolled, as above: each step ends in map updates */
+#pragma unroll
+	for (int i = 0; i < KS_ENF_ANSWERS; i++) {
 		__u32 off, ttl;
 		__u16 type, rdlen;
 

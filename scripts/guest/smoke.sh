@@ -422,7 +422,7 @@ EOF
         return
     fi
     info "enforce: $(grep '^ksight: enforcement' "$er")"
-    timeout 10 nc.openbsd -z -w 2 127.0.0.77 "$port" >/tmp/enf-nc.out 2>&1
+    timeout 10 nc.openbsd -v -z -w 2 127.0.0.77 "$port" >/tmp/enf-nc.out 2>&1
     denied_rc=$?
     timeout 10 nc.openbsd -z -w 2 127.0.0.1 "$port" >/dev/null 2>&1
     allowed_rc=$?

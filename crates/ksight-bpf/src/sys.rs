@@ -134,3 +134,42 @@ pub fn libc_path() -> Option<std::path::PathBuf> {
         .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
         .map(std::path::PathBuf::from)
 }
+
+/// SIGKILL to `pid` through a pidfd (5.3+), if `is_it()`, asked once the
+/// pidfd is open, says the pid is still the process meant: from then on the
+/// pidfd names that process, so a pid reused afterwards is never signalled.
+pub fn pidfd_kill(pid: u32, is_it: impl FnOnce() -> bool) -> ksight_core::enforce::KillOutcome {
+    use ksight_core::enforce::KillOutcome;
+    // SAFETY: pidfd_open(2) takes a pid and flags, and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => KillOutcome::Gone,
+            _ => KillOutcome::Failed(format!("pidfd_open: {e}")),
+        };
+    }
+    // SAFETY: fd is a new fd this function owns from here.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    if !is_it() {
+        return KillOutcome::Gone;
+    }
+    // SAFETY: pidfd_send_signal(2) on an open pidfd, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc == 0 {
+        return KillOutcome::Killed;
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => KillOutcome::Gone,
+        _ => KillOutcome::Failed(format!("pidfd_send_signal: {e}")),
+    }
+}

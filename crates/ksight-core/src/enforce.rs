@@ -31,15 +31,32 @@ crate::named_enum! {
         DenyDomain = "deny_domain",
         /// SIGKILL at exec, before the new image runs
         Kill = "kill",
+        /// SIGKILL from ksight after the event, for conditions only
+        /// userspace decides: through a pidfd, to the process image the
+        /// event names (its start time and executable checked)
+        KillUserspace = "kill_userspace",
     }
+}
+
+/// What a userspace kill did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillOutcome {
+    Killed,
+    /// the process had exited, or its pid is another process or image now
+    Gone,
+    Failed(String),
 }
 
 impl Action {
     pub fn from_name(s: &str) -> Option<Action> {
-        Action::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| [Action::DenyConnect, Action::DenyDomain, Action::Kill][i])
+        Action::NAMES.iter().position(|n| *n == s).map(|i| {
+            [
+                Action::DenyConnect,
+                Action::DenyDomain,
+                Action::Kill,
+                Action::KillUserspace,
+            ][i]
+        })
     }
 }
 
@@ -262,6 +279,9 @@ impl PolicyRule {
     pub fn check(&self) -> Result<(), String> {
         let scoped = self.cgroup.is_some() || !self.exes.is_empty() || !self.dirs.is_empty();
         match self.action {
+            Action::KillUserspace => {
+                return Err("kill_userspace is decided by ksight, not the kernel".into())
+            }
             Action::Kill => {
                 if self.exes.is_empty() && self.dirs.is_empty() {
                     return Err("a kill rule names its executables: `process.exe == ...`, \

@@ -32,7 +32,8 @@ fn err<T>(span: Span, msg: impl Into<String>) -> Result<T, LangError> {
 }
 
 const DECIDABLE: &str = "an action's condition is decided in the kernel: an `and` of tests of \
-     net.remote.addr, net.remote.port, net.protocol, net.remote_name, process.exe, process.cgroup";
+     net.remote.addr, net.remote.port, net.protocol, net.remote_name, process.exe, process.cgroup \
+     (for a condition only ksight can decide, after the event: `action: kill_userspace`)";
 
 /// One test of a field, as written.
 struct Atom<'e> {

@@ -72,6 +72,11 @@ pub struct Engine<E> {
     events: u64,
     /// Kept between events so evaluation allocates nothing.
     memo: Memo<'static>,
+    /// Matches of `kill_userspace` rules (every match, folded or not), for
+    /// the caller to act on: (rule, event).
+    kills: Vec<(usize, E)>,
+    /// Only a live run acts on kills (a replay or a test does not).
+    collect_kills: bool,
 }
 
 fn key<E: Source>(by: &[&'static ksight_core::registry::Field], ev: &E) -> Vec<u8> {
@@ -100,6 +105,8 @@ impl<E: Source + Clone> Engine<E> {
             counts: (0..n).map(|_| HashMap::new()).collect(),
             events: 0,
             memo: Memo::new(),
+            kills: Vec::new(),
+            collect_kills: false,
         }
     }
 
@@ -205,9 +212,26 @@ impl<E: Source + Clone> Engine<E> {
             }
         }
         self.memo = memo.reuse(&Default::default());
+        if only.is_none() && self.collect_kills {
+            for &r in &hits {
+                if self.set.rules[r].userspace_kill {
+                    self.kills.push((r, ev.clone()));
+                }
+            }
+        }
         for r in hits {
             self.matched(r, ev, ktime, out);
         }
+    }
+
+    /// Keep the `kill_userspace` matches for [`Engine::take_kills`].
+    pub fn collect_kills(&mut self) {
+        self.collect_kills = true;
+    }
+
+    /// The `kill_userspace` matches since the last call.
+    pub fn take_kills(&mut self) -> Vec<(usize, E)> {
+        std::mem::take(&mut self.kills)
     }
 
     /// Forget every window and count (between rule tests).

@@ -4,26 +4,71 @@
 
 use std::sync::Arc;
 
+use ksight_core::enforce::{KillOutcome, Mode};
 use ksight_core::event::{Event, Kind};
 use ksight_core::kinds::alert::{Alert, AlertDetail, Matched};
+use ksight_core::kinds::enforcement::{EnforceResult, Enforcement};
 use ksight_core::pipeline::Stage;
 
 use crate::engine::{Engine, Fired};
 use crate::rules::RuleSet;
+
+/// Sends SIGKILL to the process of an event, if it is still that process
+/// image (the binary's, with the system calls).
+pub type Killer = Box<dyn FnMut(&Event) -> KillOutcome>;
 
 pub struct LiveRules {
     engine: Engine<Event>,
     fired: Vec<Fired<Event>>,
     /// Alerts made outside an event's turn (a reload's closed windows).
     pending: Vec<Event>,
+    /// `kill_userspace` rules act with it; without (or without --enforce)
+    /// they only say what they would have done.
+    killer: Option<Killer>,
+    enforce: bool,
 }
 
 impl LiveRules {
     pub fn new(set: RuleSet) -> Self {
+        let mut engine = Engine::new(set);
+        engine.collect_kills();
         LiveRules {
-            engine: Engine::new(set),
+            engine,
             fired: Vec::new(),
             pending: Vec::new(),
+            killer: None,
+            enforce: false,
+        }
+    }
+
+    /// How `kill_userspace` rules act: `enforce` is `--enforce`.
+    pub fn set_killer(&mut self, enforce: bool, killer: Killer) {
+        self.enforce = enforce;
+        self.killer = Some(killer);
+    }
+
+    /// The `kill_userspace` matches of the last event: each killed (or,
+    /// in monitor mode, not), with an `enforcement` event saying which.
+    fn kills(&mut self, out: &mut Vec<Event>) {
+        for (r, ev) in self.engine.take_kills() {
+            let rule = self.engine.rule(r);
+            let acts = self.enforce && rule.mode != Some(Mode::Monitor);
+            let result = match (&mut self.killer, acts) {
+                (Some(k), true) => match k(&ev) {
+                    KillOutcome::Killed => EnforceResult::Killed,
+                    KillOutcome::Gone => EnforceResult::Gone,
+                    KillOutcome::Failed(why) => {
+                        let pid = ev.process.as_ref().map_or(0, |p| p.pid);
+                        eprintln!(
+                            "ksight: warning: rule {}: killing pid {pid}: {why}",
+                            rule.id
+                        );
+                        EnforceResult::Failed
+                    }
+                },
+                _ => EnforceResult::WouldKill,
+            };
+            out.push(Enforcement::userspace_kill(&ev, &rule.id, result));
         }
     }
 
@@ -83,6 +128,7 @@ impl Stage for LiveRules {
 
     fn event(&mut self, ev: &Event, out: &mut Vec<Event>) {
         self.engine.eval(ev, ev.ktime, &mut self.fired);
+        self.kills(out);
         if !self.fired.is_empty() || !self.pending.is_empty() {
             self.flush(out);
         }

@@ -109,6 +109,11 @@ pub struct Rule {
     /// fires live on the `enforcement` events of its own id (the kernel
     /// decided); its condition is evaluated on its `events` in its tests.
     pub enforce: Option<PolicyRule>,
+    /// `action: kill_userspace`: ksight kills the process of every event the
+    /// rule matches (see `LiveRules`).
+    pub userspace_kill: bool,
+    /// `mode:` of an action rule.
+    pub mode: Option<Mode>,
 }
 
 /// Compiled rules, indexed by kind.
@@ -589,7 +594,7 @@ impl Loader {
                 None => self.error(file, n.at(), "`events` is a list of event kinds"),
             },
             Some(n) => self.error(file, n.at(), "an append cannot change `events`"),
-            None if new && r.action.is_some() => {
+            None if new && r.action.is_some_and(|a| a != Action::KillUserspace) => {
                 r.kinds = match r.action {
                     Some(Action::Kill) => vec![Kind::Exec],
                     _ => vec![Kind::Connect, Kind::Udp],
@@ -770,6 +775,7 @@ impl Loader {
             }
         }
         let enforce = match r.action {
+            Some(Action::KillUserspace) => None,
             Some(action) if self.errors.len() == errors => {
                 self.enforced(&r, action, &exprs, lists, macros)
             }
@@ -778,8 +784,8 @@ impl Loader {
         // an action rule's alerts come from enforcement events: its output
         // and grouping read fields both kinds have
         let out_kinds: Vec<Kind> = match r.action {
+            Some(Action::KillUserspace) | None => r.kinds.clone(),
             Some(_) => r.kinds.iter().copied().chain([Kind::Enforcement]).collect(),
-            None => r.kinds.clone(),
         };
         let cond: Pred = if parts.len() == 1 {
             parts.pop().expect("one")
@@ -857,6 +863,8 @@ impl Loader {
             origin: format!("{}:{}", r.file, r.line),
             fingerprint: r.fingerprint,
             enforce,
+            userspace_kill: r.action == Some(Action::KillUserspace),
+            mode: r.mode,
         })
     }
 

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use ksight_bpf::enforce::{clear_pins, pinned_status, PIN_DIR};
-use ksight_core::enforce::{Mode, Policy};
+use ksight_core::enforce::{KillOutcome, Mode, Policy};
+use ksight_core::model::Process;
+use ksight_core::procfs::ProcFs;
+use ksight_rules::live::Killer;
 
 use crate::cli::{EnforceArgs, EnforceCommand};
 use crate::run::RunConfig;
@@ -31,6 +34,46 @@ fn resolvers(text: &str) -> Vec<IpAddr> {
         .filter_map(|rest| rest.split_whitespace().next())
         .filter_map(|a| a.split('%').next()?.parse().ok())
         .collect()
+}
+
+/// The `kill_userspace` action: SIGKILL through a pidfd to the process an
+/// event names, once /proc says the pid is still that process (its creation
+/// time) running that image (its executable): never by bare pid, never a
+/// process that reused the pid.
+pub fn userspace_killer() -> Killer {
+    let procfs = ProcFs::new("/proc");
+    Box::new(move |ev| {
+        let Some(p) = &ev.process else {
+            return KillOutcome::Gone;
+        };
+        if p.pid == std::process::id() || p.pid <= 1 {
+            return KillOutcome::Failed(format!("pid {} is not killed", p.pid));
+        }
+        ksight_bpf::sys::pidfd_kill(p.pid, || same_image(&procfs, p))
+    })
+}
+
+fn same_image(procfs: &ProcFs, p: &Process) -> bool {
+    let Ok(info) = procfs.read(p.pid) else {
+        return false;
+    };
+    let clock = ksight_bpf::sys::clock_now();
+    let tick_ns = 1_000_000_000 / clock.clk_tck.max(1);
+    let boot_ns = info.start_ticks.saturating_mul(tick_ns) as i64;
+    let wall = boot_ns + clock.wall_minus_mono - clock.boot_minus_mono;
+    // /proc counts clock ticks: the event's creation time within two of them
+    if (wall - p.start_time.0 as i64).abs() > 2 * tick_ns as i64 {
+        return false;
+    }
+    match (&p.exe, &info.exe) {
+        (Some(want), Some(now)) => {
+            let now = now.strip_suffix(b" (deleted)").unwrap_or(now);
+            want.as_bytes() == now
+        }
+        // the event does not say which image: its creation time must do
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
 }
 
 /// One line on what is enforced, and how.

@@ -295,7 +295,9 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     );
     let rules_loaded = rules.as_ref().map(|set| (set.rules.len(), set.enabled()));
     if let Some(set) = rules {
-        pipeline.set_stage(Box::new(LiveRules::new(set)));
+        let mut live = LiveRules::new(set);
+        live.set_killer(cfg.enforce, crate::enforce::userspace_killer());
+        pipeline.set_stage(Box::new(live));
     }
     let pipeline = RefCell::new(pipeline);
     let mut capture = match &cfg.capture {
@@ -514,6 +516,12 @@ fn reload_rules(source: &RulesSource, p: &mut Pipeline) {
     match crate::rules::load(packs) {
         Ok(set) => {
             let (n, on) = (set.rules.len(), set.enabled());
+            if set.policy(false) != live.engine().rules().policy(false) {
+                eprintln!(
+                    "ksight: SIGHUP: the rules with a kernel action changed: what the kernel \
+                     enforces is not reloaded (restart ksight to change it); their alerts are"
+                );
+            }
             let (added, removed, changed) = live.reload(set);
             eprintln!(
                 "ksight: rules reloaded from {}: {n} rules ({on} enabled): {added} added, \

@@ -600,3 +600,57 @@ fn a_rule_that_would_deny_all_egress_or_that_the_kernel_cannot_decide_is_refused
         "{err}"
     );
 }
+
+#[test]
+fn a_userspace_kill_signals_the_process_the_event_names_and_monitor_mode_does_not() {
+    let dir = temp_dir("enf-uk");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // a shell that waits (`; true`: it does not exec its last command)
+    install_exe(Path::new("/bin/sh"), &bin.join("sleeper"), "0755");
+    // a condition only userspace decides (a regex over argv)
+    let rules = rule_dir(
+        "uk",
+        &format!(
+            "- rule: test_kill_userspace\n  description: test\n  action: kill_userspace\n  \
+             events: [exec]\n  condition: process.exe == \"{}\" and any(exec.argv, . regex \"ks-kill-m[e]\")\n  \
+             severity: high\n  output: \"{{process.exe}} killed\"\n",
+            bin.join("sleeper").display()
+        ),
+    );
+    for enforce in [true, false] {
+        let mut args = vec![
+            "--events",
+            "enforcement",
+            "--rules",
+            rules.to_str().unwrap(),
+        ];
+        if enforce {
+            args.push("--enforce");
+        }
+        let k = Ksight::start(&args);
+        let started = Instant::now();
+        let mut child = Command::new(bin.join("sleeper"))
+            .args(["-c", "sleep 3; true", "ks-kill-me"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let st = wait_timeout(&mut child, Duration::from_secs(10));
+        let r = k.stop();
+        let evs = enforcements(&r, pid);
+        assert_eq!(evs.len(), 1, "{:#?}\n{}", r.events, r.stderr);
+        assert_eq!(evs[0]["enforcement"]["action"], "kill_userspace");
+        use std::os::unix::process::ExitStatusExt;
+        if enforce {
+            assert_eq!(st.signal(), Some(libc::SIGKILL), "{st:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "killed, not ended"
+            );
+            assert_eq!(evs[0]["enforcement"]["result"], "killed");
+        } else {
+            assert!(st.success(), "monitor mode kills nothing: {st:?}");
+            assert_eq!(evs[0]["enforcement"]["result"], "would_kill");
+        }
+    }
+}

@@ -132,7 +132,7 @@ fn tables(policy: &Policy, cgroup_root: Option<&Path>) -> Tables {
             action: match r.action {
                 Action::DenyConnect => 1,
                 Action::DenyDomain => 2,
-                Action::Kill => 3,
+                Action::Kill | Action::KillUserspace => 3,
             },
             ..Default::default()
         };
@@ -179,7 +179,7 @@ fn tables(policy: &Policy, cgroup_root: Option<&Path>) -> Tables {
             }
         }
         match r.action {
-            Action::Kill => t.kill_rules |= bit,
+            Action::Kill | Action::KillUserspace => t.kill_rules |= bit,
             Action::DenyConnect | Action::DenyDomain => {
                 if r.ports.is_empty() {
                     or_into(&mut t.ports, 0u32.to_ne_bytes().to_vec(), bit);
@@ -554,14 +554,14 @@ pub fn expire_answers(obj: &Object, now_ns: u64) -> usize {
             m.lookup(k, MapFlags::ANY)
                 .ok()
                 .flatten()
-                .and_then(|v| v.get(8..16).map(|b| u64::from_ne_bytes(b.try_into().expect("8"))))
+                .and_then(|v| {
+                    v.get(8..16)
+                        .map(|b| u64::from_ne_bytes(b.try_into().expect("8")))
+                })
                 .is_some_and(|expires| expires < now_ns)
         })
         .collect();
-    expired
-        .iter()
-        .filter(|k| m.delete(k).is_ok())
-        .count()
+    expired.iter().filter(|k| m.delete(k).is_ok()).count()
 }
 
 /// Rules with a check the kernel cannot apply: said before anything loads.

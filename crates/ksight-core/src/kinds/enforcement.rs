@@ -52,6 +52,8 @@ crate::named_enum! {
         WouldKill = "would_kill",
         /// the kernel refused to send the signal
         Failed = "failed",
+        /// kill_userspace: the process had exited, or was another image by then
+        Gone = "gone",
     }
 }
 
@@ -65,6 +67,34 @@ pub struct EnforcementDetail {
     /// kill: the executed file's identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileId>,
+}
+
+impl Enforcement {
+    /// The `enforcement` event of a userspace kill (`kill_userspace`) of
+    /// `ev`'s process: made by ksight, after `ev`.
+    pub fn userspace_kill(
+        ev: &crate::event::Event,
+        rule: &str,
+        result: EnforceResult,
+    ) -> crate::event::Event {
+        crate::event::Event {
+            time: ev.time,
+            ktime: ev.ktime,
+            cpu: ev.cpu,
+            seq: None,
+            process: ev.process.clone(),
+            detail: Enforcement {
+                enforcement: EnforcementDetail {
+                    action: Action::KillUserspace,
+                    rule: rule.to_string(),
+                    result,
+                    file: None,
+                },
+                net: None,
+            }
+            .into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -105,13 +105,7 @@ impl Setup {
             Setup::Ksight | Setup::KsightFile => &[],
             Setup::KsightNoRules => &["--no-rules"],
             Setup::GaiAll => &["--getaddrinfo", "all"],
-            Setup::Enforce => &[
-                "--rules",
-                "default",
-                "--rules",
-                ENFORCE_RULES,
-                "--enforce",
-            ],
+            Setup::Enforce => &["--rules", "default", "--rules", ENFORCE_RULES, "--enforce"],
             Setup::Process => &["--events", PROCESS],
             Setup::Tcp => &[
                 "--events",
