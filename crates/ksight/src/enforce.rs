@@ -12,19 +12,21 @@ use ksight_core::model::Process;
 use ksight_core::procfs::ProcFs;
 use ksight_rules::live::Killer;
 
-use crate::cli::{EnforceArgs, EnforceCommand};
-use crate::run::RunConfig;
+/// `ksight enforce ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum EnforceCommand {
+    /// What is pinned in /sys/fs/bpf/ksight/enforce: its programs, its rules and their counts.
+    Status,
+    /// Remove the pinned enforcement: its programs detach (once no ksight holds them).
+    Clear,
+}
 
 /// The addresses a deny never applies to: the resolvers of /etc/resolv.conf
 /// (a deny_domain rule must not cut the resolution it reads) and ksight's
 /// own metrics endpoint. ksight's own process is exempt in the kernel.
-pub fn never_denied(cfg: &RunConfig) -> Vec<IpAddr> {
+pub fn never_denied(metrics: Option<std::net::SocketAddr>) -> Vec<IpAddr> {
     let mut out = resolvers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-    out.extend(
-        cfg.metrics
-            .map(|m| m.ip())
-            .filter(|ip| !ip.is_unspecified()),
-    );
+    out.extend(metrics.map(|m| m.ip()).filter(|ip| !ip.is_unspecified()));
     out
 }
 
@@ -113,9 +115,9 @@ pub fn warn_if_pinned(cfg: &ksight_bpf::Config) {
     }
 }
 
-pub fn command(args: EnforceArgs) -> Result<ExitCode> {
+pub fn command(which: EnforceCommand) -> Result<ExitCode> {
     crate::preflight::check_privileges()?;
-    match args.which {
+    match which {
         EnforceCommand::Status => {
             let Some(st) = pinned_status().map_err(anyhow::Error::msg)? else {
                 println!("no persisted enforcement ({PIN_DIR} does not exist)");

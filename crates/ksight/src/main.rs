@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run_command(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Config(args) => config_command(args),
         cli::Command::Fleet(args) => fleet::run(args),
-        cli::Command::Enforce(args) => enforce::command(args),
+        cli::Command::Enforce(args) => enforce::command(args.which),
         cli::Command::Man { dir } => man_pages(&dir).map(|()| ExitCode::SUCCESS),
         cli::Command::Bench(args) => bench::run_bench(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => ksight_doctor::run(&args.options())

@@ -201,7 +201,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
         .unwrap_or_default();
     if !policy.is_empty() {
         ksight_bpf::enforce::check(&policy).map_err(anyhow::Error::msg)?;
-        agent_cfg.enforce_allow = crate::enforce::never_denied(&cfg);
+        agent_cfg.enforce_allow = crate::enforce::never_denied(cfg.metrics);
         agent_cfg.policy = Some(Arc::new(policy.clone()));
     } else if cfg.enforce {
         eprintln!(

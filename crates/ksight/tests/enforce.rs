@@ -224,6 +224,20 @@ fn alerts_of<'a>(r: &'a Run, rule: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// ksight with `rules`, acting, writing only enforcement events (and alerts).
+fn enforcing(rules: &Path) -> Ksight {
+    Ksight::start(&[
+        "--enforce",
+        "--events",
+        "enforcement",
+        "--rules",
+        rules.to_str().unwrap(),
+    ])
+}
+
+/// The helper's destinations in `net_ns`: one the rules deny, one they do not.
+const ADDRS: &[(&str, &str)] = &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")];
+
 fn deny_rule(cg: &Cgroup) -> String {
     format!(
         "- rule: test_deny_net\n  description: test\n  action: deny_connect\n  \
@@ -238,24 +252,14 @@ fn a_denied_destination_gets_eperm_and_nothing_leaves_an_allowed_one_passes() {
     let cg = Cgroup::new("deny");
     let ns = net_ns("deny");
     let rules = rule_dir("deny", &deny_rule(&cg));
-    let k = Ksight::start(&[
-        "--enforce",
-        "--events",
-        "enforcement",
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let k = enforcing(&rules);
     assert!(
         k.stderr_so_far()
             .contains("enforcement: 1 rule (1 enforcing, 0 monitoring)"),
         "{}",
         k.stderr_so_far()
     );
-    let (pid, kv) = net_helper(
-        &ns,
-        &cg,
-        &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")],
-    );
+    let (pid, kv) = net_helper(&ns, &cg, ADDRS);
     let r = k.stop();
     assert!(r.status.success(), "{}", r.stderr);
     assert_eq!(get(&kv, "tcp_denied"), "EPERM", "{kv:?}");
@@ -299,11 +303,7 @@ fn monitor_mode_blocks_nothing_and_says_what_it_would_have_denied() {
         "--rules",
         rules.to_str().unwrap(),
     ]);
-    let (pid, kv) = net_helper(
-        &ns,
-        &cg,
-        &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")],
-    );
+    let (pid, kv) = net_helper(&ns, &cg, ADDRS);
     let r = k.stop();
     assert!(
         r.stderr.contains("monitor mode: nothing is stopped"),
@@ -384,13 +384,7 @@ fn deny_domain_refuses_the_address_answered_for_a_denied_name_only() {
             cg.rel
         ),
     );
-    let k = Ksight::start(&[
-        "--enforce",
-        "--events",
-        "enforcement",
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let k = enforcing(&rules);
     let (pid, kv) = net_helper(
         &ns,
         &cg,
@@ -429,13 +423,7 @@ fn a_killed_executable_never_runs_and_its_parent_sees_sigkill() {
             cg.rel
         ),
     );
-    let k = Ksight::start(&[
-        "--enforce",
-        "--events",
-        "enforcement",
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let k = enforcing(&rules);
     let d = dir.display();
     let script = format!(
         "echo $$ > {}; {d}/bin/mk {d}/marker; echo $? > {d}/rc",
@@ -494,11 +482,7 @@ fn persisted_enforcement_outlives_a_killed_ksight_once_and_clear_removes_it() {
     k.signal(libc::SIGKILL);
     let _ = k.stop_raw();
     assert_all_gone(&progs, &maps);
-    let (_, kv) = net_helper(
-        &ns,
-        &cg,
-        &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")],
-    );
+    let (_, kv) = net_helper(&ns, &cg, ADDRS);
     assert_eq!(get(&kv, "tcp_denied"), "ok", "{kv:?}");
 
     // with it: twice (a restart), each SIGKILLed: the first run's programs
@@ -537,11 +521,7 @@ fn persisted_enforcement_outlives_a_killed_ksight_once_and_clear_removes_it() {
         enforcing(&first_enf).is_empty(),
         "the first run's enforcement is gone: one copy"
     );
-    let (_, kv) = net_helper(
-        &ns,
-        &cg,
-        &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")],
-    );
+    let (_, kv) = net_helper(&ns, &cg, ADDRS);
     assert_eq!(get(&kv, "tcp_denied"), "EPERM", "{kv:?}");
     assert_eq!(get(&kv, "tcp_allowed"), "ok");
 
@@ -562,11 +542,7 @@ fn persisted_enforcement_outlives_a_killed_ksight_once_and_clear_removes_it() {
     let clear = ksight_cmd(&["enforce", "clear"]);
     assert!(clear.status.success());
     assert_all_gone(&kept, &[]);
-    let (_, kv) = net_helper(
-        &ns,
-        &cg,
-        &[("KS_DENIED", "10.77.0.1"), ("KS_ALLOWED", "10.78.0.1")],
-    );
+    let (_, kv) = net_helper(&ns, &cg, ADDRS);
     assert_eq!(get(&kv, "tcp_denied"), "ok", "{kv:?}");
     let st = ksight_cmd(&["enforce", "status"]);
     assert!(String::from_utf8_lossy(&st.stdout).contains("no persisted enforcement"));

@@ -472,15 +472,12 @@ pub fn pinned_status() -> Result<Option<PinnedStatus>, String> {
         open("ks_enf_rules")?,
         open("ks_enf_stats")?,
     );
-    let zero = 0u32.to_ne_bytes();
     let per_cpu = stats
-        .lookup_percpu(&zero, MapFlags::ANY)
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| format!("ks_enf_stats: {e}"))?
         .unwrap_or_default();
-    let u64_at = |v: &[u8], i: usize| {
-        v.get(i * 8..i * 8 + 8)
-            .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-    };
+    let (hits, answers, answers_full) = sum_stats(&per_cpu);
+    (st.answers, st.answers_full) = (answers, answers_full);
     for i in 0..MAX_RULES as u32 {
         let key = i.to_ne_bytes();
         let Some(n) = names.lookup(&key, MapFlags::ANY).ok().flatten() else {
@@ -509,7 +506,7 @@ pub fn pinned_status() -> Result<Option<PinnedStatus>, String> {
             3 => "kill",
             _ => "?",
         };
-        let hits = per_cpu.iter().map(|c| u64_at(c, i as usize)).sum();
+        let hits = hits[i as usize];
         st.rules.push((
             id,
             action.to_string(),
@@ -517,8 +514,6 @@ pub fn pinned_status() -> Result<Option<PinnedStatus>, String> {
             hits,
         ));
     }
-    st.answers_full = per_cpu.iter().map(|c| u64_at(c, MAX_RULES)).sum();
-    st.answers = per_cpu.iter().map(|c| u64_at(c, MAX_RULES + 1)).sum();
     Ok(Some(st))
 }
 
@@ -530,16 +525,21 @@ pub fn counters(obj: &Object) -> Option<(Vec<u64>, u64, u64)> {
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         .ok()
         .flatten()?;
-    let at = |v: &[u8], i: usize| {
-        v.get(i * 8..i * 8 + 8)
-            .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    Some(sum_stats(&per_cpu))
+}
+
+/// `struct ks_enf_stats` summed over CPUs: hits by rule bit, answers added,
+/// answers refused.
+fn sum_stats(per_cpu: &[Vec<u8>]) -> (Vec<u64>, u64, u64) {
+    let at = |i: usize| -> u64 {
+        per_cpu
+            .iter()
+            .filter_map(|v| v.get(i * 8..i * 8 + 8))
+            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            .sum()
     };
-    let hits = (0..MAX_RULES)
-        .map(|i| per_cpu.iter().map(|c| at(c, i)).sum())
-        .collect();
-    let full = per_cpu.iter().map(|c| at(c, MAX_RULES)).sum();
-    let answers = per_cpu.iter().map(|c| at(c, MAX_RULES + 1)).sum();
-    Some((hits, answers, full))
+    let hits = (0..MAX_RULES).map(at).collect();
+    (hits, at(MAX_RULES + 1), at(MAX_RULES))
 }
 
 /// Delete the answers whose expiry (TTL + grace, CLOCK_MONOTONIC ns) is

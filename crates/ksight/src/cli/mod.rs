@@ -58,15 +58,7 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct EnforceArgs {
     #[command(subcommand)]
-    pub which: EnforceCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum EnforceCommand {
-    /// What is pinned in /sys/fs/bpf/ksight/enforce: its programs, its rules and their counts.
-    Status,
-    /// Remove the pinned enforcement: its programs detach (once no ksight holds them).
-    Clear,
+    pub which: crate::enforce::EnforceCommand,
 }
 
 #[derive(Args, Debug)]
