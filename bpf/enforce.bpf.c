@@ -41,8 +41,9 @@ const volatile __u32 ks_cfg_self = 0;
 /* rules (bits) that need the executable / the cgroup subtree checked */
 const volatile __u64 ks_cfg_exe_rules = 0;
 const volatile __u64 ks_cfg_cgroup_rules = 0;
-/* rules (bits) that kill at exec */
+/* rules (bits) that kill at exec, and those of them scoped to a parent */
 const volatile __u64 ks_cfg_kill_rules = 0;
+const volatile __u64 ks_cfg_ancestor_rules = 0;
 /* the DNS port answers are read from (deny_domain) */
 const volatile __u16 ks_cfg_answer_port = 53;
 /* added to each answer's TTL before its addresses stop being denied */
@@ -121,6 +122,14 @@ struct {
 	__type(key, struct ks_enf_file);
 	__type(value, __u64);
 } ks_enf_dirs SEC(".maps");
+
+/* Kill rules scoped to what a parent runs: its executable by identity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct ks_enf_file);
+	__type(value, __u64);
+} ks_enf_parents SEC(".maps");
 
 /* Never denied: the resolvers (with deny_domain), ksight's endpoints. */
 struct {
@@ -644,6 +653,44 @@ int ks_enf_answers_in(struct __sk_buff *skb)
 
 /* ---- kill ---- */
 
+/* One parent up: its executable's rules in ks_enf_parents. By hand, not a
+ * loop (see KS_ENF_SUFFIX): 5.10 refuses a loop head after a helper call. */
+#define KS_ENF_PARENT()                                                   \
+	do {                                                              \
+		struct file *x;                                           \
+		__u64 *v;                                                 \
+		t = BPF_CORE_READ(t, real_parent);                        \
+		if (!t)                                                   \
+			return m;                                         \
+		x = BPF_CORE_READ(t, mm, exe_file);                       \
+		if (x) {                                                  \
+			k.ino = BPF_CORE_READ(x, f_inode, i_ino);         \
+			k.dev = BPF_CORE_READ(x, f_inode, i_sb, s_dev);   \
+			v = bpf_map_lookup_elem(&ks_enf_parents, &k);     \
+			if (v)                                            \
+				m |= *v;                                  \
+		}                                                         \
+		if (BPF_CORE_READ(t, tgid) <= 1)                          \
+			return m;                                         \
+	} while (0)
+
+/* The parent-scoped rules whose executable a parent of `t`, up to 8 up, runs. */
+static __always_inline __u64 ks_enf_ancestor_mask(struct task_struct *t)
+{
+	struct ks_enf_file k = {};
+	__u64 m = 0;
+
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	KS_ENF_PARENT();
+	return m;
+}
+
 static __always_inline int ks_enf_exec(void *ctx, struct task_struct *p, struct linux_binprm *bprm)
 {
 	struct ks_enforce_event e = {};
@@ -661,6 +708,10 @@ static __always_inline int ks_enf_exec(void *ctx, struct task_struct *p, struct 
 	}
 	mask &= ks_cfg_kill_rules;
 	if (!mask || BPF_CORE_READ(p, tgid) == ks_cfg_self)
+		return 0;
+	if (mask & ks_cfg_ancestor_rules)
+		mask &= ~ks_cfg_ancestor_rules | ks_enf_ancestor_mask(p);
+	if (!mask)
 		return 0;
 	result = ks_enf_decide(mask, 0, p, mask, &rule);
 	if (!result)

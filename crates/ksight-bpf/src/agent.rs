@@ -595,6 +595,15 @@ impl Agent {
         crate::enforce::counters(self.sensor("enforce")?.object()?)
     }
 
+    /// Add an executable (kernel dev encoding, inode) to kill rules' `mask`.
+    pub fn enforce_add_exe(&self, dev: u32, ino: u64, mask: u64) -> Result<(), String> {
+        let obj = self
+            .sensor("enforce")
+            .and_then(|s| s.object())
+            .ok_or("enforcement is not running")?;
+        crate::enforce::add_exe(obj, dev, ino, mask)
+    }
+
     /// Delete the DNS answer addresses whose TTL (and grace) ended before
     /// `now_ns` (CLOCK_MONOTONIC); how many.
     pub fn expire_answers(&self, now_ns: u64) -> usize {

@@ -19,6 +19,9 @@ pub const MAX_RULES: usize = 64;
 /// Labels of a name pattern the kernel hashes from the right (KS_ENF_NAME_DEPTH).
 pub const MAX_NAME_LABELS: usize = 8;
 
+/// Parents a kill rule's `any(ancestors, .exe ...)` looks at (KS_ENF_ANCESTORS).
+pub const MAX_ANCESTORS: usize = 8;
+
 /// Depth of a cgroup subtree a rule may be scoped to (KS_ENF_LEVELS - 1).
 pub const MAX_CGROUP_LEVEL: usize = 15;
 
@@ -249,6 +252,13 @@ pub struct PolicyRule {
     pub exes: Vec<PathBuf>,
     /// Directories whose executables match (`process.exe startswith "/tmp/"`).
     pub dirs: Vec<PathBuf>,
+    /// Executables by content (`exec.file.sha256 in (...)`, kill only), lower-case
+    /// hex: each file ksight hashes to one of these is added to the kernel's
+    /// executables while it runs.
+    pub sha256: Vec<String>,
+    /// Kill only when a parent (up to [`MAX_ANCESTORS`] up) runs one of these
+    /// executables (`any(ancestors, .exe in (...))`, resolved to inodes at load).
+    pub ancestor_exes: Vec<PathBuf>,
     /// A cgroup subtree, as a path from the cgroup v2 root (`/system.slice/x.service`).
     pub cgroup: Option<String>,
     /// The rule said it may deny all egress (`allow_broad: true`).
@@ -270,6 +280,8 @@ impl PolicyRule {
             domains: Vec::new(),
             exes: Vec::new(),
             dirs: Vec::new(),
+            sha256: Vec::new(),
+            ancestor_exes: Vec::new(),
             cgroup: None,
             allow_broad: false,
         }
@@ -283,14 +295,18 @@ impl PolicyRule {
                 return Err("kill_userspace is decided by ksight, not the kernel".into())
             }
             Action::Kill => {
-                if self.exes.is_empty() && self.dirs.is_empty() {
+                if self.exes.is_empty() && self.dirs.is_empty() && self.sha256.is_empty() {
                     return Err("a kill rule names its executables: `process.exe == ...`, \
-                                `process.exe in (...)` or `process.exe startswith \"/dir/\"`"
+                                `process.exe in (...)`, `process.exe startswith \"/dir/\"` \
+                                or `exec.file.sha256 in (...)`"
                         .into());
                 }
                 if !self.nets.is_empty() || !self.ports.is_empty() || !self.domains.is_empty() {
                     return Err("a kill rule cannot test network fields".into());
                 }
+            }
+            _ if !self.ancestor_exes.is_empty() => {
+                return Err("only a kill rule tests its ancestors in the kernel".into());
             }
             Action::DenyDomain => {
                 if self.domains.is_empty() {
@@ -340,6 +356,15 @@ pub struct Policy {
 impl Policy {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The kill rules (bits) that name this content, by SHA-256 (lower-case hex).
+    pub fn sha256_rules(&self, sha256: &str) -> u64 {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.sha256.iter().any(|h| h.eq_ignore_ascii_case(sha256)))
+            .fold(0, |m, (i, _)| m | (1 << i))
     }
 
     /// A rule's mode: monitor unless both `--enforce` and the rule allow it.

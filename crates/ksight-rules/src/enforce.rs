@@ -12,6 +12,8 @@
 //! | `net.remote_name` | `==`, `in (...)`, `glob "*.example.com"` (deny_domain) |
 //! | `process.exe` | `==`, `in (...)`, `startswith "/dir/"` |
 //! | `process.cgroup` | `startswith "/path"`, `==` (the subtree at that cgroup) |
+//! | `exec.file.sha256` | `==`, `in (...)` (kill: the files ksight hashes to one of these) |
+//! | `any(ancestors, .exe ...)` | `==`, `in (...)` (kill: a parent, up to 8 levels up, runs it) |
 //!
 //! Anything else (a `not`, another field, a regex) is refused with its
 //! column: only userspace could decide it, after the fact.
@@ -114,6 +116,26 @@ fn alternatives<'e>(
         ),
         Expr::Not(_) => err(Span::default(), format!("a `not`: {DECIDABLE}")),
         Expr::Const(_) => err(Span::default(), format!("a constant: {DECIDABLE}")),
+        // any(ancestors, .exe == /path): the kernel walks the parents
+        Expr::Quant {
+            all: false,
+            field,
+            pred,
+            fspan,
+        } if field == "ancestors" => match pred.as_ref() {
+            Expr::Test { field: f, test, .. } if f == ".exe" => {
+                out.push(Atom {
+                    field: "ancestors.exe",
+                    span: *fspan,
+                    test,
+                });
+                Ok(())
+            }
+            _ => err(
+                *fspan,
+                format!("in the kernel, any(ancestors, ...) tests `.exe` alone: {DECIDABLE}"),
+            ),
+        },
         Expr::Quant { fspan, .. } => err(*fspan, format!("any()/all(): {DECIDABLE}")),
     }
 }
@@ -238,6 +260,22 @@ pub fn kernel_rule(
                         r.exes.push(s.into());
                     }
                 }
+                ("ancestors.exe", Values::Exact(vs)) => {
+                    for (s, span) in vs {
+                        if !s.starts_with('/') {
+                            return err(span, "an executable is named by its absolute path");
+                        }
+                        r.ancestor_exes.push(s.into());
+                    }
+                }
+                ("exec.file.sha256", Values::Exact(vs)) => {
+                    for (s, span) in vs {
+                        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return err(span, "a SHA-256 is 64 hexadecimal digits");
+                        }
+                        r.sha256.push(s.to_ascii_lowercase());
+                    }
+                }
                 ("process.exe", Values::Prefix(s, span)) => {
                     if !s.starts_with('/') || !s.ends_with('/') {
                         return err(
@@ -286,4 +324,59 @@ pub fn kernel_rule(
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::parse;
+
+    fn rule(action: Action, cond: &str) -> Result<PolicyRule, String> {
+        let lists = HashMap::from([("pools".to_string(), vec!["3333".to_string(), "5555".into()])]);
+        let e = parse(cond).map_err(|e| e.msg)?;
+        kernel_rule("r".into(), action, &[e], &lists, &HashMap::new()).map_err(|e| e.msg)
+    }
+
+    #[test]
+    fn an_and_of_one_field_tests_each_compiles() {
+        let r = rule(
+            Action::DenyConnect,
+            "net.remote.addr in cidr(10.0.0.0/8, \"fd00::/8\") and net.remote.port in pools \
+             and net.protocol == tcp and process.cgroup startswith \"/system.slice/x.service/\"",
+        )
+        .unwrap();
+        assert_eq!(r.nets.len(), 2);
+        assert_eq!(r.ports, [3333, 5555]);
+        assert!(r.protocols.tcp && !r.protocols.udp);
+        assert_eq!(r.cgroup.as_deref(), Some("/system.slice/x.service"));
+        let d = rule(
+            Action::DenyDomain,
+            "net.remote_name glob \"*.pastebin.com\" or net.remote_name == pool.minexmr.com",
+        )
+        .unwrap();
+        assert_eq!(d.domains.len(), 2);
+        assert!(d.domains[0].subtree && !d.domains[1].subtree);
+        let k = rule(
+            Action::Kill,
+            "process.exe startswith \"/tmp/\" and any(ancestors, .exe in (/usr/sbin/nginx))",
+        )
+        .unwrap();
+        assert_eq!(k.dirs, [std::path::PathBuf::from("/tmp")]);
+        assert_eq!(k.ancestor_exes.len(), 1);
+    }
+
+    #[test]
+    fn what_only_userspace_could_decide_is_refused() {
+        for cond in [
+            "not net.remote.addr == 10.0.0.1",
+            "process.exe regex \"^/tmp\"",
+            "net.remote.port == 1 or process.exe == /x",
+            "process.comm == sh",
+            "net.remote.port == 1 and net.remote.port == 2",
+            "process.exe startswith \"/tmp\"",
+            "net.remote_name glob \"a*.example.com\"",
+        ] {
+            assert!(rule(Action::Kill, cond).is_err(), "{cond}");
+        }
+    }
 }

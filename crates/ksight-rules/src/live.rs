@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use ksight_core::enforce::{KillOutcome, Mode};
-use ksight_core::event::{Event, Kind};
+use ksight_core::enforce::{Action, KillOutcome, Mode, Policy};
+use ksight_core::event::{Detail, Event, Kind};
 use ksight_core::kinds::alert::{Alert, AlertDetail, Matched};
 use ksight_core::kinds::enforcement::{EnforceResult, Enforcement};
 use ksight_core::pipeline::Stage;
@@ -26,6 +26,12 @@ pub struct LiveRules {
     /// they only say what they would have done.
     killer: Option<Killer>,
     enforce: bool,
+    /// Kill rules by content (`exec.file.sha256`): the policy the kernel
+    /// runs, to name the files that hash to theirs.
+    policy: Option<Policy>,
+    /// Files learned to be such executables since the last take: (dev in
+    /// the kernel's encoding, inode, rules), for the kernel's map.
+    learned: Vec<(u32, u64, u64)>,
 }
 
 impl LiveRules {
@@ -38,7 +44,81 @@ impl LiveRules {
             pending: Vec::new(),
             killer: None,
             enforce: false,
+            policy: None,
+            learned: Vec::new(),
         }
+    }
+
+    /// The policy the kernel enforces: its kill rules by content make this
+    /// stage watch execs and their hashes.
+    pub fn set_policy(&mut self, policy: Policy) {
+        let by_content = policy.rules.iter().any(|r| !r.sha256.is_empty());
+        self.policy = by_content.then_some(policy);
+    }
+
+    /// Executables learned since the last call (see `learned`).
+    pub fn take_learned(&mut self) -> Vec<(u32, u64, u64)> {
+        std::mem::take(&mut self.learned)
+    }
+
+    /// An exec whose file's hash a kill rule names: the file goes to the
+    /// kernel (its next exec is killed there), and this process, which ran
+    /// before the hash was known, is killed from here.
+    fn by_content(&mut self, ev: &Event, out: &mut Vec<Event>) {
+        let Some(policy) = &self.policy else {
+            return;
+        };
+        let (sha, dev, ino) = match &ev.detail {
+            Detail::Exec(x) => (
+                x.exec.file.sha256.clone(),
+                x.exec.file.dev,
+                x.exec.file.inode,
+            ),
+            Detail::ExeHash(h) => (h.exe_hash.sha256.clone(), h.exe_hash.dev, h.exe_hash.inode),
+            _ => return,
+        };
+        let Some(sha) = sha else {
+            return;
+        };
+        let mask = policy.sha256_rules(&sha);
+        if mask == 0 {
+            return;
+        }
+        self.learned.push((dev.0, ino, mask));
+        // this process: by the first of those rules whose cgroup holds it
+        // (the kernel applies the same scope to the next execs)
+        let cgroup = ev.process.as_ref().and_then(|p| p.cgroup.as_deref());
+        let Some(rule) = policy.rules.iter().enumerate().find_map(|(i, r)| {
+            let under = match (&r.cgroup, cgroup) {
+                (None, _) => true,
+                (Some(c), Some(p)) => {
+                    c == "/"
+                        || p == c
+                        || p.strip_prefix(c.as_str())
+                            .is_some_and(|t| t.starts_with('/'))
+                }
+                (Some(_), None) => false,
+            };
+            // a parent scope is the kernel's to judge, at the next exec
+            (mask & (1 << i) != 0 && under && r.ancestor_exes.is_empty()).then_some(r)
+        }) else {
+            return;
+        };
+        let acts = policy.effective(rule) == Mode::Enforce;
+        let result = match (&mut self.killer, acts) {
+            (Some(k), true) => match k(ev) {
+                KillOutcome::Killed => EnforceResult::Killed,
+                KillOutcome::Gone => EnforceResult::Gone,
+                KillOutcome::Failed(_) => EnforceResult::Failed,
+            },
+            _ => EnforceResult::WouldKill,
+        };
+        out.push(Enforcement::userspace_kill(
+            ev,
+            &rule.id,
+            Action::Kill,
+            result,
+        ));
     }
 
     /// How `kill_userspace` rules act: `enforce` is `--enforce`.
@@ -68,7 +148,12 @@ impl LiveRules {
                 },
                 _ => EnforceResult::WouldKill,
             };
-            out.push(Enforcement::userspace_kill(&ev, &rule.id, result));
+            out.push(Enforcement::userspace_kill(
+                &ev,
+                &rule.id,
+                Action::KillUserspace,
+                result,
+            ));
         }
     }
 
@@ -124,11 +209,13 @@ impl LiveRules {
 impl Stage for LiveRules {
     fn wants(&self, kind: Kind) -> bool {
         self.engine.rules().wants(kind)
+            || (self.policy.is_some() && matches!(kind, Kind::Exec | Kind::ExeHash))
     }
 
     fn event(&mut self, ev: &Event, out: &mut Vec<Event>) {
         self.engine.eval(ev, ev.ktime, &mut self.fired);
         self.kills(out);
+        self.by_content(ev, out);
         if !self.fired.is_empty() || !self.pending.is_empty() {
             self.flush(out);
         }

@@ -297,6 +297,7 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
     if let Some(set) = rules {
         let mut live = LiveRules::new(set);
         live.set_killer(cfg.enforce, crate::enforce::userspace_killer());
+        live.set_policy(policy.clone());
         pipeline.set_stage(Box::new(live));
     }
     let pipeline = RefCell::new(pipeline);
@@ -404,6 +405,14 @@ pub fn run(mut cfg: RunConfig) -> Result<()> {
                 // it may have ended meanwhile; its lookups stay visible as packets
                 Err(e) if cfg.verbose => eprintln!("ksight: getaddrinfo probes for pid {pid}: {e}"),
                 Err(_) => {}
+            }
+        }
+        // kill rules by content: the files just hashed to a named SHA-256
+        if let Some(live) = p.stage_mut::<LiveRules>() {
+            for (dev, ino, mask) in live.take_learned() {
+                if let Err(e) = agent.enforce_add_exe(dev, ino, mask) {
+                    eprintln!("ksight: warning: enforcement: adding an executable by content: {e}");
+                }
             }
         }
         if enforce_at.elapsed() >= Duration::from_secs(5) {

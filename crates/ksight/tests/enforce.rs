@@ -630,3 +630,119 @@ fn a_userspace_kill_signals_the_process_the_event_names_and_monitor_mode_does_no
         }
     }
 }
+
+#[test]
+fn a_kill_rule_by_content_kills_the_next_exec_of_a_file_hashed_to_it() {
+    let cg = Cgroup::new("sha");
+    let dir = temp_dir("enf-sha");
+    // a program of its own content: `true` with a tail no other file has
+    let mut bytes = std::fs::read("/usr/bin/true").unwrap();
+    bytes.extend_from_slice(format!("ksight-test-{}", std::process::id()).as_bytes());
+    let prog = dir.join("unique-true");
+    write_exe(&prog, &bytes);
+    let out = Command::new("sha256sum").arg(&prog).output().unwrap();
+    let sha = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let rules = rule_dir(
+        "sha",
+        &format!(
+            "- rule: test_kill_by_content\n  description: test\n  action: kill\n  \
+             condition: exec.file.sha256 == {sha} and process.cgroup startswith \"{}\"\n  \
+             severity: high\n  output: \"{{process.exe}} killed\"\n",
+            cg.rel
+        ),
+    );
+    let k = enforcing(&rules);
+    let in_cgroup = |tag: &str| {
+        let script = format!(
+            "echo $$ > {}; {}; echo $? > {}",
+            cg.procs(),
+            prog.display(),
+            dir.join(tag).display()
+        );
+        run(Command::new("sh").args(["-c", &script]));
+        std::fs::read_to_string(dir.join(tag))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    // the first exec is what makes ksight hash it: it runs (and ends)
+    assert_eq!(in_cgroup("first"), "0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut second = in_cgroup("second");
+    while second == "0" && Instant::now() < deadline {
+        // the hash is computed on a worker: until it is, execs run
+        std::thread::sleep(Duration::from_millis(200));
+        second = in_cgroup("second");
+    }
+    assert_eq!(second, "137", "killed in the kernel once its hash is known");
+    // outside the rule's cgroup the same file runs
+    let (_, st) = run(&mut Command::new(&prog));
+    assert!(st.success());
+    let r = k.stop();
+    let kernel: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| {
+            e["type"] == "enforcement"
+                && e["enforcement"]["rule"] == "test_kill_by_content"
+                && e["enforcement"]["result"] == "killed"
+                && !e["seq"].is_null()
+        })
+        .collect();
+    assert!(!kernel.is_empty(), "{:#?}", r.events);
+    assert_eq!(kernel[0]["enforcement"]["action"], "kill");
+}
+
+#[test]
+fn a_kill_rule_scoped_to_a_parent_kills_only_under_that_parent() {
+    let dir = temp_dir("enf-parent");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    install_exe(Path::new("/usr/bin/touch"), &bin.join("mk"), "0755");
+    let parent = dir.join("parent-sh");
+    install_exe(Path::new("/bin/sh"), &parent, "0755");
+    let rules = rule_dir(
+        "parent",
+        &format!(
+            "- rule: test_kill_under_parent\n  description: test\n  action: kill\n  \
+             condition: process.exe startswith \"{}/\" and any(ancestors, .exe == \"{}\")\n  \
+             severity: high\n  output: \"{{process.exe}} killed\"\n",
+            bin.display(),
+            parent.display()
+        ),
+    );
+    let k = enforcing(&rules);
+    let d = dir.display();
+    // under the parent, one shell deeper: still its descendant
+    let (_, st) = run(Command::new(&parent).args([
+        "-c",
+        &format!("sh -c '{d}/bin/mk {d}/under; echo $? > {d}/rc-under'"),
+    ]));
+    assert!(st.success());
+    let (_, st) = run(Command::new("sh").args([
+        "-c",
+        &format!("{d}/bin/mk {d}/elsewhere; echo $? > {d}/rc-elsewhere"),
+    ]));
+    assert!(st.success());
+    let r = k.stop();
+    assert!(!dir.join("under").exists(), "killed under the parent");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rc-under"))
+            .unwrap()
+            .trim(),
+        "137"
+    );
+    assert!(dir.join("elsewhere").exists(), "runs under another parent");
+    let killed = r
+        .events
+        .iter()
+        .filter(|e| {
+            e["type"] == "enforcement" && e["enforcement"]["rule"] == "test_kill_under_parent"
+        })
+        .count();
+    assert_eq!(killed, 1, "{}", r.stderr);
+}

@@ -100,6 +100,8 @@ struct Tables {
     domains: Vec<(Vec<u8>, [u64; 2])>,
     exes: Vec<(Vec<u8>, u64)>,
     dirs: Vec<(Vec<u8>, u64)>,
+    parents: Vec<(Vec<u8>, u64)>,
+    ancestor_rules: u64,
     cgroups: Vec<(Vec<u8>, u64)>,
     exe_rules: u64,
     cgroup_rules: u64,
@@ -136,13 +138,20 @@ fn tables(policy: &Policy, cgroup_root: Option<&Path>) -> Tables {
             },
             ..Default::default()
         };
-        if !r.exes.is_empty() || !r.dirs.is_empty() {
+        if !r.exes.is_empty() || !r.dirs.is_empty() || !r.sha256.is_empty() {
             flags |= ks_enf_flags::KS_ENF_EXE.0;
             if r.action != Action::Kill {
                 t.exe_rules |= bit;
             }
         }
-        for (paths, into) in [(&r.exes, &mut t.exes), (&r.dirs, &mut t.dirs)] {
+        if !r.ancestor_exes.is_empty() {
+            t.ancestor_rules |= bit;
+        }
+        for (paths, into) in [
+            (&r.exes, &mut t.exes),
+            (&r.dirs, &mut t.dirs),
+            (&r.ancestor_exes, &mut t.parents),
+        ] {
             for p in paths.iter() {
                 match kernel_id(p) {
                     Ok((dev, ino)) => or_into(into, file_key(dev, ino), bit),
@@ -255,6 +264,7 @@ impl sensor::Sensor for Sensor {
         o.knob("ks_cfg_cgroup_rules", &t.cgroup_rules.to_ne_bytes())?;
         o.knob("ks_cfg_kill_rules", &t.kill_rules.to_ne_bytes())?;
         o.knob("ks_cfg_enforce_rules", &t.enforce_rules.to_ne_bytes())?;
+        o.knob("ks_cfg_ancestor_rules", &t.ancestor_rules.to_ne_bytes())?;
         o.knob("ks_cfg_tcp_rules", &t.tcp_rules.to_ne_bytes())?;
         o.knob("ks_cfg_udp_rules", &t.udp_rules.to_ne_bytes())?;
         let port = cfg.dns_ports.first().copied().unwrap_or(53);
@@ -299,6 +309,7 @@ impl sensor::Sensor for Sensor {
         fill(&obj, "ks_enf_exes", &masks(&t.exes))?;
         fill(&obj, "ks_enf_dirs", &masks(&t.dirs))?;
         fill(&obj, "ks_enf_cgroups", &masks(&t.cgroups))?;
+        fill(&obj, "ks_enf_parents", &masks(&t.parents))?;
         let domains: Vec<(Vec<u8>, Vec<u8>)> = t
             .domains
             .iter()
@@ -540,6 +551,21 @@ fn sum_stats(per_cpu: &[Vec<u8>]) -> (Vec<u64>, u64, u64) {
     };
     let hits = (0..MAX_RULES).map(at).collect();
     (hits, at(MAX_RULES + 1), at(MAX_RULES))
+}
+
+/// Add an executable to the rules of `mask` (a file ksight hashed to a
+/// SHA-256 a kill rule names): its next exec is decided in the kernel.
+pub fn add_exe(obj: &Object, dev: u32, ino: u64, mask: u64) -> Result<(), String> {
+    let m = object::map(obj, "ks_enf_exes").ok_or("no ks_enf_exes map")?;
+    let key = file_key(dev, ino);
+    let old = m
+        .lookup(&key, MapFlags::ANY)
+        .ok()
+        .flatten()
+        .and_then(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().expect("8"))))
+        .unwrap_or(0);
+    m.update(&key, &(old | mask).to_ne_bytes(), MapFlags::ANY)
+        .map_err(|e| format!("ks_enf_exes: {e}"))
 }
 
 /// Delete the answers whose expiry (TTL + grace, CLOCK_MONOTONIC ns) is

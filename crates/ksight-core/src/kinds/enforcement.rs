@@ -70,11 +70,13 @@ pub struct EnforcementDetail {
 }
 
 impl Enforcement {
-    /// The `enforcement` event of a userspace kill (`kill_userspace`) of
-    /// `ev`'s process: made by ksight, after `ev`.
+    /// The `enforcement` event of a kill from userspace of `ev`'s process
+    /// (`kill_userspace`, or a `kill` by content whose hash was not known
+    /// at exec): made by ksight, after `ev`.
     pub fn userspace_kill(
         ev: &crate::event::Event,
         rule: &str,
+        action: Action,
         result: EnforceResult,
     ) -> crate::event::Event {
         crate::event::Event {
@@ -85,7 +87,7 @@ impl Enforcement {
             process: ev.process.clone(),
             detail: Enforcement {
                 enforcement: EnforcementDetail {
-                    action: Action::KillUserspace,
+                    action,
                     rule: rule.to_string(),
                     result,
                     file: None,
