@@ -562,7 +562,10 @@ pub fn add_exe(obj: &Object, dev: u32, ino: u64, mask: u64) -> Result<(), String
         .lookup(&key, MapFlags::ANY)
         .ok()
         .flatten()
-        .and_then(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().expect("8"))))
+        .and_then(|v| {
+            v.get(..8)
+                .map(|b| u64::from_ne_bytes(b.try_into().expect("8")))
+        })
         .unwrap_or(0);
     m.update(&key, &(old | mask).to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| format!("ks_enf_exes: {e}"))
