@@ -723,6 +723,10 @@ impl KernelState for Agent {
         self.files.as_ref().map_or(0, FileWatch::overflows)
     }
 
+    fn enforce_answers_refused(&self) -> u64 {
+        self.enforcement().map_or(0, |(_, _, refused)| refused)
+    }
+
     fn bpf_loads(&self) -> Vec<RawBpfLoad> {
         self.bpf.as_ref().map_or_else(Vec::new, BpfWatch::read)
     }

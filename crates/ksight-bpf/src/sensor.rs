@@ -132,6 +132,8 @@ pub struct Config {
     pub enforce_persist: bool,
     /// Destinations enforcement never denies (the resolvers, ksight's endpoints).
     pub enforce_allow: Vec<std::net::IpAddr>,
+    /// Addresses of DNS answers for denied names the kernel holds at most.
+    pub enforce_answers_max: u32,
 }
 
 impl Default for Config {
@@ -158,6 +160,7 @@ impl Default for Config {
             policy: None,
             enforce_persist: false,
             enforce_allow: Vec::new(),
+            enforce_answers_max: 16384,
         }
     }
 }

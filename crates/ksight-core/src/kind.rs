@@ -153,6 +153,11 @@ pub trait KernelState {
     fn bpf_loads_lost(&self) -> u64 {
         0
     }
+    /// Addresses of DNS answers for denied names the enforcement's full
+    /// map refused so far.
+    fn enforce_answers_refused(&self) -> u64 {
+        0
+    }
 }
 
 /// What the kinds count, for the exit summary.

@@ -330,8 +330,12 @@ impl Drop for Dnsmasq {
     }
 }
 
-/// dnsmasq in `ns`, answering x.bad.test and x.good.test.
+/// dnsmasq in `ns`, answering x.bad.test and x.good.test (and `extra` records).
 fn dnsmasq(ns: &Netns) -> Dnsmasq {
+    dnsmasq_with(ns, &[])
+}
+
+fn dnsmasq_with(ns: &Netns, extra: &[&str]) -> Dnsmasq {
     let child = Dnsmasq(
         Command::new("ip")
             .args(["netns", "exec", &ns.0, "dnsmasq", "--keep-in-foreground"])
@@ -342,6 +346,7 @@ fn dnsmasq(ns: &Netns) -> Dnsmasq {
                 "--address=/bad.test/10.77.0.1",
                 "--address=/good.test/10.78.0.1",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -745,4 +750,59 @@ fn a_kill_rule_scoped_to_a_parent_kills_only_under_that_parent() {
         })
         .count();
     assert_eq!(killed, 1, "{}", r.stderr);
+}
+
+#[test]
+fn a_full_answers_map_is_reported_as_lost_not_ignored() {
+    let ns = net_ns("full");
+    let resolver = dnsmasq_with(
+        &ns,
+        &[
+            "--address=/a1.full.test/10.79.0.1",
+            "--address=/a2.full.test/10.79.0.2",
+            "--address=/a3.full.test/10.79.0.3",
+        ],
+    );
+    let rules = rule_dir(
+        "full",
+        "- rule: test_deny_full\n  description: test\n  action: deny_domain\n  \
+         condition: net.remote_name glob \"*.full.test\"\n  severity: high\n  output: x\n",
+    );
+    let k = Ksight::start(&[
+        "--events",
+        "enforcement",
+        "--enforce-answers-max",
+        "2",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    for name in ["a1.full.test", "a2.full.test", "a3.full.test"] {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "dig",
+                "+short",
+                "+time=2",
+                "@127.0.0.1",
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("10.79.0."));
+    }
+    // the lost event comes with a poll; the warning within 5 s
+    std::thread::sleep(Duration::from_millis(5500));
+    let r = k.stop();
+    drop(resolver);
+    let lost: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["type"] == "lost" && e["lost"]["reason"] == "map_full")
+        .collect();
+    assert_eq!(lost.len(), 1, "{:#?}\n{}", r.events, r.stderr);
+    assert_eq!(lost[0]["lost"]["kind"], "enforcement");
+    assert_eq!(lost[0]["lost"]["count"], 1);
+    assert!(r.stderr.contains("the answers map is full"), "{}", r.stderr);
 }

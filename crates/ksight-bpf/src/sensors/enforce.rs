@@ -269,6 +269,7 @@ impl sensor::Sensor for Sensor {
         o.knob("ks_cfg_udp_rules", &t.udp_rules.to_ne_bytes())?;
         let port = cfg.dns_ports.first().copied().unwrap_or(53);
         o.knob("ks_cfg_answer_port", &port.to_ne_bytes())?;
+        o.max_entries("ks_enf_answers", cfg.enforce_answers_max.max(1))?;
         // without a policy (the doctor) every program, to see that it loads
         let all = cfg.policy.is_none();
         let deny = all || policy.has(Action::DenyConnect) || policy.has(Action::DenyDomain);

@@ -37,6 +37,10 @@ crate::named_enum! {
         /// the kernel's fanotify queue of file events overflowed (`kind`
         /// `file`): events on watched files were dropped
         QueueOverflow = "queue_overflow",
+        /// enforcement's bounded map of addresses answered for denied
+        /// names was full (`kind` `enforcement`): those addresses are not
+        /// denied
+        MapFull = "map_full",
     }
 }
 
@@ -82,6 +86,8 @@ pub struct Watch {
     file_overflows: u64,
     /// BPF load records perf's side band dropped, reported so far.
     bpf_loads_lost: u64,
+    /// Answer addresses enforcement's full map refused, reported so far.
+    answers_refused: u64,
     /// When skipped runs were last read (`None`: never; they are read at
     /// most once a second, a syscall per program each time).
     skipped_since: Option<u64>,
@@ -164,6 +170,12 @@ impl KindSpec for Lost {
                 &mut w.bpf_loads_lost,
                 "bpf_load",
                 LostReason::BufferFull,
+            ),
+            (
+                kernel.enforce_answers_refused(),
+                &mut w.answers_refused,
+                "enforcement",
+                LostReason::MapFull,
             ),
         ];
         for (total, seen, kind, reason) in sides {

@@ -428,6 +428,10 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "no_rules")]
     pub enforce_persist: bool,
 
+    /// Addresses of DNS answers for denied names the kernel holds (tests).
+    #[arg(long, hide = true, default_value_t = 16384)]
+    pub enforce_answers_max: u32,
+
     /// Write only alerts (and lost events); collect only the event kinds the rules need.
     #[arg(long, conflicts_with = "no_rules")]
     pub alerts_only: bool,
@@ -472,6 +476,7 @@ impl RunArgs {
                 policy: None,
                 enforce_persist: self.enforce_persist,
                 enforce_allow: Vec::new(),
+                enforce_answers_max: self.enforce_answers_max,
             },
             cgroups: self.cgroup,
             filter: FilterSpec {
