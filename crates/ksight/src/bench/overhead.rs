@@ -39,7 +39,7 @@ enum Setup {
     /// The same, without detection rules: what the rules add.
     KsightNoRules,
     KsightFile,
-    /// ksight with 1,000 deny entries loaded (--enforcement).
+    /// ksight with 1,000 deny entries, a deny_domain and a kill rule loaded (--enforcement).
     Enforce,
     Floor,
 }
@@ -53,9 +53,16 @@ fn enforce_rules(n: usize) -> String {
     let nets: Vec<String> = (0..n)
         .map(|i| format!("10.{}.{}.1/32", i / 250, i % 250))
         .collect();
+    // and one rule of each other kernel action, so that every enforcement
+    // program runs (the answers hook per packet, the kill hook per exec):
+    // names and a directory no workload touches
     format!(
         "- rule: bench_deny\n  description: bench\n  action: deny_connect\n  \
-         condition: net.remote.addr in cidr({})\n  severity: low\n  output: bench\n",
+         condition: net.remote.addr in cidr({})\n  severity: low\n  output: bench\n\
+         - rule: bench_deny_domain\n  description: bench\n  action: deny_domain\n  \
+         condition: net.remote_name glob \"*.ksight-bench.invalid\"\n  severity: low\n  output: bench\n\
+         - rule: bench_kill\n  description: bench\n  action: kill\n  \
+         condition: process.exe startswith \"{ENFORCE_RULES}/\"\n  severity: low\n  output: bench\n",
         nets.join(", ")
     )
 }

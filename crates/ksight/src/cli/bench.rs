@@ -139,8 +139,9 @@ pub struct OverheadArgs {
     pub breakdown: bool,
 
     /// Compare ksight with and without enforcement rules loaded (1,000 denied
-    /// /32 destinations the workloads never reach, in --enforce mode):
-    /// what the connect and sendmsg hooks add to every connection.
+    /// /32 destinations, a denied name and a kill directory the workloads never
+    /// reach, in --enforce mode): what the enforcement hooks add to every
+    /// connection, DNS answer and exec.
     #[arg(long, conflicts_with = "breakdown")]
     pub enforcement: bool,
 }
