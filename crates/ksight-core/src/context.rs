@@ -28,6 +28,13 @@ impl Dev {
         self.0 & 0xf_ffff
     }
 
+    /// From `stat(2)`'s `st_dev` (glibc's `makedev`), the inverse of [`Dev::to_user`].
+    pub fn from_user(d: u64) -> Dev {
+        let major = ((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff);
+        let minor = ((d >> 12) & 0xffff_ff00) | (d & 0xff);
+        Dev(((major as u32) << 20) | (minor as u32 & 0xf_ffff))
+    }
+
     /// As `stat(2)` reports it (glibc's `makedev`).
     pub fn to_user(self) -> u64 {
         let (ma, mi) = (u64::from(self.major()), u64::from(self.minor()));
@@ -468,6 +475,20 @@ impl Privilege {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn devices_convert_both_ways() {
+        for d in [
+            Dev(0),
+            Dev((8 << 20) | 1),
+            Dev((259 << 20) | 0x12345),
+            Dev((4095 << 20) | 0xfffff),
+        ] {
+            assert_eq!(Dev::from_user(d.to_user()), d, "{d}");
+        }
+        // glibc's makedev(254, 1)
+        assert_eq!(Dev::from_user((254 << 8) | 1), Dev((254 << 20) | 1));
+    }
+
     use super::*;
 
     #[test]

@@ -15,8 +15,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use ksight_core::context::Dev;
 use ksight_core::enforce::{fold_nets, Action, Cidr, Mode, Policy, PolicyRule, MAX_RULES};
-use ksight_wire::{ks_enf_flags, ks_enf_rule};
+use ksight_wire::{
+    ks_enf_addr, ks_enf_answer, ks_enf_domain, ks_enf_file, ks_enf_flags, ks_enf_net4, ks_enf_net6,
+    ks_enf_rule, ks_enf_stats,
+};
 use libbpf_rs::{Link, MapCore, MapFlags, Object};
 
 use crate::object::{self, LoadError};
@@ -42,43 +46,61 @@ pub struct Sensor {
     obj: Option<Object>,
 }
 
-/// A file as the kernel names it: s_dev's encoding (major << 20 | minor), inode.
+/// A wire type's bytes, as the kernel's maps hold it.
+fn bytes<T: plain::Plain>(v: &T) -> Vec<u8> {
+    // SAFETY: every ks_* type is plain data (generated from events.h, padding explicit).
+    unsafe { plain::as_bytes(v) }.to_vec()
+}
+
+/// A wire type from a map's value; zeros where the value is short (it is
+/// not: the map's value type is T).
+fn from_bytes<T: plain::Plain + Default>(b: &[u8]) -> T {
+    let mut v = T::default();
+    let _ = plain::copy_from_bytes(&mut v, b);
+    v
+}
+
+/// A file as the kernel names it: s_dev's encoding, inode.
 fn kernel_id(path: &Path) -> std::io::Result<(u32, u64)> {
     let m = std::fs::metadata(path)?;
-    let dev = m.dev();
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    Ok(((major << 20) | minor, m.ino()))
+    Ok((Dev::from_user(m.dev()).0, m.ino()))
 }
 
 fn file_key(dev: u32, ino: u64) -> Vec<u8> {
-    let mut k = ino.to_ne_bytes().to_vec();
-    k.extend_from_slice(&dev.to_ne_bytes());
-    k.extend_from_slice(&[0; 4]);
-    k
+    bytes(&ks_enf_file {
+        ino,
+        dev,
+        ..Default::default()
+    })
 }
 
 fn addr_key(addr: std::net::IpAddr) -> Vec<u8> {
-    let mut k = [0u8; 20];
+    let mut k = ks_enf_addr::default();
     match addr.to_canonical() {
         std::net::IpAddr::V4(a) => {
-            k[..4].copy_from_slice(&a.octets());
-            k[16..].copy_from_slice(&2u32.to_ne_bytes());
+            k.addr[..4].copy_from_slice(&a.octets());
+            k.family = 2;
         }
         std::net::IpAddr::V6(a) => {
-            k[..16].copy_from_slice(&a.octets());
-            k[16..].copy_from_slice(&10u32.to_ne_bytes());
+            k.addr = a.octets();
+            k.family = 10;
         }
     }
-    k.to_vec()
+    bytes(&k)
 }
 
 fn lpm_key(c: &Cidr) -> Vec<u8> {
-    let mut k = u32::from(c.bits).to_ne_bytes().to_vec();
+    let prefixlen = u32::from(c.bits);
     match c.addr {
-        std::net::IpAddr::V4(a) => k.extend_from_slice(&a.octets()),
-        std::net::IpAddr::V6(a) => k.extend_from_slice(&a.octets()),
+        std::net::IpAddr::V4(a) => bytes(&ks_enf_net4 {
+            prefixlen,
+            addr: a.octets(),
+        }),
+        std::net::IpAddr::V6(a) => bytes(&ks_enf_net6 {
+            prefixlen,
+            addr: a.octets(),
+        }),
     }
-    k
 }
 
 /// Per-rule masks of a kind of key, merged: several rules may name one port.
@@ -289,7 +311,7 @@ impl sensor::Sensor for Sensor {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| ((i as u32).to_ne_bytes().to_vec(), plain_bytes(r)))
+            .map(|(i, r)| ((i as u32).to_ne_bytes().to_vec(), bytes(r)))
             .collect();
         fill(&obj, "ks_enf_rules", &rules)?;
         let names: Vec<(Vec<u8>, Vec<u8>)> = t
@@ -315,9 +337,11 @@ impl sensor::Sensor for Sensor {
             .domains
             .iter()
             .map(|(k, [exact, subtree])| {
-                let mut v = exact.to_ne_bytes().to_vec();
-                v.extend_from_slice(&subtree.to_ne_bytes());
-                (k.clone(), v)
+                let v = ks_enf_domain {
+                    exact: *exact,
+                    subtree: *subtree,
+                };
+                (k.clone(), bytes(&v))
             })
             .collect();
         fill(&obj, "ks_enf_domains", &domains)?;
@@ -375,16 +399,6 @@ impl sensor::Sensor for Sensor {
     fn object(&self) -> Option<&Object> {
         self.obj.as_ref()
     }
-}
-
-fn plain_bytes(r: &ks_enf_rule) -> Vec<u8> {
-    let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(&r.cgroup_id.to_ne_bytes());
-    v.extend_from_slice(&r.cgroup_level.to_ne_bytes());
-    v.extend_from_slice(&r.flags.to_ne_bytes());
-    v.extend_from_slice(&r.action.to_ne_bytes());
-    v.extend_from_slice(&r.pad.to_ne_bytes());
-    v
 }
 
 /// The maps `ksight enforce status` reads, pinned beside the links.
@@ -501,18 +515,12 @@ pub fn pinned_status() -> Result<Option<PinnedStatus>, String> {
         if id.is_empty() {
             continue;
         }
-        let r = rules
+        let r: ks_enf_rule = rules
             .lookup(&key, MapFlags::ANY)
             .ok()
             .flatten()
-            .unwrap_or_default();
-        let flags = r
-            .get(12..16)
-            .map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
-        let action = match r
-            .get(16..20)
-            .map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
-        {
+            .map_or_else(Default::default, |v| from_bytes(&v));
+        let action = match r.action {
             1 => "deny_connect",
             2 => "deny_domain",
             3 => "kill",
@@ -522,7 +530,7 @@ pub fn pinned_status() -> Result<Option<PinnedStatus>, String> {
         st.rules.push((
             id,
             action.to_string(),
-            flags & ks_enf_flags::KS_ENF_ENFORCE.0 != 0,
+            r.flags & ks_enf_flags::KS_ENF_ENFORCE.0 != 0,
             hits,
         ));
     }
@@ -543,15 +551,15 @@ pub fn counters(obj: &Object) -> Option<(Vec<u64>, u64, u64)> {
 /// `struct ks_enf_stats` summed over CPUs: hits by rule bit, answers added,
 /// answers refused.
 fn sum_stats(per_cpu: &[Vec<u8>]) -> (Vec<u64>, u64, u64) {
-    let at = |i: usize| -> u64 {
-        per_cpu
-            .iter()
-            .filter_map(|v| v.get(i * 8..i * 8 + 8))
-            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-            .sum()
-    };
-    let hits = (0..MAX_RULES).map(at).collect();
-    (hits, at(MAX_RULES + 1), at(MAX_RULES))
+    let mut hits = vec![0u64; MAX_RULES];
+    let (mut answers, mut full) = (0, 0);
+    for v in per_cpu {
+        let st: ks_enf_stats = from_bytes(v);
+        hits.iter_mut().zip(st.hits).for_each(|(h, n)| *h += n);
+        answers += st.answers;
+        full += st.answers_full;
+    }
+    (hits, answers, full)
 }
 
 /// Add an executable to the rules of `mask` (a file ksight hashed to a
@@ -563,11 +571,7 @@ pub fn add_exe(obj: &Object, dev: u32, ino: u64, mask: u64) -> Result<(), String
         .lookup(&key, MapFlags::ANY)
         .ok()
         .flatten()
-        .and_then(|v| {
-            v.get(..8)
-                .map(|b| u64::from_ne_bytes(b.try_into().expect("8")))
-        })
-        .unwrap_or(0);
+        .map_or(0, |v| from_bytes::<u64>(&v));
     m.update(&key, &(old | mask).to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| format!("ks_enf_exes: {e}"))
 }
@@ -584,11 +588,7 @@ pub fn expire_answers(obj: &Object, now_ns: u64) -> usize {
             m.lookup(k, MapFlags::ANY)
                 .ok()
                 .flatten()
-                .and_then(|v| {
-                    v.get(8..16)
-                        .map(|b| u64::from_ne_bytes(b.try_into().expect("8")))
-                })
-                .is_some_and(|expires| expires < now_ns)
+                .is_some_and(|v| from_bytes::<ks_enf_answer>(&v).expires_ns < now_ns)
         })
         .collect();
     expired.iter().filter(|k| m.delete(k).is_ok()).count()
